@@ -1,7 +1,192 @@
-//! The command-line front end.
+//! The command-line front end: the only place that reads the process
+//! environment, opens the configuration file for a command, and prints.
+//!
+//! Each subcommand lives in its own module and returns an exit status:
+//! 0 success, 1 the configuration has errors, 2 usage (clap's own).
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Env, Inherit, Source};
+use crate::diagnostics::{Diagnostic, report};
+
+/// The bundled default configuration (`flavors/default.yml`).
+pub const BUNDLED: &str = include_str!("../../flavors/default.yml");
+/// How the bundled file is named in messages.
+pub const BUNDLED_NAME: &str = "<bundled>/default.yml";
+
+/// Environment variables regconf reads, all in one place.
+pub mod vars {
+    /// The configuration file, when no FILE is given (relative to the current
+    /// directory, unlike docker-registry, which resolved it against its
+    /// install directory).
+    pub const DOCKER_REGISTRY_CONFIG: &str = "DOCKER_REGISTRY_CONFIG";
+    /// The flavor, when `--flavor` is not given.
+    pub const SETTINGS_FLAVOR: &str = "SETTINGS_FLAVOR";
+    /// Disables colour when set.
+    pub const NO_COLOR: &str = "NO_COLOR";
+    /// Terminal width for diagnostics.
+    pub const COLUMNS: &str = "COLUMNS";
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "regconf",
+    version,
+    about = "Validate, render and serve docker-registry style configuration files",
+    long_about = None
+)]
+struct Cli {
+    /// When to colour diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the fully resolved configuration of one flavor.
+    Render(render::Args),
+}
+
+/// Where the configuration comes from: FILE, flavor and inheritance rule.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// The configuration file [default: $DOCKER_REGISTRY_CONFIG, else
+    /// ./config.yml, else the bundled default]
+    pub file: Option<PathBuf>,
+    /// The flavor (section) to use [default: $SETTINGS_FLAVOR, else `dev`]
+    #[arg(long, short = 'f')]
+    pub flavor: Option<String>,
+    /// How flavors inherit: `auto` treats `common` as every flavor's base
+    /// when the file has no merge key (`<<`), as docker-registry 0.6 did
+    #[arg(long, value_enum, default_value_t = InheritArg::Auto)]
+    pub inherit: InheritArg,
+}
+
+/// `--inherit` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InheritArg {
+    /// Implicit when the file has no merge key, explicit otherwise.
+    Auto,
+    /// Only merge keys share settings (docker-registry 0.8+).
+    Explicit,
+    /// `common` is the shallow base of every flavor (0.6/0.7).
+    Implicit,
+}
+
+impl From<InheritArg> for Inherit {
+    fn from(a: InheritArg) -> Inherit {
+        match a {
+            InheritArg::Auto => Inherit::Auto,
+            InheritArg::Explicit => Inherit::Explicit,
+            InheritArg::Implicit => Inherit::Implicit,
+        }
+    }
+}
+
+/// What every command gets: the environment snapshot and output settings.
+pub struct Context {
+    /// The process environment, read once.
+    pub env: Env,
+    /// How to draw diagnostics.
+    pub style: report::Style,
+}
+
+impl Context {
+    /// Prints diagnostics to stderr.
+    pub fn report(&self, diags: &[Diagnostic]) {
+        let text = report::human_all(diags, self.style);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+
+    /// The selected flavor: `--flavor`, else `SETTINGS_FLAVOR`, else `dev`.
+    pub fn flavor(&self, args: &ConfigArgs) -> String {
+        args.flavor
+            .clone()
+            .or_else(|| self.env.get(vars::SETTINGS_FLAVOR).map(str::to_owned))
+            .unwrap_or_else(|| "dev".to_owned())
+    }
+
+    /// Reads the configuration file chosen by `args` and the environment.
+    pub fn source(&self, args: &ConfigArgs) -> Result<Arc<Source>, Diagnostic> {
+        let path = match &args.file {
+            Some(p) => p.clone(),
+            None => match self.env.get(vars::DOCKER_REGISTRY_CONFIG) {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ if Path::new("config.yml").exists() => PathBuf::from("config.yml"),
+                _ => return Ok(Source::new(BUNDLED_NAME, BUNDLED)),
+            },
+        };
+        read_file(&path)
+    }
+}
+
+/// Reads a configuration file as text.
+pub fn read_file(path: &Path) -> Result<Arc<Source>, Diagnostic> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostic::error(
+            "regconf::file::unreadable",
+            format!("cannot read `{shown}`: {}", io_reason(&e)),
+        )
+        .help("give the path of the configuration file, or omit it to use $DOCKER_REGISTRY_CONFIG, ./config.yml or the bundled default")
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::error(
+            "regconf::file::not_utf8",
+            format!(
+                "`{shown}` is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .help("save the file as UTF-8")
+    })?;
+    Ok(Source::new(shown, text))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_owned(),
+        _ => e.to_string().to_lowercase(),
+    }
+}
 
 /// Runs regconf with the process arguments and environment.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let env = Env::from_process();
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && env.get(vars::NO_COLOR).is_none(),
+    };
+    let width = env
+        .get(vars::COLUMNS)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(80);
+    let ctx = Context {
+        env,
+        style: report::Style { color, width },
+    };
+    let status = match cli.command {
+        Command::Render(args) => render::run(&ctx, &args),
+    };
+    ExitCode::from(status)
 }

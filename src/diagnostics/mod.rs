@@ -1,1 +1,209 @@
-//! Diagnostics.
+//! How problems are described: one [`Diagnostic`] type for every layer.
+//!
+//! Each layer (parsing, flavors, variables, the model, the registry's start)
+//! reports problems as `Diagnostic`s with a stable code
+//! (`regconf::<area>::<name>`), a severity, a message, labelled spans in a
+//! [`Source`], and help. [`report`] is the one renderer that turns them into
+//! text (miette's graphical handler) or JSON. This module holds no
+//! configuration logic.
+//!
+//! Message style: lowercase, no trailing period, user values in backticks,
+//! the origin last.
+
+pub mod report;
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{LabeledSpan, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+
+use crate::config::source::{Source, Span};
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing; the file works.
+    Warning,
+    /// The file does not work as written.
+    Error,
+}
+
+/// A label on a span of the diagnostic's source.
+#[derive(Debug, Clone)]
+pub struct Label {
+    /// The span.
+    pub span: Span,
+    /// The text shown beside it.
+    pub text: String,
+}
+
+/// One problem, with everything needed to show it.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    /// Stable code, `regconf::<area>::<name>`.
+    pub code: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong.
+    pub message: String,
+    /// The text the labels point into.
+    pub source: Option<Arc<Source>>,
+    /// Labels; the first is the primary one.
+    pub labels: Vec<Label>,
+    /// How to fix it.
+    pub help: Option<String>,
+    /// The flavor the problem was found in, if it belongs to one.
+    pub flavor: Option<String>,
+    /// The dotted key path, if the problem belongs to a key.
+    pub key_path: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error.
+    pub fn error(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            source: None,
+            labels: Vec::new(),
+            help: None,
+            flavor: None,
+            key_path: None,
+        }
+    }
+
+    /// A new warning.
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
+    }
+
+    /// Sets the source the labels refer to.
+    #[must_use]
+    pub fn with_source(mut self, source: &Arc<Source>) -> Diagnostic {
+        self.source = Some(Arc::clone(source));
+        self
+    }
+
+    /// Adds a label.
+    #[must_use]
+    pub fn label(mut self, span: Span, text: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Sets the help text.
+    #[must_use]
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the flavor.
+    #[must_use]
+    pub fn in_flavor(mut self, flavor: &str) -> Diagnostic {
+        self.flavor = Some(flavor.to_owned());
+        self
+    }
+
+    /// Sets the key path.
+    #[must_use]
+    pub fn at_key(mut self, path: impl Into<String>) -> Diagnostic {
+        self.key_path = Some(path.into());
+        self
+    }
+
+    /// Line and column (1-based) of the primary label, if any.
+    pub fn line_col(&self) -> Option<(usize, usize)> {
+        let source = self.source.as_ref()?;
+        let label = self.labels.first()?;
+        Some(source.line_col(label.span.start))
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl miette::Diagnostic for Diagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Error => miette::Severity::Error,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_deref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
+            let span = SourceSpan::new(l.span.start.into(), l.span.len());
+            let text = (!l.text.is_empty()).then(|| l.text.clone());
+            if i == 0 {
+                LabeledSpan::new_primary_with_span(text, span)
+            } else {
+                LabeledSpan::new_with_span(text, span)
+            }
+        })))
+    }
+}
+
+impl SourceCode for Source {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner = self
+            .text()
+            .read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name().to_owned(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
+}
+
+/// Sorts diagnostics by source position (diagnostics without one last),
+/// errors before warnings at the same place.
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by_key(|d| {
+        (
+            d.labels.first().map_or(usize::MAX, |l| l.span.start),
+            std::cmp::Reverse(d.severity),
+        )
+    });
+}

@@ -35,6 +35,29 @@ pub struct Config {
     pub sqlalchemy_index_database: Option<String>,
     /// Cross-origin resource sharing.
     pub cors: Cors,
+    /// Expiry of abandoned blob uploads.
+    pub upload_purge: UploadPurge,
+}
+
+/// How `serve` expires blob uploads that were started and never finished
+/// (`upload_purge:` section). Purging runs once at start and then every
+/// `interval_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadPurge {
+    /// Uploads older than this many seconds are removed (default 604800,
+    /// one week, as in distribution).
+    pub max_age_secs: u64,
+    /// Seconds between purges (default 3600).
+    pub interval_secs: u64,
+}
+
+impl Default for UploadPurge {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 7 * 24 * 3600,
+            interval_secs: 3600,
+        }
+    }
 }
 
 /// CORS settings (`cors:` section); enabled when `origins` is set.

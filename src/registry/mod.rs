@@ -1,1 +1,206 @@
-//! The container registry (see issue: serve).
+//! The container registry `regconf serve` runs: OCI Distribution v1.1 and
+//! Docker Registry HTTP API V2, plus the v1 endpoints (`/_ping`,
+//! `/v1/search`, `GET /`) that docker-registry configurations still expect.
+//!
+//! It reads the configuration only through [`crate::model`]; it must not use
+//! `config`, `cli` or `diagnostics`, and it does not print (it logs through
+//! `tracing`; the front end installs the subscriber, see [`init_logging`]).
+//!
+//! Layers, each depending only on the ones below it:
+//!
+//! ```text
+//! http      routes, OCI error answers, access log, CORS      (http/)
+//! store     OCI meaning: blobs, uploads, manifests, tags      (store.rs, layout.rs)
+//! storage   bytes at paths, one driver per backend            (storage/)
+//! oci       names, tags, digests, manifest shapes (pure)      (oci.rs)
+//! index     the `/v1/search` repository index in SQLite       (index.rs)
+//! ```
+
+pub mod http;
+pub mod index;
+pub mod layout;
+pub mod oci;
+pub mod storage;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model;
+
+pub use http::router;
+
+/// How to run the server (what the configuration file does not say).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (`--listen`, `REGISTRY_HOST`/`REGISTRY_PORT`,
+    /// else `127.0.0.1:5000`, decided by the caller).
+    pub listen: SocketAddr,
+}
+
+/// Why the registry could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The storage driver could not be built.
+    #[error(transparent)]
+    Storage(#[from] storage::DriverError),
+    /// The search index could not be opened.
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    /// A search backend other than `sqlalchemy`.
+    #[error("search backend `{0}` is not supported (only `sqlalchemy` is)")]
+    SearchBackend(String),
+    /// Reading storage at start failed.
+    #[error("cannot read storage at start: {0}")]
+    Startup(#[from] store::StoreError),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The `tracing` filter for the configured `loglevel` (docker-registry's
+/// Python names; `critical` has no tracing equivalent and maps to `error`).
+pub fn log_filter(config: &model::Config) -> &'static str {
+    match config
+        .loglevel
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("debug") => "debug",
+        Some("warning" | "warn") => "warn",
+        Some("error" | "critical") => "error",
+        _ => "info",
+    }
+}
+
+/// Installs a global log subscriber with [`log_filter`], unless one is
+/// installed already. Meant for the front end, which owns the output.
+pub fn init_logging(config: &model::Config) {
+    let filter = tracing_subscriber::EnvFilter::new(log_filter(config));
+    // An existing subscriber (tests, an embedding program) wins.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Builds storage, index and store for `config`, purges expired uploads
+/// and (re)builds the search index.
+pub async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
+    let driver = storage::from_config(&config.storage)?;
+    let index = match config.search_backend.as_deref() {
+        None | Some("") => None,
+        Some("sqlalchemy") => {
+            let url = config
+                .sqlalchemy_index_database
+                .as_deref()
+                .unwrap_or("sqlite:////tmp/docker-registry.db");
+            Some(Arc::new(index::Index::open(url)?))
+        }
+        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
+    };
+    if matches!(config.storage, model::Storage::Local { .. }) && config.storage_redirect {
+        tracing::warn!("`storage_redirect` has no effect with local storage");
+    }
+    let store = store::Store::new(driver, index.clone());
+    let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
+    let purged = store.purge_uploads(max_age).await?;
+    if purged > 0 {
+        tracing::info!(purged, "removed expired uploads");
+    }
+    if let Some(index) = &index {
+        index
+            .rebuild(store.repositories_with_manifests().await?)
+            .await?;
+    }
+    Ok(Arc::new(http::State {
+        store,
+        settings: http::Settings::new(config),
+        index,
+    }))
+}
+
+/// A registry bound to its socket, not yet serving.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: http::AppState,
+    purge: model::UploadPurge,
+}
+
+impl Server {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address; fall back for the type.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests end.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RegistryError> {
+        let purger = {
+            let state = self.state.clone();
+            let every = Duration::from_secs(self.purge.interval_secs.max(1));
+            let max_age = Duration::from_secs(self.purge.max_age_secs);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await; // the first tick is immediate; start purged already
+                loop {
+                    tick.tick().await;
+                    match state.store.purge_uploads(max_age).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, "removed expired uploads"),
+                        Err(e) => tracing::warn!(error = %e, "upload purge failed"),
+                    }
+                }
+            })
+        };
+        tracing::info!(addr = %self.local_addr(), "registry listening");
+        let app = router(self.state);
+        let r = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(RegistryError::Serve);
+        purger.abort();
+        r
+    }
+}
+
+/// Prepares the registry and binds `options.listen`.
+pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Server, RegistryError> {
+    let state = state(config).await?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| RegistryError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    Ok(Server {
+        listener,
+        state,
+        purge: config.upload_purge,
+    })
+}
+
+/// Runs the registry for `config` until `shutdown` resolves.
+pub async fn serve(
+    config: &model::Config,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RegistryError> {
+    bind(config, options).await?.run(shutdown).await
+}

@@ -1,0 +1,67 @@
+//! `regconf render`: print the resolved configuration of one flavor.
+
+use std::io::Write;
+
+use clap::ValueEnum;
+
+use super::{ConfigArgs, Context};
+use crate::config::{self, Rule, render};
+
+/// Arguments of `regconf render`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Print the fully resolved configuration of one flavor: exactly what \
+docker-registry 0.9.1 would have seen, with every `_env:` value filled from the \
+environment and typed as YAML.\n\nThe output feeds programs, so it includes secrets \
+(keys, passwords) as they are."
+)]
+pub(super) struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+/// Runs `regconf render`.
+pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
+    let source = match ctx.source(&args.config) {
+        Ok(s) => s,
+        Err(d) => {
+            ctx.report(&[d]);
+            return 1;
+        }
+    };
+    let name = source.name().to_owned();
+    let flavor = ctx.flavor(&args.config);
+    match config::load(source, &flavor, args.config.inherit.into(), &ctx.env) {
+        Ok(resolved) => {
+            if resolved.rule == Rule::Implicit {
+                let why = if resolved.rule_was_auto {
+                    "the file has no merge key (`<<`)"
+                } else {
+                    "--inherit implicit"
+                };
+                eprintln!(
+                    "note: `common` is the base of every flavor in `{name}`, as in docker-registry 0.6 ({why})"
+                );
+            }
+            let text = match args.format {
+                Format::Json => render::map_to_json(&resolved.config) + "\n",
+                Format::Yaml => render::map_to_yaml(&resolved.config),
+            };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            0
+        }
+        Err(diags) => {
+            ctx.report(&diags);
+            1
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Stage 2: nodes → typed values, with merge keys flattened.
+//!
+//! A [`Builder`] turns the nodes of one [`Document`](super::parse::Document)
+//! into [`Value`]s: scalars are typed by [`yaml11`](super::yaml11) or by their
+//! explicit tag, and every mapping is flattened first ([`Builder::flatten`]),
+//! exactly as PyYAML's `flatten_mapping` did: entries brought by `<<` come
+//! first, explicit keys override them wherever `<<` stands, the earlier
+//! source of `<<: [*a, *b]` wins, and the merge is shallow. Each entry keeps
+//! where it was written and the chain of `<<` keys it came through.
+//!
+//! It must not resolve `_env:` or select flavors; that is the next stage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::parse::{Node, NodeKind, Ref, Style};
+use super::source::Span;
+use super::value::{Key, Map, Value};
+use super::yaml11::{self, Implicit};
+
+const TAG_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// The most values one text may expand to through aliases. Beyond this an
+/// "alias bomb" is refused instead of exhausting memory.
+pub const MAX_VALUES: usize = 2_000_000;
+
+/// Why a node could not become a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstructError {
+    /// What went wrong (lowercase, user values in backticks).
+    pub message: String,
+    /// Where.
+    pub at: Span,
+    /// Which rule was broken.
+    pub kind: ConstructErrorKind,
+    /// A second position worth showing (the `<<` whose source is wrong).
+    pub related: Option<Span>,
+}
+
+/// The kinds of [`ConstructError`], one diagnostic code each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstructErrorKind {
+    /// A scalar's text does not fit its type (`0b_`, `2001-13-45`, `!!int x`).
+    Scalar,
+    /// A tag with no constructor (`!foo`).
+    UnknownTag,
+    /// A `!!python/*` tag (refused: it would run code in docker-registry).
+    PythonTag,
+    /// `<<` given something other than a mapping or a list of mappings.
+    MergeNotMapping,
+    /// A list or mapping used as a mapping key.
+    UnhashableKey,
+    /// Aliases expand to too many values.
+    TooLarge,
+}
+
+/// One entry of a flattened mapping.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The key node (where the key is written).
+    pub key_node: Ref,
+    /// The value node.
+    pub value: Ref,
+    /// The `<<` keys this entry came through, nearest first; `None` for an
+    /// entry written in the mapping itself.
+    pub via: Option<Arc<Via>>,
+}
+
+/// One step of a merge chain: the `<<` key, and the alias it named.
+#[derive(Debug)]
+pub struct Via {
+    /// The `<<` key.
+    pub merge_key: Span,
+    /// The source it merged (`*common`), where it stands.
+    pub source: Span,
+    /// The anchor name of the merged mapping, if it has one.
+    pub anchor: Option<String>,
+    /// The next step, towards where the entry was written.
+    pub next: Option<Arc<Via>>,
+}
+
+impl Via {
+    /// The steps, nearest first.
+    pub fn iter(self: &Arc<Via>) -> impl Iterator<Item = &Via> {
+        std::iter::successors(Some(self.as_ref()), |v| v.next.as_deref())
+    }
+}
+
+/// A duplicate key in one mapping: the last one wins, both are remembered.
+#[derive(Debug, Clone)]
+pub struct Duplicate {
+    /// The key.
+    pub key: Key,
+    /// The earlier occurrence.
+    pub first: Span,
+    /// The later one, which wins.
+    pub second: Span,
+}
+
+/// A mapping after merge keys: one entry per key, in first-seen order.
+#[derive(Debug, Default)]
+pub struct Flat {
+    /// The entries.
+    pub entries: IndexMap<Key, Entry>,
+    /// Keys written twice in this mapping itself.
+    pub duplicates: Vec<Duplicate>,
+    /// Whether the mapping has a `<<` key.
+    pub has_merge: bool,
+}
+
+/// Builds values from the nodes of one document, remembering flattened
+/// mappings so that a chain of 10,000 flavors costs linear time.
+#[derive(Default)]
+pub struct Builder {
+    flat: HashMap<*const Node, Arc<Flat>>,
+    budget_used: usize,
+}
+
+fn tag_suffix(tag: &str) -> Option<&str> {
+    tag.strip_prefix(TAG_PREFIX)
+}
+
+impl Builder {
+    /// A new builder.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    fn spend(&mut self, at: Span) -> Result<(), ConstructError> {
+        self.budget_used += 1;
+        if self.budget_used > MAX_VALUES {
+            return Err(ConstructError {
+                message: format!(
+                    "aliases expand to more than {MAX_VALUES} values (an alias bomb?)"
+                ),
+                at,
+                kind: ConstructErrorKind::TooLarge,
+                related: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Types a scalar node.
+    pub fn scalar(&mut self, node: &Node) -> Result<Value, ConstructError> {
+        let NodeKind::Scalar { text, style } = &node.kind else {
+            unreachable!("scalar() is called on scalars");
+        };
+        let fail = |message: String, kind| ConstructError {
+            message,
+            at: node.span,
+            kind,
+            related: None,
+        };
+        let implicit = match (&node.tag, style) {
+            (None, Style::Plain) => yaml11::resolve_plain(text),
+            (None, Style::Quoted) => Implicit::Str,
+            (Some(tag), _) => match tag_suffix(tag) {
+                Some("str") => Implicit::Str,
+                Some("null") => Implicit::Null,
+                Some("bool") => Implicit::Bool,
+                Some("int") => Implicit::Int,
+                Some("float") => Implicit::Float,
+                Some("timestamp") => Implicit::Timestamp,
+                Some("binary") => {
+                    return yaml11::construct_binary(text)
+                        .map_err(|e| fail(e.message, ConstructErrorKind::Scalar));
+                }
+                _ => return Err(unknown_tag(tag, node.span)),
+            },
+        };
+        yaml11::construct(implicit, text).map_err(|e| fail(e.message, ConstructErrorKind::Scalar))
+    }
+
+    /// Types a key node; lists and mappings cannot be keys.
+    pub fn key(&mut self, r: &Ref) -> Result<Key, ConstructError> {
+        let value = match &r.node.kind {
+            // PyYAML turned the YAML 1.1 value key `=` into the string "=".
+            NodeKind::Scalar { text, style: Style::Plain } if r.node.tag.is_none() && text == "=" => {
+                Value::Str(text.clone())
+            }
+            NodeKind::Scalar { .. } => self.scalar(&r.node)?,
+            _ => Value::Null,
+        };
+        match (&r.node.kind, value.to_key()) {
+            (NodeKind::Scalar { .. }, Some(key)) => Ok(key),
+            _ => Err(ConstructError {
+                message: "a list or mapping cannot be a mapping key".to_owned(),
+                at: r.site(),
+                kind: ConstructErrorKind::UnhashableKey,
+                related: None,
+            }),
+        }
+    }
+
+    /// Whether a key node is the merge key `<<` (plain, or tagged `!!merge`).
+    fn is_merge(key: &Ref) -> bool {
+        match (&key.node.kind, &key.node.tag) {
+            (NodeKind::Scalar { text, style }, None) => *style == Style::Plain && text == "<<",
+            (NodeKind::Scalar { .. }, Some(tag)) => tag_suffix(tag) == Some("merge"),
+            _ => false,
+        }
+    }
+
+    /// Flattens a mapping node (PyYAML `flatten_mapping`), memoised per node.
+    pub fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
+        let ptr = Arc::as_ptr(node);
+        if let Some(flat) = self.flat.get(&ptr) {
+            return Ok(Arc::clone(flat));
+        }
+        let NodeKind::Map(pairs) = &node.kind else {
+            unreachable!("flatten() is called on mappings");
+        };
+        let mut merged: IndexMap<Key, Entry> = IndexMap::new();
+        let mut explicit: IndexMap<Key, Entry> = IndexMap::new();
+        let mut duplicates = Vec::new();
+        let mut has_merge = false;
+        for (key_ref, value_ref) in pairs {
+            if Self::is_merge(key_ref) {
+                has_merge = true;
+                let sources: Vec<&Ref> = match &value_ref.node.kind {
+                    NodeKind::Map(_) => vec![value_ref],
+                    NodeKind::Seq(items) => {
+                        for item in items {
+                            if !matches!(item.node.kind, NodeKind::Map(_)) {
+                                return Err(merge_error(item, key_ref.node.span));
+                            }
+                        }
+                        // PyYAML reversed the list so that earlier sources,
+                        // inserted later, win.
+                        items.iter().rev().collect()
+                    }
+                    NodeKind::Scalar { .. } => return Err(merge_error(value_ref, key_ref.node.span)),
+                };
+                for source in sources {
+                    let flat = self.flatten(&source.node)?;
+                    for (key, entry) in &flat.entries {
+                        let via = Arc::new(Via {
+                            merge_key: key_ref.node.span,
+                            source: source.site(),
+                            anchor: source.node.anchor.clone(),
+                            next: entry.via.clone(),
+                        });
+                        merged.insert(
+                            key.clone(),
+                            Entry {
+                                key_node: entry.key_node.clone(),
+                                value: entry.value.clone(),
+                                via: Some(via),
+                            },
+                        );
+                    }
+                }
+                continue;
+            }
+            let key = self.key(key_ref)?;
+            let entry = Entry {
+                key_node: key_ref.clone(),
+                value: value_ref.clone(),
+                via: None,
+            };
+            if let Some(previous) = explicit.insert(key.clone(), entry) {
+                duplicates.push(Duplicate {
+                    key,
+                    first: previous.key_node.site(),
+                    second: key_ref.site(),
+                });
+            }
+        }
+        // Merged entries come first; explicit ones override them but an
+        // overridden key keeps its first position, as a Python dict does.
+        let mut entries = merged;
+        for (key, entry) in explicit {
+            entries.insert(key, entry);
+        }
+        let flat = Arc::new(Flat {
+            entries,
+            duplicates,
+            has_merge,
+        });
+        self.flat.insert(ptr, Arc::clone(&flat));
+        Ok(flat)
+    }
+
+    /// Builds the whole value of a node (lists, mappings and sets included).
+    pub fn value(&mut self, r: &Ref) -> Result<Value, ConstructError> {
+        self.spend(r.site())?;
+        let node = &r.node;
+        let tag = node.tag.as_deref();
+        match &node.kind {
+            NodeKind::Scalar { .. } => self.scalar(node),
+            NodeKind::Seq(items) => match tag.map(|t| tag_suffix(t).unwrap_or(t)) {
+                None | Some("seq") => {
+                    let mut out = Vec::with_capacity(items.len());
+                    for item in items {
+                        out.push(self.value(item)?);
+                    }
+                    Ok(Value::Seq(out))
+                }
+                Some("omap" | "pairs") => {
+                    let mut out = Vec::with_capacity(items.len());
+                    for item in items {
+                        let NodeKind::Map(pairs) = &item.node.kind else {
+                            return Err(pairs_error(item));
+                        };
+                        if pairs.len() != 1 {
+                            return Err(pairs_error(item));
+                        }
+                        let (k, v) = &pairs[0];
+                        out.push(Value::Seq(vec![self.value(k)?, self.value(v)?]));
+                    }
+                    Ok(Value::Seq(out))
+                }
+                Some(_) => Err(unknown_tag(tag.unwrap_or_default(), node.span)),
+            },
+            NodeKind::Map(_) => match tag.map(|t| tag_suffix(t).unwrap_or(t)) {
+                None | Some("map") => {
+                    let flat = self.flatten(node)?;
+                    let mut map = Map::with_capacity(flat.entries.len());
+                    for (key, entry) in &flat.entries {
+                        map.insert(key.clone(), self.value(&entry.value)?);
+                    }
+                    Ok(Value::Map(map))
+                }
+                Some("set") => {
+                    let flat = self.flatten(node)?;
+                    Ok(Value::Set(flat.entries.keys().cloned().collect()))
+                }
+                Some(_) => Err(unknown_tag(tag.unwrap_or_default(), node.span)),
+            },
+        }
+    }
+}
+
+fn unknown_tag(tag: &str, at: Span) -> ConstructError {
+    let shown = tag
+        .strip_prefix(TAG_PREFIX)
+        .map_or_else(|| tag.to_owned(), |s| format!("!!{s}"));
+    if shown.starts_with("!!python/") || tag.starts_with("tag:yaml.org,2002:python/") {
+        return ConstructError {
+            message: format!("the tag `{shown}` is refused: docker-registry would have run code here"),
+            at,
+            kind: ConstructErrorKind::PythonTag,
+            related: None,
+        };
+    }
+    ConstructError {
+        message: format!("unknown tag `{shown}`"),
+        at,
+        kind: ConstructErrorKind::UnknownTag,
+        related: None,
+    }
+}
+
+fn merge_error(bad: &Ref, merge_key: Span) -> ConstructError {
+    let what = match &bad.node.kind {
+        NodeKind::Scalar { .. } => "a scalar",
+        NodeKind::Seq(_) => "a list",
+        NodeKind::Map(_) => "a mapping",
+    };
+    ConstructError {
+        message: format!("a merge key `<<` needs a mapping or a list of mappings, but found {what}"),
+        at: bad.site(),
+        kind: ConstructErrorKind::MergeNotMapping,
+        related: Some(merge_key),
+    }
+}
+
+fn pairs_error(item: &Ref) -> ConstructError {
+    ConstructError {
+        message: "each entry of an ordered map must be a mapping of one key".to_owned(),
+        at: item.site(),
+        kind: ConstructErrorKind::Scalar,
+        related: None,
+    }
+}

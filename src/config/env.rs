@@ -1,0 +1,145 @@
+//! Stage 3 helpers: the environment snapshot and `_env:` references.
+//!
+//! The environment is read once, at start, into an [`Env`]; the core never
+//! reads the process environment itself, so tests hand it their own and
+//! nothing changes between two reads of one variable. This module only parses
+//! `_env:NAME[:DEFAULT]` and looks the variable up; typing the text is the
+//! YAML stage's work and walking the configuration is `resolve`'s.
+
+use std::collections::BTreeMap;
+
+/// A snapshot of environment variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// An empty environment.
+    pub fn new() -> Env {
+        Env::default()
+    }
+
+    /// The process environment, read once. Variables whose name or value is
+    /// not UTF-8 are left out.
+    #[allow(clippy::disallowed_methods)]
+    pub fn from_process() -> Env {
+        Env {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// Sets a variable (builder style).
+    #[must_use]
+    pub fn with(mut self, name: &str, value: &str) -> Env {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets a variable.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.vars.insert(name.into(), value.into());
+    }
+
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// All variables, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl FromIterator<(String, String)> for Env {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Env {
+        Env {
+            vars: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// A parsed `_env:NAME[:DEFAULT]` string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRef<'a> {
+    /// The variable's name (may be empty, may contain spaces).
+    pub name: &'a str,
+    /// Everything after the second `:`, colons included; `None` when the
+    /// string has no second `:`.
+    pub default: Option<&'a str>,
+}
+
+/// Parses a string value that starts with `_env:` (case-sensitive, at
+/// offset 0), splitting on the first two `:` as docker-registry did.
+pub fn parse_ref(s: &str) -> Option<EnvRef<'_>> {
+    let rest = s.strip_prefix("_env:")?;
+    Some(match rest.split_once(':') {
+        Some((name, default)) => EnvRef {
+            name,
+            default: Some(default),
+        },
+        None => EnvRef {
+            name: rest,
+            default: None,
+        },
+    })
+}
+
+/// Where the text of an `_env:` value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Given {
+    /// The variable was set (to this text, possibly empty).
+    Set(String),
+    /// The variable was unset and the default applied.
+    Default(String),
+    /// The variable was unset and there was no default (the value is null).
+    Unset,
+}
+
+impl Given {
+    /// The text that is YAML-typed: the value, the default, or nothing.
+    pub fn text(&self) -> &str {
+        match self {
+            Given::Set(s) | Given::Default(s) => s,
+            Given::Unset => "",
+        }
+    }
+}
+
+/// Looks an `_env:` reference up in `env`.
+pub fn lookup(r: &EnvRef<'_>, env: &Env) -> Given {
+    match env.get(r.name) {
+        Some(v) => Given::Set(v.to_owned()),
+        None => match r.default {
+            Some(d) => Given::Default(d.to_owned()),
+            None => Given::Unset,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_the_first_two_colons() {
+        let r = parse_ref("_env:DB:sqlite:////tmp/x.db").unwrap();
+        assert_eq!(r.name, "DB");
+        assert_eq!(r.default, Some("sqlite:////tmp/x.db"));
+        assert_eq!(parse_ref("_env::x").unwrap().name, "");
+        assert_eq!(parse_ref("_env:A").unwrap().default, None);
+        assert_eq!(parse_ref("_ENV:A"), None);
+        assert_eq!(parse_ref(" _env:A"), None);
+    }
+
+    #[test]
+    fn set_but_empty_is_not_the_default() {
+        let env = Env::new().with("A", "");
+        let r = parse_ref("_env:A:dflt").unwrap();
+        assert_eq!(lookup(&r, &env), Given::Set(String::new()));
+        assert_eq!(lookup(&r, &Env::new()), Given::Default("dflt".into()));
+    }
+}

@@ -1,0 +1,373 @@
+//! Stage 1: YAML text → a tree of nodes that keep their positions.
+//!
+//! This is a composer over saphyr-parser's event stream. It builds nodes
+//! (scalars with their raw text, style and tag; sequences; mappings as lists of
+//! pairs), shares anchored nodes between their aliases, and records where each
+//! node and each alias stands. It gives no meaning to anything: typing, merge
+//! keys and `_env:` come later. It refuses what PyYAML's composer refused
+//! (undefined and duplicate anchors, several documents) and what would make
+//! later stages loop (recursive aliases).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span as PSpan};
+
+use super::source::{CharIndex, Source, Span};
+
+/// How a scalar was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Unquoted: typed by the YAML 1.1 rules.
+    Plain,
+    /// Quoted or a block scalar: a string unless tagged.
+    Quoted,
+}
+
+/// A node of the composed document.
+#[derive(Debug)]
+pub struct Node {
+    /// What the node holds.
+    pub kind: NodeKind,
+    /// The explicit tag, expanded (`tag:yaml.org,2002:str`), if any.
+    pub tag: Option<String>,
+    /// Where the node is written (for collections: from the first property
+    /// or indicator to the end of the collection).
+    pub span: Span,
+    /// The anchor name (`&common`), if the node has one.
+    pub anchor: Option<String>,
+}
+
+/// The content of a [`Node`].
+#[derive(Debug)]
+pub enum NodeKind {
+    /// A scalar with its text as written (after unescaping).
+    Scalar {
+        /// The text.
+        text: String,
+        /// Plain or quoted.
+        style: Style,
+    },
+    /// A sequence.
+    Seq(Vec<Ref>),
+    /// A mapping, pairs in file order (duplicates kept).
+    Map(Vec<(Ref, Ref)>),
+}
+
+/// A use of a node: the node itself, and the alias (`*name`) that used it, if
+/// it was used through one.
+#[derive(Debug, Clone)]
+pub struct Ref {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Where the alias stands, when the node was reached through one.
+    pub alias: Option<Span>,
+}
+
+impl Ref {
+    /// The position to point at for this use: the alias if there is one.
+    pub fn site(&self) -> Span {
+        self.alias.unwrap_or(self.node.span)
+    }
+
+    /// The scalar text, if this is an untagged or tagged scalar.
+    pub fn scalar(&self) -> Option<(&str, Style)> {
+        match &self.node.kind {
+            NodeKind::Scalar { text, style } => Some((text, *style)),
+            _ => None,
+        }
+    }
+}
+
+/// What can go wrong while reading YAML text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The text is not YAML.
+    Syntax {
+        /// The parser's description.
+        message: String,
+        /// Where it stopped.
+        at: Span,
+    },
+    /// More than one document in one text.
+    MultipleDocuments {
+        /// The start of the second document.
+        at: Span,
+    },
+    /// `*name` with no `&name` before it.
+    UndefinedAlias {
+        /// The alias.
+        at: Span,
+    },
+    /// `&name` defined twice.
+    DuplicateAnchor {
+        /// The name.
+        name: String,
+        /// The first definition.
+        first: Span,
+        /// The second one.
+        second: Span,
+    },
+    /// `*name` inside the node that `&name` anchors.
+    RecursiveAlias {
+        /// The alias.
+        at: Span,
+        /// The anchored node.
+        anchor: Span,
+    },
+}
+
+/// A composed text: its source and its one document (`None` when empty).
+#[derive(Debug)]
+pub struct Document {
+    /// The text and its name.
+    pub source: Arc<Source>,
+    /// The root node; `None` for an empty text (comments only, or nothing).
+    pub root: Option<Ref>,
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Ref>,
+        start: usize,
+        anchor: usize,
+        tag: Option<String>,
+    },
+    Map {
+        pairs: Vec<(Ref, Ref)>,
+        key: Option<Ref>,
+        start: usize,
+        anchor: usize,
+        tag: Option<String>,
+    },
+}
+
+struct Composer<'a> {
+    source: &'a Source,
+    chars: CharIndex,
+    anchors: HashMap<usize, Arc<Node>>,
+    open_anchors: HashMap<usize, usize>,
+    anchor_names: HashMap<String, Span>,
+}
+
+fn expand_tag(tag: &saphyr_parser::Tag) -> Option<String> {
+    let full = format!("{}{}", tag.handle, tag.suffix);
+    // `!` alone is the non-specific tag: PyYAML typed such scalars as usual.
+    (full != "!").then_some(full)
+}
+
+impl Composer<'_> {
+    fn span(&self, s: &PSpan) -> Span {
+        Span::new(self.chars.byte(s.start.index()), self.chars.byte(s.end.index()))
+    }
+
+    /// Reads the anchor name written at the start of a node's properties.
+    fn anchor_name(&self, start: usize) -> Option<(String, Span)> {
+        let text = self.source.text();
+        let mut i = start;
+        for _ in 0..2 {
+            let rest = text.get(i..)?;
+            if let Some(name) = rest.strip_prefix('&') {
+                let len = name
+                    .find(|c: char| c.is_whitespace() || ",[]{}".contains(c))
+                    .unwrap_or(name.len());
+                return Some((name[..len].to_owned(), Span::new(i, i + 1 + len)));
+            }
+            if rest.starts_with('!') {
+                let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let skip = rest[len..]
+                    .find(|c: char| !c.is_whitespace())
+                    .unwrap_or(0);
+                i += len + skip;
+                continue;
+            }
+            return None;
+        }
+        None
+    }
+
+    fn open_anchor(&mut self, id: usize, start: usize) -> Result<Option<String>, ParseError> {
+        if id == 0 {
+            return Ok(None);
+        }
+        self.open_anchors.insert(id, start);
+        match self.anchor_name(start) {
+            Some((name, span)) => {
+                if let Some(first) = self.anchor_names.get(&name) {
+                    return Err(ParseError::DuplicateAnchor {
+                        name,
+                        first: *first,
+                        second: span,
+                    });
+                }
+                self.anchor_names.insert(name.clone(), span);
+                Ok(Some(name))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn close_anchor(&mut self, id: usize, node: &Arc<Node>) {
+        if id != 0 {
+            self.open_anchors.remove(&id);
+            self.anchors.insert(id, Arc::clone(node));
+        }
+    }
+}
+
+/// Composes `source` into a [`Document`].
+pub fn parse(source: Arc<Source>) -> Result<Document, ParseError> {
+    let root = {
+        let mut composer = Composer {
+            source: &source,
+            chars: CharIndex::new(source.text()),
+            anchors: HashMap::new(),
+            open_anchors: HashMap::new(),
+            anchor_names: HashMap::new(),
+        };
+        compose(&mut composer)?
+    };
+    Ok(Document { source, root })
+}
+
+fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
+    let text = c.source.text();
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<Ref> = None;
+    let mut documents = 0usize;
+    while let Some(event) = parser.next_event() {
+        let (event, pspan) = event.map_err(|e| {
+            let at = c.chars.byte(e.marker().index());
+            ParseError::Syntax {
+                message: e.info().to_owned(),
+                at: Span::new(at, at),
+            }
+        })?;
+        let span = c.span(&pspan);
+        let finished: Ref = match event {
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(ParseError::MultipleDocuments { at: span });
+                }
+                continue;
+            }
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentEnd
+            | Event::Nothing => continue,
+            Event::Alias(id) => match c.anchors.get(&id) {
+                Some(node) => Ref {
+                    node: Arc::clone(node),
+                    alias: Some(span),
+                },
+                None => {
+                    return Err(match c.open_anchors.get(&id) {
+                        Some(&start) => ParseError::RecursiveAlias {
+                            at: span,
+                            anchor: Span::new(start, start + 1),
+                        },
+                        None => ParseError::UndefinedAlias { at: span },
+                    });
+                }
+            },
+            Event::Scalar(value, style, anchor, tag) => {
+                let name = c.open_anchor(anchor, span.start)?;
+                let node = Arc::new(Node {
+                    kind: NodeKind::Scalar {
+                        text: value.into_owned(),
+                        style: if style == ScalarStyle::Plain {
+                            Style::Plain
+                        } else {
+                            Style::Quoted
+                        },
+                    },
+                    tag: tag.as_deref().and_then(expand_tag),
+                    span,
+                    anchor: name,
+                });
+                c.close_anchor(anchor, &node);
+                Ref { node, alias: None }
+            }
+            Event::SequenceStart(anchor, tag) => {
+                c.open_anchor(anchor, span.start)?;
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    start: span.start,
+                    anchor,
+                    tag: tag.as_deref().and_then(expand_tag),
+                });
+                continue;
+            }
+            Event::MappingStart(anchor, tag) => {
+                c.open_anchor(anchor, span.start)?;
+                stack.push(Frame::Map {
+                    pairs: Vec::new(),
+                    key: None,
+                    start: span.start,
+                    anchor,
+                    tag: tag.as_deref().and_then(expand_tag),
+                });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let frame = stack.pop().expect("parser balances collections");
+                let (kind, start, anchor, tag) = match frame {
+                    Frame::Seq {
+                        items,
+                        start,
+                        anchor,
+                        tag,
+                    } => (NodeKind::Seq(items), start, anchor, tag),
+                    Frame::Map {
+                        pairs,
+                        start,
+                        anchor,
+                        tag,
+                        ..
+                    } => (NodeKind::Map(pairs), start, anchor, tag),
+                };
+                let name = c.anchor_name(start).map(|(n, _)| n).filter(|_| anchor != 0);
+                let end = span.end.max(start);
+                let node = Arc::new(Node {
+                    kind,
+                    tag,
+                    span: Span::new(start, trim_end(text, start, end)),
+                    anchor: name,
+                });
+                c.close_anchor(anchor, &node);
+                Ref { node, alias: None }
+            }
+        };
+        match stack.last_mut() {
+            None => root = Some(finished),
+            Some(Frame::Seq { items, .. }) => items.push(finished),
+            Some(Frame::Map { pairs, key, .. }) => match key.take() {
+                None => *key = Some(finished),
+                Some(k) => pairs.push((k, finished)),
+            },
+        }
+    }
+    // An empty document (`---` alone) is a null scalar; PyYAML gave None for
+    // both that and an empty stream.
+    Ok(root.filter(|r| {
+        !matches!(&r.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty() && r.node.tag.is_none())
+    }))
+}
+
+/// Collections end where the next token starts; trim trailing blank space
+/// and comments so labels cover only the collection.
+fn trim_end(text: &str, start: usize, end: usize) -> usize {
+    let slice = &text[start..end.min(text.len())];
+    let mut cut = slice.len();
+    for line in slice.lines().rev() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            cut = cut.saturating_sub(line.len() + 1);
+        } else {
+            break;
+        }
+    }
+    start + slice[..cut.min(slice.len())].trim_end().len()
+}

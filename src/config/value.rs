@@ -1,0 +1,178 @@
+//! The values a configuration holds once YAML has typed them.
+//!
+//! These are the types PyYAML 3.11 produced for docker-registry: null, bool,
+//! arbitrary-precision int, float, str, bytes (`!!binary`), date, naive
+//! datetime, list, mapping (keys of any scalar type) and set. Nothing here
+//! knows about files or flavors.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use indexmap::IndexMap;
+use num_bigint::BigInt;
+
+/// A typed YAML value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `~`, `null`, an empty value.
+    Null,
+    /// `true`, `yes`, `on` and their opposites.
+    Bool(bool),
+    /// An integer that fits in 64 bits.
+    Int(i64),
+    /// A larger integer (Python ints are unbounded).
+    BigInt(BigInt),
+    /// A float (`1.5`, `.inf`, `1:30.5`).
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// Bytes from `!!binary`.
+    Bytes(Vec<u8>),
+    /// A date (`2001-12-14`).
+    Date(NaiveDate),
+    /// A datetime, naive (zones are converted to UTC, as PyYAML 3.11 did).
+    DateTime(NaiveDateTime),
+    /// A list.
+    Seq(Vec<Value>),
+    /// A mapping, in insertion order.
+    Map(Map),
+    /// A set (`!!set`), in insertion order.
+    Set(Vec<Key>),
+}
+
+/// A mapping from scalar keys to values, in the order keys first appeared.
+pub type Map = IndexMap<Key, Value>;
+
+/// A mapping key: any hashable scalar.
+///
+/// Unlike Python, `1`, `1.0` and `true` are three different keys
+/// (deliberate difference 6 of the contract).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// `~:`
+    Null,
+    /// `true:`
+    Bool(bool),
+    /// `1:`
+    Int(i64),
+    /// A large integer key.
+    BigInt(BigInt),
+    /// `1.0:` (compared by bits).
+    Float(u64),
+    /// An ordinary string key.
+    Str(String),
+    /// A `!!binary` key.
+    Bytes(Vec<u8>),
+    /// A date key.
+    Date(NaiveDate),
+    /// A datetime key.
+    DateTime(NaiveDateTime),
+}
+
+impl Key {
+    /// The key as a value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Key::Null => Value::Null,
+            Key::Bool(b) => Value::Bool(*b),
+            Key::Int(i) => Value::Int(*i),
+            Key::BigInt(i) => Value::BigInt(i.clone()),
+            Key::Float(bits) => Value::Float(f64::from_bits(*bits)),
+            Key::Str(s) => Value::Str(s.clone()),
+            Key::Bytes(b) => Value::Bytes(b.clone()),
+            Key::Date(d) => Value::Date(*d),
+            Key::DateTime(d) => Value::DateTime(*d),
+        }
+    }
+
+    /// The key as a string, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Key::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// How the key is written in JSON output and in dotted key paths.
+    pub fn display(&self) -> String {
+        crate::config::render::json_key(self)
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Key {
+        Key::Str(s.to_owned())
+    }
+}
+
+impl Value {
+    /// The key form of a scalar value; `None` for lists, mappings and sets,
+    /// which cannot be keys.
+    pub fn to_key(&self) -> Option<Key> {
+        Some(match self {
+            Value::Null => Key::Null,
+            Value::Bool(b) => Key::Bool(*b),
+            Value::Int(i) => Key::Int(*i),
+            Value::BigInt(i) => Key::BigInt(i.clone()),
+            Value::Float(f) => Key::Float(f.to_bits()),
+            Value::Str(s) => Key::Str(s.clone()),
+            Value::Bytes(b) => Key::Bytes(b.clone()),
+            Value::Date(d) => Key::Date(*d),
+            Value::DateTime(d) => Key::DateTime(*d),
+            Value::Seq(_) | Value::Map(_) | Value::Set(_) => return None,
+        })
+    }
+
+    /// Python truthiness, as docker-registry's `if cfg.x:` tested it.
+    pub fn is_truthy(&self) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::BigInt(_) => true,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Bytes(b) => !b.is_empty(),
+            Value::Date(_) | Value::DateTime(_) => true,
+            Value::Seq(v) => !v.is_empty(),
+            Value::Map(m) => !m.is_empty(),
+            Value::Set(s) => !s.is_empty(),
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The mapping, if this is one.
+    pub fn as_map(&self) -> Option<&Map> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The type name operators see in messages (YAML terms, not Rust's).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) | Value::BigInt(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Bytes(_) => "binary",
+            Value::Date(_) => "date",
+            Value::DateTime(_) => "timestamp",
+            Value::Seq(_) => "list",
+            Value::Map(_) => "mapping",
+            Value::Set(_) => "set",
+        }
+    }
+
+    /// Looks a string key up in a mapping value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_map()?.get(&Key::Str(key.to_owned()))
+    }
+}

@@ -1,0 +1,116 @@
+//! Where the store keeps things: the storage paths of blobs, links, tags,
+//! uploads and referrer entries.
+//!
+//! Every path is built here and only here, from validated [`Name`],
+//! [`Tag`] and [`Digest`] values, so no request text can reach a driver
+//! unchecked. Repository-scoped metadata lives under names that start with
+//! `_`, which the repository-name grammar cannot produce, so a repository
+//! called `a/_manifests` cannot exist to collide with `a`'s metadata.
+//!
+//! ```text
+//! blobs/<alg>/<hex[..2]>/<hex>/data                      content, shared by all repositories
+//! repositories/<name>/_layers/<alg>/<hex>/link           blob is part of <name>
+//! repositories/<name>/_manifests/revisions/<alg>/<hex>/link   manifest in <name>; holds its media type
+//! repositories/<name>/_manifests/tags/<tag>              holds the tagged digest
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a manifest whose subject is <alg>:<hex>
+//! repositories/<name>/_uploads/<uuid>/{startedat,data}   an upload in progress
+//! ```
+
+use uuid::Uuid;
+
+use super::oci::{Algorithm, Digest, Name, Tag};
+
+/// Root of all repositories.
+pub const REPOSITORIES: &str = "repositories";
+
+/// Marker directory of a repository that has had a manifest.
+pub const MANIFESTS_DIR: &str = "_manifests";
+
+/// Marker directory of uploads.
+pub const UPLOADS_DIR: &str = "_uploads";
+
+/// Content of a blob.
+pub fn blob_data(d: &Digest) -> String {
+    let hex = d.hex();
+    format!("blobs/{}/{}/{hex}/data", d.algorithm().as_str(), &hex[..2])
+}
+
+/// A repository's directory.
+pub fn repository(name: &Name) -> String {
+    format!("{REPOSITORIES}/{name}")
+}
+
+/// The link that makes a blob part of a repository.
+pub fn layer_link(name: &Name, d: &Digest) -> String {
+    format!(
+        "{REPOSITORIES}/{name}/_layers/{}/{}/link",
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+/// The link that makes a manifest part of a repository.
+pub fn revision_link(name: &Name, d: &Digest) -> String {
+    format!(
+        "{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions/{}/{}/link",
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+/// Directory of one algorithm's revisions.
+pub fn revisions(name: &Name, alg: Algorithm) -> String {
+    format!(
+        "{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions/{}",
+        alg.as_str()
+    )
+}
+
+/// Directory of a repository's tags.
+pub fn tags(name: &Name) -> String {
+    format!("{REPOSITORIES}/{name}/{MANIFESTS_DIR}/tags")
+}
+
+/// One tag.
+pub fn tag(name: &Name, t: &Tag) -> String {
+    format!("{REPOSITORIES}/{name}/{MANIFESTS_DIR}/tags/{t}")
+}
+
+/// Directory of the referrers of `subject`.
+pub fn referrers(name: &Name, subject: &Digest) -> String {
+    format!(
+        "{REPOSITORIES}/{name}/_referrers/{}/{}",
+        subject.algorithm().as_str(),
+        subject.hex()
+    )
+}
+
+/// The entry saying `referrer` refers to `subject`.
+pub fn referrer(name: &Name, subject: &Digest, referrer: &Digest) -> String {
+    format!(
+        "{}/{}-{}",
+        referrers(name, subject),
+        referrer.algorithm().as_str(),
+        referrer.hex()
+    )
+}
+
+/// Directory of a repository's uploads.
+pub fn uploads(name: &str) -> String {
+    format!("{REPOSITORIES}/{name}/{UPLOADS_DIR}")
+}
+
+/// Directory of one upload.
+pub fn upload(name: &Name, id: Uuid) -> String {
+    format!("{REPOSITORIES}/{name}/{UPLOADS_DIR}/{}", id.simple())
+}
+
+/// When an upload started (its modification time is what counts).
+pub fn upload_started(name: &Name, id: Uuid) -> String {
+    format!("{}/startedat", upload(name, id))
+}
+
+/// The bytes of an upload so far.
+pub fn upload_data(name: &Name, id: Uuid) -> String {
+    format!("{}/data", upload(name, id))
+}

@@ -1,0 +1,91 @@
+//! One behavioural suite every storage driver must pass (as distribution's
+//! `testsuites.Driver`). Each driver's tests call [`run`]; test-only.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::{Storage, StorageError};
+
+async fn read_all(s: &dyn Storage, path: &str, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+    let chunks: Vec<Bytes> = s
+        .get(path, range)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    chunks.concat()
+}
+
+/// Exercises every method of `s`, which must start empty.
+pub(crate) async fn run(s: &dyn Storage) {
+    // Missing objects.
+    assert!(s.stat("a/b").await.unwrap_err().is_not_found());
+    assert!(s.get_bytes("a/b").await.unwrap_err().is_not_found());
+    assert!(s.list("a").await.unwrap().is_empty());
+    s.delete("a/b").await.unwrap();
+
+    // Unsafe paths are refused before any I/O.
+    for p in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a\\b"] {
+        assert!(
+            matches!(s.get_bytes(p).await, Err(StorageError::InvalidPath(_))),
+            "{p}"
+        );
+    }
+
+    // put_bytes replaces, stat and get agree.
+    s.put_bytes("a/b", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    s.put_bytes("a/b", Bytes::from_static(b"hello world"))
+        .await
+        .unwrap();
+    assert_eq!(s.stat("a/b").await.unwrap().size, 11);
+    assert_eq!(&s.get_bytes("a/b").await.unwrap()[..], b"hello world");
+    assert_eq!(read_all(s, "a/b", None).await, b"hello world");
+    assert_eq!(read_all(s, "a/b", Some(6..11)).await, b"world");
+    assert!(matches!(
+        s.get("a/b", Some(5..12)).await.map(|_| ()),
+        Err(StorageError::InvalidRange { .. })
+    ));
+
+    // A non-appending writer is invisible until commit; cancel leaves nothing.
+    let mut w = s.writer("w/x", false).await.unwrap();
+    w.write(Bytes::from_static(b"abc")).await.unwrap();
+    assert!(s.stat("w/x").await.unwrap_err().is_not_found());
+    w.cancel().await.unwrap();
+    assert!(s.stat("w/x").await.unwrap_err().is_not_found());
+    let mut w = s.writer("w/x", false).await.unwrap();
+    let big = vec![7u8; 3 << 20];
+    w.write(Bytes::from(big.clone())).await.unwrap();
+    w.write(Bytes::from_static(b"end")).await.unwrap();
+    assert_eq!(w.size(), (3 << 20) + 3);
+    w.commit().await.unwrap();
+    let got = read_all(s, "w/x", None).await;
+    assert_eq!(got.len(), (3 << 20) + 3);
+    assert!(got.ends_with(b"end"));
+
+    // An appending writer continues where the object ends.
+    let mut w = s.writer("u/data", true).await.unwrap();
+    w.write(Bytes::from_static(b"12")).await.unwrap();
+    w.commit().await.unwrap();
+    let mut w = s.writer("u/data", true).await.unwrap();
+    assert_eq!(w.size(), 2);
+    w.write(Bytes::from_static(b"34")).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(&s.get_bytes("u/data").await.unwrap()[..], b"1234");
+
+    // rename replaces the target.
+    s.rename("u/data", "a/b").await.unwrap();
+    assert_eq!(&s.get_bytes("a/b").await.unwrap()[..], b"1234");
+    assert!(s.stat("u/data").await.unwrap_err().is_not_found());
+
+    // list shows direct children only; delete removes subtrees.
+    s.put_bytes("t/x/1", Bytes::new()).await.unwrap();
+    s.put_bytes("t/y", Bytes::new()).await.unwrap();
+    let mut names = s.list("t").await.unwrap();
+    names.sort();
+    assert_eq!(names, ["x", "y"]);
+    s.delete("t").await.unwrap();
+    assert!(s.list("t").await.unwrap().is_empty());
+}

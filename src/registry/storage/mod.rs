@@ -1,0 +1,220 @@
+//! The storage driver interface: bytes at paths, nothing about OCI.
+//!
+//! A driver stores opaque objects under relative, `/`-separated paths. The
+//! OCI store above it (`store.rs`) decides which paths exist and what they
+//! mean; a driver must not interpret them. The trait is deliberately small
+//! (in the spirit of distribution's `StorageDriver`) so that object-store
+//! drivers (S3, GCS, Azure through `object_store`) can be added beside
+//! `filesystem` without touching the store or the HTTP layer.
+//!
+//! Paths handed to a driver are built only from validated OCI values, but
+//! drivers still refuse `..`, empty and absolute components (defence in
+//! depth; see [`check_path`]).
+//!
+//! Methods return boxed futures rather than `async fn` so that the trait
+//! stays usable as `dyn Storage`.
+
+pub mod filesystem;
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+use crate::model;
+
+/// A stream of an object's bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// What a driver knows about a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: SystemTime,
+}
+
+/// Errors of a storage driver.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Nothing is stored at the path.
+    #[error("no object at `{0}`")]
+    NotFound(String),
+    /// The path is not one a driver accepts.
+    #[error("invalid storage path `{0}`")]
+    InvalidPath(String),
+    /// The requested range is outside the object.
+    #[error("range {start}..{end} is outside `{path}` of size {size}")]
+    InvalidRange {
+        /// The object.
+        path: String,
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The object's size.
+        size: u64,
+    },
+    /// An I/O failure of the backend.
+    #[error("storage i/o on `{path}`: {source}")]
+    Io {
+        /// The object.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error, turning "not found" into [`StorageError::NotFound`].
+    pub fn io(path: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound(path.to_owned())
+        } else {
+            Self::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    /// Whether the error means "nothing there".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound(_))
+    }
+}
+
+/// A storage backend. All paths are relative and `/`-separated.
+pub trait Storage: Send + Sync + 'static {
+    /// Size and modification time of the object at `path`;
+    /// [`StorageError::NotFound`] when there is none.
+    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Meta, StorageError>>;
+
+    /// The whole content of a small object (links, tags, manifests). Callers
+    /// must not use this for blobs, which can be arbitrarily large.
+    fn get_bytes<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>>;
+
+    /// Streams the object at `path`, or `range` of it (which must lie within
+    /// the object, else [`StorageError::InvalidRange`]), with its size.
+    fn get<'a>(
+        &'a self,
+        path: &'a str,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'a, Result<ByteStream, StorageError>>;
+
+    /// Stores `data` at `path`, replacing what was there. Atomic: readers
+    /// see either the old content or all of the new, never a mix, and the
+    /// content is durable when the future resolves.
+    fn put_bytes<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// A writer for `path`. With `append` false, the content becomes
+    /// visible at `path` only on [`Writer::commit`], atomically. With
+    /// `append` true the object is continued from its current size (created
+    /// when missing) and may be partially visible before commit; this is
+    /// the resumable-upload case, where the path is private to one upload.
+    fn writer<'a>(
+        &'a self,
+        path: &'a str,
+        append: bool,
+    ) -> BoxFuture<'a, Result<Box<dyn Writer>, StorageError>>;
+
+    /// Names of the direct children of the "directory" `path`, unsorted;
+    /// empty when there are none.
+    fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
+
+    /// Removes the object or the whole subtree at `path`; missing is not an
+    /// error.
+    fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Moves the object at `from` to `to`, replacing `to`, atomically (a
+    /// reader of `to` sees the old or the new object). Used to publish a
+    /// finished upload as a blob.
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+}
+
+/// Writes one object; see [`Storage::writer`].
+pub trait Writer: Send {
+    /// Appends `data`.
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// Bytes in the object so far (including what an appending writer
+    /// found there).
+    fn size(&self) -> u64;
+
+    /// Makes everything written durable and (for a non-appending writer)
+    /// visible at the writer's path.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
+
+    /// Abandons the write; a non-appending writer leaves no trace.
+    fn cancel(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
+}
+
+/// Why a driver could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A driver regconf validates but does not serve.
+    #[error("storage driver `{0}` is not supported by `serve`")]
+    Unsupported(String),
+    /// The local root could not be created.
+    #[error("cannot use storage path `{path}`: {source}")]
+    Root {
+        /// The expanded path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `~` or `$VAR` in the path could not be expanded.
+    #[error("cannot expand storage path `{path}`: {message}")]
+    Expand {
+        /// The path as configured.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Builds the driver the configuration asks for.
+pub fn from_config(storage: &model::Storage) -> Result<std::sync::Arc<dyn Storage>, DriverError> {
+    match storage {
+        model::Storage::Local { storage_path } => {
+            let root = shellexpand::full(storage_path).map_err(|e| DriverError::Expand {
+                path: storage_path.clone(),
+                message: e.to_string(),
+            })?;
+            let fs = filesystem::Filesystem::new(root.as_ref())?;
+            Ok(std::sync::Arc::new(fs))
+        }
+        model::Storage::S3(_) => Err(DriverError::Unsupported("s3".into())),
+        model::Storage::Gcs(_) => Err(DriverError::Unsupported("gcs".into())),
+        model::Storage::Azure(_) => Err(DriverError::Unsupported("azureblob".into())),
+        model::Storage::Swift => Err(DriverError::Unsupported("swift".into())),
+        model::Storage::Glance => Err(DriverError::Unsupported("glance".into())),
+        model::Storage::Elliptics => Err(DriverError::Unsupported("elliptics".into())),
+        model::Storage::Other(name) => Err(DriverError::Unsupported(name.clone())),
+    }
+}
+
+/// Refuses paths that could leave the driver's root: empty, absolute, or
+/// with empty, `.` or `..` components, or with a backslash or NUL.
+pub fn check_path(path: &str) -> Result<(), StorageError> {
+    let bad = path.is_empty()
+        || path.contains(['\\', '\0'])
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(StorageError::InvalidPath(path.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
