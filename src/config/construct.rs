@@ -37,6 +37,8 @@ pub struct ConstructError {
     pub kind: ConstructErrorKind,
     /// A second position worth showing (the `<<` whose source is wrong).
     pub related: Option<Span>,
+    /// Text for the primary label (may be empty).
+    pub label: String,
 }
 
 /// The kinds of [`ConstructError`], one diagnostic code each.
@@ -138,6 +140,7 @@ impl Builder {
                 at,
                 kind: ConstructErrorKind::TooLarge,
                 related: None,
+                label: String::new(),
             });
         }
         Ok(())
@@ -153,6 +156,7 @@ impl Builder {
             at: node.span,
             kind,
             related: None,
+            label: String::new(),
         };
         let implicit = match (&node.tag, style) {
             (None, Style::Plain) => yaml11::resolve_plain(text),
@@ -178,9 +182,10 @@ impl Builder {
     pub fn key(&mut self, r: &Ref) -> Result<Key, ConstructError> {
         let value = match &r.node.kind {
             // PyYAML turned the YAML 1.1 value key `=` into the string "=".
-            NodeKind::Scalar { text, style: Style::Plain } if r.node.tag.is_none() && text == "=" => {
-                Value::Str(text.clone())
-            }
+            NodeKind::Scalar {
+                text,
+                style: Style::Plain,
+            } if r.node.tag.is_none() && text == "=" => Value::Str(text.clone()),
             NodeKind::Scalar { .. } => self.scalar(&r.node)?,
             _ => Value::Null,
         };
@@ -191,6 +196,7 @@ impl Builder {
                 at: r.site(),
                 kind: ConstructErrorKind::UnhashableKey,
                 related: None,
+                label: String::new(),
             }),
         }
     }
@@ -232,7 +238,9 @@ impl Builder {
                         // inserted later, win.
                         items.iter().rev().collect()
                     }
-                    NodeKind::Scalar { .. } => return Err(merge_error(value_ref, key_ref.node.span)),
+                    NodeKind::Scalar { .. } => {
+                        return Err(merge_error(value_ref, key_ref.node.span));
+                    }
                 };
                 for source in sources {
                     let flat = self.flatten(&source.node)?;
@@ -340,10 +348,13 @@ fn unknown_tag(tag: &str, at: Span) -> ConstructError {
         .map_or_else(|| tag.to_owned(), |s| format!("!!{s}"));
     if shown.starts_with("!!python/") || tag.starts_with("tag:yaml.org,2002:python/") {
         return ConstructError {
-            message: format!("the tag `{shown}` is refused: docker-registry would have run code here"),
+            message: format!(
+                "the tag `{shown}` is refused: docker-registry would have run code here"
+            ),
             at,
             kind: ConstructErrorKind::PythonTag,
             related: None,
+            label: String::new(),
         };
     }
     ConstructError {
@@ -351,6 +362,7 @@ fn unknown_tag(tag: &str, at: Span) -> ConstructError {
         at,
         kind: ConstructErrorKind::UnknownTag,
         related: None,
+        label: String::new(),
     }
 }
 
@@ -361,8 +373,11 @@ fn merge_error(bad: &Ref, merge_key: Span) -> ConstructError {
         NodeKind::Map(_) => "a mapping",
     };
     ConstructError {
-        message: format!("a merge key `<<` needs a mapping or a list of mappings, but found {what}"),
+        message: format!(
+            "a merge key `<<` needs a mapping or a list of mappings, but found {what}"
+        ),
         at: bad.site(),
+        label: format!("this is {what}"),
         kind: ConstructErrorKind::MergeNotMapping,
         related: Some(merge_key),
     }
@@ -374,5 +389,6 @@ fn pairs_error(item: &Ref) -> ConstructError {
         at: item.site(),
         kind: ConstructErrorKind::Scalar,
         related: None,
+        label: String::new(),
     }
 }

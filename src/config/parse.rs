@@ -158,7 +158,10 @@ fn expand_tag(tag: &saphyr_parser::Tag) -> Option<String> {
 
 impl Composer<'_> {
     fn span(&self, s: &PSpan) -> Span {
-        Span::new(self.chars.byte(s.start.index()), self.chars.byte(s.end.index()))
+        Span::new(
+            self.chars.byte(s.start.index()),
+            self.chars.byte(s.end.index()),
+        )
     }
 
     /// Reads the anchor name written at the start of a node's properties.
@@ -175,9 +178,7 @@ impl Composer<'_> {
             }
             if rest.starts_with('!') {
                 let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                let skip = rest[len..]
-                    .find(|c: char| !c.is_whitespace())
-                    .unwrap_or(0);
+                let skip = rest[len..].find(|c: char| !c.is_whitespace()).unwrap_or(0);
                 i += len + skip;
                 continue;
             }
@@ -253,10 +254,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 }
                 continue;
             }
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentEnd
-            | Event::Nothing => continue,
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
             Event::Alias(id) => match c.anchors.get(&id) {
                 Some(node) => Ref {
                     node: Arc::clone(node),

@@ -336,13 +336,28 @@ mod tests {
         assert_eq!(python_float(0.0001), "0.0001");
         assert_eq!(python_float(-0.0), "-0.0");
         assert_eq!(python_float(685_230.15), "685230.15");
-        assert_eq!(python_float(1.234_567_890_123_456_8e17), "1.2345678901234568e+17");
+        assert_eq!(
+            python_float(1.234_567_890_123_456_8e17),
+            "1.2345678901234568e+17"
+        );
         assert_eq!(yaml_float(1e16), "1.0e+16");
     }
 
     #[test]
     fn ambiguous_strings_are_quoted() {
-        for s in ["yes", "0755", "1:30", "2001-12-14", "~", "", "null", "<<", "=", "a: b", "1e+3"] {
+        for s in [
+            "yes",
+            "0755",
+            "1:30",
+            "2001-12-14",
+            "~",
+            "",
+            "null",
+            "<<",
+            "=",
+            "a: b",
+            "1e+3",
+        ] {
             assert!(yaml_string(s).starts_with('"'), "{s}");
         }
         assert_eq!(yaml_string("info"), "info");

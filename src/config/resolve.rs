@@ -70,9 +70,11 @@ pub fn parse_diagnostic(err: &ParseError, source: &Arc<Source>) -> Diagnostic {
         )
         .with_source(source)
         .label(*at, "here")
-        .help(
-            "a value that contains `: ` or ends in `:` (such as `_env:NAME:`) must be quoted: `'_env:NAME:'`",
-        ),
+        .help(if source.line_text(at.start).contains("_env:") {
+            "an `_env:` value that ends in `:` or holds `: ` must be quoted: `'_env:NAME:'`"
+        } else {
+            "check the indentation and quoting on this line and the one before"
+        }),
         ParseError::MultipleDocuments { at } => Diagnostic::error(
             "regconf::yaml::multiple_documents",
             "the file holds more than one YAML document",
@@ -140,7 +142,7 @@ pub fn construct_diagnostic(err: &ConstructError, source: &Arc<Source>) -> Diagn
     };
     let mut d = Diagnostic::error(code, err.message.clone())
         .with_source(source)
-        .label(err.at, "")
+        .label(err.at, err.label.clone())
         .help(help);
     if let Some(related) = err.related {
         d = d.label(related, "merged here");
@@ -201,7 +203,11 @@ pub fn top_level(doc: &Document) -> Result<TopLevel, Vec<Diagnostic>> {
         ]);
     };
     let is_map = matches!(root.node.kind, NodeKind::Map(_))
-        && root.node.tag.as_deref().is_none_or(|t| t == "tag:yaml.org,2002:map");
+        && root
+            .node
+            .tag
+            .as_deref()
+            .is_none_or(|t| t == "tag:yaml.org,2002:map");
     let mut builder = Builder::new();
     let whole = builder
         .value(root)
@@ -216,7 +222,10 @@ pub fn top_level(doc: &Document) -> Result<TopLevel, Vec<Diagnostic>> {
                 ),
             )
             .with_source(source)
-            .label(Span::new(root.node.span.start, first_line_end(source, root.node.span)), "")
+            .label(
+                Span::new(root.node.span.start, first_line_end(source, root.node.span)),
+                "",
+            )
             .help("write one section per flavor: `dev:`, `prod:`, each a mapping of settings"),
         ]);
     }
@@ -465,8 +474,9 @@ pub fn resolve(
     let source = Arc::clone(&doc.source);
     if flavor.is_empty() {
         return Err(vec![
-            Diagnostic::error("regconf::flavor::none_selected", "no flavor selected")
-                .help("pass `--flavor NAME` or set `SETTINGS_FLAVOR`; an empty flavor is not allowed"),
+            Diagnostic::error("regconf::flavor::none_selected", "no flavor selected").help(
+                "pass `--flavor NAME` or set `SETTINGS_FLAVOR`; an empty flavor is not allowed",
+            ),
         ]);
     }
     let (rule, rule_was_auto) = match inherit {
@@ -521,7 +531,8 @@ pub fn resolve(
     let mut items = items;
     if rule == Rule::Implicit && flavor != "common" {
         if let Some(common) = flat.entries.get(&Key::from("common")) {
-            if matches!(common.value.node.kind, NodeKind::Map(_)) && common.value.node.tag.is_none() {
+            if matches!(common.value.node.kind, NodeKind::Map(_)) && common.value.node.tag.is_none()
+            {
                 if let Some(common_flat) = walker.flatten(0, &common.value) {
                     let mut base = walker.items(0, &common_flat);
                     for b in &mut base {
@@ -570,10 +581,12 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
         if value.is_truthy() || matches!(value, Value::Map(_)) {
             let problem = match value {
                 Value::Str(path) if file_exists(path) => None,
-                Value::Str(path) => Some(format!("the privileged key `{path}` does not exist")),
+                Value::Str(path) => Some(format!(
+                    "the privileged key `{path}` is not a readable file"
+                )),
                 other => Some(format!(
-                    "`privileged_key` must be the path of a file, not a {}",
-                    other.type_name()
+                    "`privileged_key` must be the path of a file, not {}",
+                    article(other.type_name())
                 )),
             };
             if let Some(message) = problem {
@@ -610,7 +623,10 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
                 other => {
                     let mut d = Diagnostic::error(
                         "regconf::key::index_endpoint_type",
-                        format!("`index_endpoint` must be a URL string, not a {}", other.type_name()),
+                        format!(
+                            "`index_endpoint` must be a URL string, not {}",
+                            article(other.type_name())
+                        ),
                     )
                     .with_source(&file)
                     .in_flavor(flavor)
@@ -628,14 +644,22 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
     config.insert(key.clone(), Value::Str(flavor.to_owned()));
     let origin = Origin {
         injected: Some(Injected::Flavor),
-        ..walker.provenance.get(&[key.clone()]).cloned().unwrap_or_default()
+        ..walker
+            .provenance
+            .get(&[key.clone()])
+            .cloned()
+            .unwrap_or_default()
     };
     walker.provenance.insert(vec![key], origin);
 }
 
 /// The entries of the selected flavor's section: a mapping in the file, or
 /// a mapping that an `_env:` reference supplies (`dev: _env:DEVCONF`).
-fn section_items(walker: &mut Walker<'_>, section: &Entry, source: &Arc<Source>) -> Option<Vec<Item>> {
+fn section_items(
+    walker: &mut Walker<'_>,
+    section: &Entry,
+    source: &Arc<Source>,
+) -> Option<Vec<Item>> {
     let flavor = walker.flavor;
     let node = &section.value.node;
     if matches!(node.kind, NodeKind::Map(_)) && node.tag.is_none() {
@@ -666,7 +690,9 @@ fn section_items(walker: &mut Walker<'_>, section: &Entry, source: &Arc<Source>)
         }
     };
     let Value::Str(text) = &value else {
-        walker.problems.push(not_mapping(&article(value.type_name())));
+        walker
+            .problems
+            .push(not_mapping(&article(value.type_name())));
         return None;
     };
     let Some(reference) = env::parse_ref(text) else {
@@ -687,7 +713,9 @@ fn section_items(walker: &mut Walker<'_>, section: &Entry, source: &Arc<Source>)
                 ParseError::Syntax { message, .. } => message.clone(),
                 _ => "it is not a single YAML document".to_owned(),
             };
-            walker.problems.push(variable_problem(&var, source, &detail));
+            walker
+                .problems
+                .push(variable_problem(&var, source, &detail));
             return None;
         }
     };
@@ -698,14 +726,20 @@ fn section_items(walker: &mut Walker<'_>, section: &Entry, source: &Arc<Source>)
             let what = b
                 .value(r)
                 .map_or_else(|_| "not a mapping".to_owned(), |v| article(v.type_name()));
-            walker.problems.push(
-                not_mapping(&format!("{what} (from `{}`)", var.name))
-                    .help(format!("set `{}` to a YAML mapping such as `{{storage: local}}`", var.name)),
-            );
+            walker
+                .problems
+                .push(
+                    not_mapping(&format!("{what} (from `{}`)", var.name)).help(format!(
+                        "set `{}` to a YAML mapping such as `{{storage: local}}`",
+                        var.name
+                    )),
+                );
             return None;
         }
         None => {
-            walker.problems.push(not_mapping(&format!("null (from `{}`)", var.name)));
+            walker
+                .problems
+                .push(not_mapping(&format!("null (from `{}`)", var.name)));
             return None;
         }
     };
