@@ -60,6 +60,7 @@ enum Color {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the fully resolved configuration of one flavor.
+    #[command(long_about = render::LONG_ABOUT)]
     Render(render::Args),
 }
 

@@ -7,14 +7,14 @@ use clap::ValueEnum;
 use super::{ConfigArgs, Context};
 use crate::config::{self, Rule, render};
 
+/// What `regconf render --help` says.
+pub(super) const LONG_ABOUT: &str = "Print the fully resolved configuration of one flavor: exactly \
+what docker-registry 0.9.1 would have seen, with every `_env:` value filled from the environment \
+and typed as YAML.\n\nThe output feeds programs, so it prints secrets (keys, passwords) as they \
+are; `explain`, `env` and `diff` mask them.";
+
 /// Arguments of `regconf render`.
 #[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Print the fully resolved configuration of one flavor: exactly what \
-docker-registry 0.9.1 would have seen, with every `_env:` value filled from the \
-environment and typed as YAML.\n\nThe output feeds programs, so it includes secrets \
-(keys, passwords) as they are."
-)]
 pub(super) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
@@ -49,7 +49,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
                     "--inherit implicit"
                 };
                 eprintln!(
-                    "note: `common` is the base of every flavor in `{name}`, as in docker-registry 0.6 ({why})"
+                    "note: `common` is the base of every flavor in `{name}`, as in docker-registry 0.6, since {why}"
                 );
             }
             let text = match args.format {

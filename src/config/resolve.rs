@@ -479,19 +479,19 @@ pub fn resolve(
             ),
         ]);
     }
+    let no_merge_key = inherit == Inherit::Auto && !has_merge_key(&doc);
+    let TopLevel { flat, builder } = top_level(&doc)?;
     let (rule, rule_was_auto) = match inherit {
         Inherit::Explicit => (Rule::Explicit, false),
         Inherit::Implicit => (Rule::Implicit, false),
-        Inherit::Auto => (
-            if has_merge_key(&doc) {
-                Rule::Explicit
-            } else {
-                Rule::Implicit
-            },
-            true,
-        ),
+        // `common` becomes the base only when there is one to build on.
+        Inherit::Auto => match flat.entries.get(&Key::from("common")) {
+            Some(common) if no_merge_key && matches!(common.value.node.kind, NodeKind::Map(_)) => {
+                (Rule::Implicit, true)
+            }
+            _ => (Rule::Explicit, true),
+        },
     };
-    let TopLevel { flat, builder } = top_level(&doc)?;
     let names = flavor_names(&flat);
     let Some(section) = flat.entries.get(&Key::from(flavor)).cloned() else {
         let mut d = Diagnostic::error(

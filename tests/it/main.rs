@@ -4,3 +4,10 @@ mod common;
 
 // resolution against the reference resolver's committed outputs
 mod resolve;
+
+// the command line, as exact text
+mod cli;
+
+// random and mutated input: no panic, no hang
+mod fuzz;
+

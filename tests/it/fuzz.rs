@@ -1,0 +1,175 @@
+//! Random and mutated configuration files never panic and never hang: every
+//! input ends in a resolved flavor or in diagnostics that render.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use regconf::config::{self, Env, Inherit, Source};
+use regconf::diagnostics::report;
+
+use crate::common::shared;
+
+fn samples() -> Vec<String> {
+    [
+        "docker-registry-0.9.1.yml",
+        "docker-registry-0.6.9.yml",
+        "seed-sample.yml",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(shared().join("reference/samples").join(f)).unwrap())
+    .collect()
+}
+
+/// Pieces that tend to break YAML and the resolver.
+const PIECES: &[&str] = &[
+    ":",
+    ": ",
+    "<<: *common",
+    "&a ",
+    "*a",
+    "*nope",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'",
+    "\"",
+    "#",
+    "\n",
+    "\t",
+    "  ",
+    "_env:",
+    "_env:X:",
+    "!!python/object:os.system",
+    "!!binary",
+    "!!set",
+    "---\n",
+    "~",
+    "0755",
+    "1:30",
+    "yes",
+    "\u{1F433}",
+    "\\/",
+    "? ",
+    "|\n",
+    ">-\n",
+    "%YAML 1.1\n",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, usize),
+    Delete(usize, usize),
+    SwapLines(usize, usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 0..PIECES.len()).prop_map(|(at, p)| Edit::Insert(at, p)),
+        (any::<usize>(), 1usize..40).prop_map(|(at, n)| Edit::Delete(at, n)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
+    ]
+}
+
+fn floor_char(s: &str, i: usize) -> usize {
+    let mut i = i % (s.len() + 1);
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut s = text.to_owned();
+    for e in edits {
+        match e {
+            Edit::Insert(at, p) => {
+                let at = floor_char(&s, *at);
+                s.insert_str(at, PIECES[*p]);
+            }
+            Edit::Delete(at, n) => {
+                let start = floor_char(&s, *at);
+                let end = floor_char(&s, start + n).max(start);
+                s.replace_range(start..end, "");
+            }
+            Edit::SwapLines(a, b) => {
+                let mut lines: Vec<&str> = s.lines().collect();
+                if !lines.is_empty() {
+                    let (a, b) = (a % lines.len(), b % lines.len());
+                    lines.swap(a, b);
+                }
+                s = lines.join("\n");
+            }
+        }
+    }
+    s
+}
+
+/// Runs one input in a thread, failing the test if it does not finish.
+fn resolves_or_reports(text: String, flavor: String, env: Env) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome =
+            match config::load(Source::new("fuzz.yml", text), &flavor, Inherit::Auto, &env) {
+                Ok(r) => {
+                    let _ = config::render::map_to_json(&r.config);
+                    let _ = config::render::map_to_yaml(&r.config);
+                    true
+                }
+                Err(diags) => {
+                    assert!(!diags.is_empty(), "an error without a diagnostic");
+                    let _ = report::human_all(&diags, report::Style::default());
+                    true
+                }
+            };
+        let _ = tx.send(outcome);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(done) => assert!(done),
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("resolution did not finish (hang)"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("resolution panicked"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_samples_never_panic_or_hang(
+        which in 0usize..3,
+        edits in prop::collection::vec(edit(), 1..6),
+        flavor in prop::sample::select(vec!["dev", "prod", "common", "local", "test", "s3", "x"]),
+        value in prop::sample::select(vec!["", " ", "[", "{a: 1}", "- a\n- b", "---", "~", "yes", "\u{1F433}", "_env:X", "a: b: c"]),
+    ) {
+        let text = apply(&samples()[which], &edits);
+        let env = Env::new().with("LOGLEVEL", value).with("STORAGE_PATH", value).with("X", value);
+        resolves_or_reports(text, flavor.to_owned(), env);
+    }
+
+    #[test]
+    fn random_text_never_panics_or_hangs(text in "\\PC{0,400}", flavor in "[a-z]{0,6}") {
+        resolves_or_reports(text, flavor, Env::new());
+    }
+}
+
+#[test]
+fn alias_bombs_end_in_a_diagnostic() {
+    // "billion laughs": nine levels of nine aliases each.
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        let list = vec![prev.as_str(); 9].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{list}]\n"));
+    }
+    text.push_str("dev:\n  bomb: *a9\n");
+    let err = config::load(
+        Source::new("bomb.yml", text),
+        "dev",
+        Inherit::Auto,
+        &Env::new(),
+    )
+    .expect_err("an alias bomb is refused");
+    assert_eq!(err[0].code, "regconf::yaml::too_large");
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every regconf test on a fresh machine: installs what the tests need
+# when it is missing, then runs cargo's tests. `.ci/run` calls this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+need_pip=()
+python3 -c 'import oras.client' >/dev/null 2>&1 || need_pip+=(oras)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "installing ${need_pip[*]} (pip)"
+  python3 -m pip install -q "${need_pip[@]}"
+fi
+
+cargo test --all-targets "$@"
