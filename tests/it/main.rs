@@ -11,3 +11,5 @@ mod cli;
 // random and mutated input: no panic, no hang
 mod fuzz;
 
+// the registry, driven by skopeo, oras and curl
+mod registry;

@@ -1,0 +1,171 @@
+//! Builds OCI image layouts for the tests: real gzip-compressed tar layers
+//! of random content, a config with matching `diff_ids`, a manifest and an
+//! `index.json` naming it by tag. Gzip uses stored (uncompressed) deflate
+//! blocks, which every gzip reader accepts and which keeps this small.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{digest, random_bytes};
+
+/// What was written.
+pub(crate) struct Image {
+    /// Digest of the manifest.
+    pub(crate) manifest: String,
+    /// Digests of config and layers.
+    pub(crate) blobs: Vec<String>,
+}
+
+/// A one-file ustar archive holding `data`.
+fn tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |field: &mut [u8], v: u64| {
+        let s = format!("{v:0width$o}\0", width = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h[100..108], 0o644);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], data.len() as u64);
+    octal(&mut h[136..148], 0);
+    h[148..156].copy_from_slice(b"        ");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, t) in table.iter_mut().enumerate() {
+        let mut c = u32::try_from(i).unwrap_or(0);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *t = c;
+    }
+    let mut c = !0u32;
+    for &b in data {
+        c = table[usize::from((c as u8) ^ b)] ^ (c >> 8);
+    }
+    !c
+}
+
+/// `data` as a gzip member of stored deflate blocks.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let chunks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[]]
+    } else {
+        data.chunks(65535).collect()
+    };
+    for (i, c) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = u16::try_from(c.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let d = digest(data);
+    let path = dir.join("blobs/sha256").join(&d["sha256:".len()..]);
+    std::fs::write(path, data).expect("write blob");
+    (d, data.len())
+}
+
+/// Writes an OCI layout at `dir` with one image tagged `tag`, whose layers
+/// hold `layer_sizes` random bytes each.
+pub(crate) fn oci_layout(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> Image {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("layout dir");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("oci-layout");
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut blobs = Vec::new();
+    for (i, &size) in layer_sizes.iter().enumerate() {
+        let t = tar(
+            &format!("layer{i}.bin"),
+            &random_bytes(size, seed + i as u64),
+        );
+        diff_ids.push(digest(&t));
+        let (d, n) = write_blob(dir, &gzip(&t));
+        layers.push(json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": d,
+            "size": n,
+        }));
+        blobs.push(d);
+    }
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": {"seed": seed.to_string()}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let (cd, cn) = write_blob(dir, config.to_string().as_bytes());
+    blobs.insert(0, cd.clone());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+        "layers": layers,
+    });
+    let (md, mn) = write_blob(dir, manifest.to_string().as_bytes());
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md,
+            "size": mn,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("index.json");
+    Image {
+        manifest: md,
+        blobs,
+    }
+}
+
+#[test]
+fn gzip_and_tar_are_valid() {
+    // Checked with the system's own tools so the layers are known-good.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = random_bytes(70_000, 1);
+    let archive = gzip(&tar("f.bin", &data));
+    let path = dir.path().join("a.tar.gz");
+    std::fs::write(&path, archive).expect("write");
+    super::run_ok(
+        "tar",
+        &[
+            "-xzf",
+            path.to_str().expect("utf-8"),
+            "-C",
+            dir.path().to_str().expect("utf-8"),
+        ],
+        None,
+        "apt-get install -y tar gzip",
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("f.bin")).expect("extracted"),
+        data
+    );
+}

@@ -1,0 +1,380 @@
+//! The registry, driven over loopback by real clients: skopeo, the `oras`
+//! Python SDK, and curl. Nothing is mocked.
+//!
+//! Every test starts its own registry on `127.0.0.1:<random port>` with
+//! storage in a temporary directory ([`start`]). The start-up lives in that
+//! one function so it can later be switched to spawning `regconf serve`.
+//! External tools must be installed (`apt-get install -y skopeo curl`,
+//! `pip install oras`); a missing tool fails the test with a message saying
+//! how to install it, it never skips. Every external command runs under a
+//! time limit.
+
+mod api;
+mod bad_input;
+mod image;
+mod oras;
+mod search;
+mod skopeo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use regconf::model;
+use sha2::Digest as _;
+
+/// Seconds any external command may take.
+const TOOL_TIMEOUT: &str = "180";
+
+/// A registry running in this process.
+pub(crate) struct Registry {
+    /// `127.0.0.1:<port>`.
+    pub(crate) host: String,
+    /// The storage root.
+    pub(crate) root: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Registry {
+    /// `http://127.0.0.1:<port>` + `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host)
+    }
+
+    /// Stops the server and waits for it.
+    pub(crate) fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The configuration the tests serve: local storage under `dir/storage`,
+/// the search index at `dir/index.db`.
+pub(crate) fn config(dir: &Path) -> model::Config {
+    let db = dir.join("index.db");
+    model::Config {
+        flavor: "test".into(),
+        loglevel: Some("info".into()),
+        debug: true,
+        issue: Some("regconf test registry".into()),
+        standalone: true,
+        storage: model::Storage::Local {
+            storage_path: dir.join("storage").display().to_string(),
+        },
+        storage_redirect: false,
+        search_backend: Some("sqlalchemy".into()),
+        sqlalchemy_index_database: Some(format!("sqlite:///{}", db.display())),
+        cors: model::Cors::default(),
+        upload_purge: model::UploadPurge::default(),
+    }
+}
+
+/// Starts a registry for `config` on a free loopback port.
+pub(crate) fn start_with(config: model::Config) -> Registry {
+    let root = match &config.storage {
+        model::Storage::Local { storage_path } => PathBuf::from(storage_path),
+        other => panic!("tests use local storage, not {other:?}"),
+    };
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async move {
+            let options = regconf::registry::ServeOptions {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            let server = regconf::registry::bind(&config, options)
+                .await
+                .unwrap_or_else(|e| panic!("registry did not start: {e}"));
+            addr_tx.send(server.local_addr()).expect("test alive");
+            server
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap_or_else(|e| panic!("registry failed: {e}"));
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("registry did not report its address (see the panic above)");
+    Registry {
+        host: addr.to_string(),
+        root,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+/// Starts a registry with [`config`] for `dir`.
+pub(crate) fn start(dir: &Path) -> Registry {
+    start_with(config(dir))
+}
+
+/// Runs `program args` under a time limit, failing clearly when the
+/// program is not installed.
+pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &str) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(TOOL_TIMEOUT).arg(program).args(args);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `timeout` (coreutils): {e}"));
+    // `timeout` exits 127 when the program does not exist.
+    assert!(
+        out.status.code() != Some(127),
+        "`{program}` is not installed; install it with `{install}`"
+    );
+    assert!(
+        out.status.code() != Some(124),
+        "`{program} {}` timed out after {TOOL_TIMEOUT}s",
+        args.join(" ")
+    );
+    out
+}
+
+/// Like [`run`], and fails unless the command succeeded.
+pub(crate) fn run_ok(program: &str, args: &[&str], cwd: Option<&Path>, install: &str) -> Vec<u8> {
+    let out = run(program, args, cwd, install);
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// An HTTP answer as curl saw it.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// Status code.
+    pub(crate) status: u16,
+    /// Headers of the final answer, names lower-cased.
+    pub(crate) headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub(crate) body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first header called `name` (lower-case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not json ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The OCI error code of an error body.
+    pub(crate) fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an OCI error body: {}", self.text()))
+            .to_owned()
+    }
+}
+
+/// Runs curl with `args` (method, URL, headers, data) and returns the final
+/// answer. Paths are sent as written (`--path-as-is`).
+pub(crate) fn curl(args: &[&str]) -> Reply {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hdr = dir.path().join("headers");
+    let body = dir.path().join("body");
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "60",
+        "--path-as-is",
+        "-H",
+        "Expect:",
+        "-D",
+        hdr.to_str().expect("utf-8 temp path"),
+        "-o",
+        body.to_str().expect("utf-8 temp path"),
+    ];
+    all.extend_from_slice(args);
+    run_ok("curl", &all, None, "apt-get install -y curl");
+    let raw = std::fs::read_to_string(&hdr).expect("curl wrote headers");
+    let last = raw
+        .split("\r\n\r\n")
+        .filter(|b| b.starts_with("HTTP/"))
+        .last()
+        .unwrap_or_else(|| panic!("no http answer in {raw:?}"));
+    let mut lines = last.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {last:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub(crate) fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), distinct per `seed`.
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `data` to a file in `dir` and returns its path as text.
+pub(crate) fn file(dir: &Path, name: &str, data: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, data).expect("write test file");
+    p.display().to_string()
+}
+
+/// Uploads `data` as a blob of `repo` in one request; returns its digest.
+pub(crate) fn push_blob(reg: &Registry, dir: &Path, repo: &str, data: &[u8]) -> String {
+    let d = digest(data);
+    let f = file(dir, &d.replace(':', "-"), data);
+    let r = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{f}"),
+        &reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")),
+    ]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    d
+}
+
+/// Pushes a small image (config plus one layer) as `repo:tag` with curl;
+/// returns the manifest bytes and digest.
+pub(crate) fn push_image(
+    reg: &Registry,
+    dir: &Path,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+) -> (Vec<u8>, String) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let layer = random_bytes(1000 + usize::try_from(seed % 100).unwrap_or(0), seed);
+    let cd = push_blob(reg, dir, repo, config.as_bytes());
+    let ld = push_blob(reg, dir, repo, &layer);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    let md = digest(manifest.as_bytes());
+    let r = put_manifest(reg, dir, repo, tag, manifest.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("docker-content-digest"), Some(md.as_str()));
+    (manifest.into_bytes(), md)
+}
+
+/// `PUT /v2/<repo>/manifests/<reference>` with an OCI manifest type.
+pub(crate) fn put_manifest(
+    reg: &Registry,
+    dir: &Path,
+    repo: &str,
+    reference: &str,
+    body: &[u8],
+) -> Reply {
+    let f = file(dir, "manifest.json", body);
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{f}"),
+        &reg.url(&format!("/v2/{repo}/manifests/{reference}")),
+    ])
+}
+
+/// Every file under `root`, relative, sorted.
+pub(crate) fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sends `head` (request line and headers, with `Host` added) over a fresh
+/// connection and returns everything the server sent until it closed.
+pub(crate) fn raw_request(reg: &Registry, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&reg.host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let (line, rest) = head.split_once("\r\n").expect("request line");
+    write!(s, "{line}\r\nHost: {}\r\n{rest}", reg.host).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
