@@ -247,8 +247,15 @@ fn value(s: &str) -> HeaderValue {
 /// Access log, API version header, CORS and the `debug` header.
 async fn common(Extract(state): Extract<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    // Copy what the access log needs only when it will be written: this
+    // runs on every request, including the hot manifest and blob reads.
+    let log = tracing::enabled!(tracing::Level::INFO);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = if log {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    };
     let origin = req.headers().get(header::ORIGIN).cloned();
     let cors = &state.settings.cors;
     let preflight = method == Method::OPTIONS
@@ -268,6 +275,9 @@ async fn common(Extract(state): Extract<AppState>, req: Request, next: Next) -> 
     }
     if let Some(o) = origin {
         cors_headers(cors, &o, h);
+    }
+    if !log {
+        return res;
     }
     let bytes = res
         .headers()

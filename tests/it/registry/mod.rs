@@ -12,6 +12,7 @@
 mod api;
 mod bad_input;
 mod image;
+mod lifecycle;
 mod oras;
 mod search;
 mod skopeo;
