@@ -7,7 +7,7 @@
 //! crash can be swept at start.
 //!
 //! Blocking file calls run on tokio's blocking pool; reads and writes move
-//! data in chunks of up to [`CHUNK`] bytes, so a blob is never held whole in
+//! data in chunks of up to 1 MiB (`CHUNK`), so a blob is never held whole in
 //! memory. This module must not know what the paths mean.
 
 use std::fs;

@@ -194,9 +194,10 @@ pub fn from_config(storage: &model::Storage) -> Result<std::sync::Arc<dyn Storag
         model::Storage::S3(_) => Err(DriverError::Unsupported("s3".into())),
         model::Storage::Gcs(_) => Err(DriverError::Unsupported("gcs".into())),
         model::Storage::Azure(_) => Err(DriverError::Unsupported("azureblob".into())),
-        model::Storage::Swift => Err(DriverError::Unsupported("swift".into())),
-        model::Storage::Glance => Err(DriverError::Unsupported("glance".into())),
-        model::Storage::Elliptics => Err(DriverError::Unsupported("elliptics".into())),
+        model::Storage::Swift(_) => Err(DriverError::Unsupported("swift".into())),
+        model::Storage::Glance(_) => Err(DriverError::Unsupported("glance".into())),
+        model::Storage::Elliptics(_) => Err(DriverError::Unsupported("elliptics".into())),
+        model::Storage::Oss(_) => Err(DriverError::Unsupported("oss".into())),
         model::Storage::Other(name) => Err(DriverError::Unsupported(name.clone())),
     }
 }
