@@ -5,6 +5,8 @@
 //! 0 success, 1 the configuration has errors, 2 usage (clap's own).
 
 mod render;
+mod schema;
+mod validate;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +64,10 @@ enum Command {
     /// Print the fully resolved configuration of one flavor.
     #[command(long_about = render::LONG_ABOUT)]
     Render(render::Args),
+    /// Check a configuration file and report every problem.
+    Validate(validate::Args),
+    /// Print the JSON Schema of a configuration file or of one flavor.
+    Schema(schema::Args),
 }
 
 /// Where the configuration comes from: FILE, flavor and inheritance rule.
@@ -188,6 +194,8 @@ pub fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Render(args) => render::run(&ctx, &args),
+        Command::Validate(args) => validate::run(&ctx, &args),
+        Command::Schema(args) => schema::run(&args),
     };
     ExitCode::from(status)
 }

@@ -20,6 +20,8 @@ pub mod parse;
 pub mod render;
 pub mod resolve;
 pub mod source;
+pub mod typed;
+pub mod validate;
 pub mod value;
 pub mod yaml11;
 

@@ -240,6 +240,15 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
     while let Some(event) = parser.next_event() {
         let (event, pspan) = event.map_err(|e| {
             let at = c.chars.byte(e.marker().index());
+            // saphyr reports an undefined alias itself, as a syntax error.
+            if e.info().contains("unknown anchor") && text[at..].starts_with('*') {
+                let len = text[at..]
+                    .find(|ch: char| ch.is_whitespace() || ",[]{}".contains(ch))
+                    .unwrap_or(text.len() - at);
+                return ParseError::UndefinedAlias {
+                    at: Span::new(at, at + len),
+                };
+            }
             ParseError::Syntax {
                 message: e.info().to_owned(),
                 at: Span::new(at, at),

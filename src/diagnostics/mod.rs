@@ -19,9 +19,60 @@ use miette::{LabeledSpan, MietteSpanContents, SourceCode, SourceSpan, SpanConten
 
 use crate::config::source::{Source, Span};
 
+/// Every code regconf can emit, stable across releases (each has a snapshot
+/// test in `tests/it/validate.rs`).
+pub const CODES: &[&str] = &[
+    "regconf::env::in_list",
+    "regconf::env::invalid_yaml",
+    "regconf::env::required_unset",
+    "regconf::env::set_but_empty",
+    "regconf::env::unquoted",
+    "regconf::file::env_file",
+    "regconf::file::not_utf8",
+    "regconf::file::unreadable",
+    "regconf::flavor::empty_file",
+    "regconf::flavor::implicit_common",
+    "regconf::flavor::missing",
+    "regconf::flavor::non_string_name",
+    "regconf::flavor::none_selected",
+    "regconf::flavor::not_a_mapping",
+    "regconf::flavor::top_not_mapping",
+    "regconf::key::index_endpoint_type",
+    "regconf::key::privileged_key_missing",
+    "regconf::key::unknown",
+    "regconf::merge::not_a_mapping",
+    "regconf::merge::shallow",
+    "regconf::path::expanded",
+    "regconf::serve::search_backend",
+    "regconf::serve::search_database",
+    "regconf::serve::unsupported_driver",
+    "regconf::storage::missing_key",
+    "regconf::storage::unknown_driver",
+    "regconf::type::mismatch",
+    "regconf::type::not_boolean",
+    "regconf::type::not_exactly_true",
+    "regconf::value::loglevel",
+    "regconf::value::verbosity_number",
+    "regconf::yaml::bad_scalar",
+    "regconf::yaml::comment_in_value",
+    "regconf::yaml::duplicate_anchor",
+    "regconf::yaml::duplicate_key",
+    "regconf::yaml::multiple_documents",
+    "regconf::yaml::not_a_string",
+    "regconf::yaml::python_tag",
+    "regconf::yaml::recursive_alias",
+    "regconf::yaml::syntax",
+    "regconf::yaml::too_large",
+    "regconf::yaml::undefined_alias",
+    "regconf::yaml::unhashable_key",
+    "regconf::yaml::unknown_tag",
+];
+
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// A note: nothing is wrong, but something is worth knowing.
+    Advice,
     /// Worth knowing; the file works.
     Warning,
     /// The file does not work as written.
@@ -77,6 +128,14 @@ impl Diagnostic {
     pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
+    }
+
+    /// A new advice (a note).
+    pub fn advice(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Advice,
             ..Diagnostic::error(code, message)
         }
     }
@@ -147,6 +206,7 @@ impl miette::Diagnostic for Diagnostic {
 
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.severity {
+            Severity::Advice => miette::Severity::Advice,
             Severity::Warning => miette::Severity::Warning,
             Severity::Error => miette::Severity::Error,
         })

@@ -65,6 +65,7 @@ pub fn json_value(diag: &Diagnostic) -> serde_json::Value {
         "severity": match diag.severity {
             super::Severity::Error => "error",
             super::Severity::Warning => "warning",
+            super::Severity::Advice => "advice",
         },
         "flavor": diag.flavor,
         "key": diag.key_path,

@@ -2,47 +2,119 @@
 //!
 //! This is the contract between the configuration core and everything that
 //! acts on a configuration (the registry, `export`, `env`). It is plain data:
-//! no I/O, no knowledge of files, spans or variables. Where a value came from
-//! is kept beside it, in `config::Provenance`, never in these types.
+//! no I/O, no knowledge of files, spans or variables, and no dependency on
+//! the rest of the crate. Where a value came from is kept beside it, in
+//! `config::Provenance`, never in these types; `config::typed` builds a
+//! [`Config`] from a resolved flavor and reports every value it could not
+//! use.
 //!
 //! Doc comments on fields are written for operators: they become the
-//! descriptions in the JSON Schema.
+//! descriptions in the JSON Schema ([`schema`]). Field names are the keys as
+//! written in a flavor, so the schema describes the file.
+//!
+//! Two kinds of switches, as docker-registry 0.9.1 tested them:
+//! * *exactly true* keys (`standalone`, `disable_token_auth`, `s3_secure`,
+//!   `s3_encrypt`, `s3_use_sigv4`, `gs_secure`, `oauth2`): the code compared
+//!   with `is True`, so only the boolean `true` turns them on; the string
+//!   `"true"` is off (and `validate` reports it);
+//! * *truthy* keys (`debug`, `storage_redirect`, `azure_use_https`): any
+//!   non-empty value is on; a value that is not a boolean is reported.
 
+#![warn(missing_docs)]
+
+pub mod schema;
 pub mod storage;
 
-pub use storage::Storage;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+pub use storage::{Azure, Elliptics, Gcs, Glance, Oss, S3, Storage, Swift};
+
+/// Keys the model does not type, with their values as JSON (unknown keys,
+/// and keys that belong to another storage driver). Nothing is dropped.
+pub type Extra = BTreeMap<String, serde_json::Value>;
 
 /// One resolved flavor, as the registry runtime reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct Config {
-    /// The selected flavor's name.
+    /// The selected flavor's name. docker-registry always set this to the
+    /// selected flavor (`SETTINGS_FLAVOR`), whatever the file says; it is
+    /// sent as `X-Docker-Registry-Config` when `debug` is on.
     pub flavor: String,
-    /// Log level name (`debug`, `info`, `warning`, `error`, `critical`).
+    /// Log level name: `debug`, `info`, `warning` (or `warn`), `error` or
+    /// `critical`, any case. docker-registry crashed at start on any other
+    /// value, or when the key was empty. Sample default: `info` (`debug` in
+    /// `dev`).
     pub loglevel: Option<String>,
-    /// Adds versions, host and launch details to `/_ping`.
+    /// When true, `/_ping` adds versions, host and launch details and the
+    /// `X-Docker-Registry-Config` header. Any non-empty value counts as on.
+    /// Default: `false` (`true` in `dev`).
     pub debug: bool,
-    /// Body of `GET /`, JSON-encoded.
+    /// The body of `GET /`, sent JSON-encoded. Default:
+    /// `'"docker-registry server"'`.
     pub issue: Option<String>,
-    /// `X-Docker-Registry-Standalone` is `True` only when this is exactly `true`.
+    /// Standalone registries answer on their own, without an index service:
+    /// the fake index routes (`/v1/users`, ...) are served and token checks
+    /// are skipped. Only the boolean `true` counts (the string `"true"` is
+    /// off). Default: `true`.
     pub standalone: bool,
-    /// The storage driver and its settings.
-    pub storage: Storage,
-    /// Whether blob reads answer with a redirect to the object store.
+    /// Base URL of the index used for token validation when not standalone;
+    /// leading and trailing `/` are stripped. Default:
+    /// `https://index.docker.io`.
+    pub index_endpoint: Option<String>,
+    /// Turns token checks off. Only the boolean `true` counts.
+    pub disable_token_auth: bool,
+    /// Path of an RSA public key that signs requests (`X-Signature`); the
+    /// file must exist when this is set. Empty means none.
+    pub privileged_key: Option<String>,
+    /// When true, layer downloads are answered with a redirect to the
+    /// storage backend's URL. Any non-empty value counts as on.
     pub storage_redirect: bool,
-    /// `/v1/search` is served when set (`sqlalchemy` is the supported backend).
+    /// Prefix for `X-Accel-Redirect` answers behind nginx (local storage
+    /// only).
+    pub nginx_x_accel_redirect: Option<String>,
+    /// Value of `X-Docker-Endpoints`; default: the request's `Host`.
+    pub registry_endpoints: Option<String>,
+    /// The search index backend: `sqlalchemy`. When set, `/v1/search` is
+    /// served. Empty means no search. Default: none (`sqlalchemy` in `dev`).
     pub search_backend: Option<String>,
-    /// SQLAlchemy URL of the search index (`sqlite:////abs/path`).
+    /// SQLAlchemy URL of the search index database. regconf serves SQLite
+    /// URLs: `sqlite:////absolute/path.db` or `sqlite:///relative.db`.
+    /// Default: `sqlite:////tmp/docker-registry.db`.
     pub sqlalchemy_index_database: Option<String>,
-    /// Cross-origin resource sharing.
+    /// Pull-through mirroring of another registry (off while `source` is
+    /// empty).
+    pub mirroring: Mirroring,
+    /// Redis cache for metadata (off while `host` is empty).
+    pub cache: Redis,
+    /// Redis LRU cache for small files, useful in front of remote storage
+    /// (off while `host` is empty).
+    pub cache_lru: Redis,
+    /// Mail every unhandled error (off while `smtp_host` is empty).
+    pub email_exceptions: EmailExceptions,
+    /// Bugsnag API key for error reports; empty means off.
+    pub bugsnag: Option<String>,
+    /// Cross-origin resource sharing (off while `origins` is empty).
     pub cors: Cors,
-    /// Expiry of abandoned blob uploads.
+    /// The storage driver and its settings.
+    #[serde(flatten)]
+    pub storage: Storage,
+    /// Expiry of abandoned blob uploads (a regconf extension).
     pub upload_purge: UploadPurge,
+    /// Keys not typed above: unknown keys (reported by `regconf validate`)
+    /// and keys of other storage drivers. They are kept, never dropped.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// How `serve` expires blob uploads that were started and never finished
-/// (`upload_purge:` section). Purging runs once at start and then every
-/// `interval_secs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`upload_purge:` section, a regconf extension). Purging runs once at start
+/// and then every `interval_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct UploadPurge {
     /// Uploads older than this many seconds are removed (default 604800,
     /// one week, as in distribution).
@@ -60,19 +132,112 @@ impl Default for UploadPurge {
     }
 }
 
-/// CORS settings (`cors:` section); enabled when `origins` is set.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Pull-through mirroring (`mirroring:` section).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct Mirroring {
+    /// URL of the registry to mirror (e.g. `https://registry-1.docker.io`);
+    /// set means mirror mode.
+    pub source: Option<String>,
+    /// URL of the upstream index for index routes such as `/v1/search`
+    /// (e.g. `https://index.docker.io`).
+    pub source_index: Option<String>,
+    /// Seconds the mirrored tags stay cached in redis. Default: `172800`
+    /// (two days).
+    pub tags_cache_ttl: Option<i64>,
+    /// Keys not typed above, kept as written.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A redis cache (`cache:` and `cache_lru:` sections); enabled when `host`
+/// is set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct Redis {
+    /// Redis host name; empty means the cache is off.
+    pub host: Option<String>,
+    /// Redis port (a number, or a string of digits).
+    pub port: Option<i64>,
+    /// Redis database number. Default: `0`.
+    pub db: Option<i64>,
+    /// Redis password.
+    pub password: Option<String>,
+    /// Keys not typed above, kept as written.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Error mails (`email_exceptions:` section); enabled when `smtp_host` is
+/// set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct EmailExceptions {
+    /// SMTP server; empty means no mails.
+    pub smtp_host: Option<String>,
+    /// SMTP port. Default: `25`.
+    pub smtp_port: Option<i64>,
+    /// SMTP user name.
+    pub smtp_login: Option<String>,
+    /// SMTP password.
+    pub smtp_password: Option<String>,
+    /// STARTTLS: `true`, a key file path, or `{keyfile, certfile}`.
+    /// Default: `false`.
+    pub smtp_secure: Option<SmtpSecure>,
+    /// Sender address. Default: `docker-registry@localdomain.local`.
+    pub from_addr: Option<String>,
+    /// Recipient address. Default: `noise+dockerregistry@localdomain.local`.
+    pub to_addr: Option<String>,
+    /// Keys not typed above, kept as written.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SmtpSecure {
+    /// `true`: STARTTLS with no client certificate; `false`: plain SMTP.
+    Enabled(bool),
+    /// STARTTLS with this key file.
+    Keyfile(String),
+    /// STARTTLS with a client key and certificate.
+    Files {
+        /// The client's private key file.
+        keyfile: Option<String>,
+        /// The client's certificate file.
+        certfile: Option<String>,
+    },
+}
+
+/// CORS settings (`cors:` section), passed to Flask-CORS by docker-registry;
+/// enabled when `origins` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct Cors {
-    /// Allowed origins (`*` or a list).
+    /// Allowed origins: `*`, one origin, or a list.
     pub origins: Vec<String>,
-    /// Allowed methods.
+    /// Allowed methods (one string or a list).
     pub methods: Vec<String>,
-    /// Allowed request headers.
+    /// Allowed request headers. Default: `[Content-Type]`.
     pub headers: Vec<String>,
     /// Response headers exposed to the browser.
     pub expose_headers: Vec<String>,
-    /// `Access-Control-Allow-Credentials: true`.
+    /// Sends `Access-Control-Allow-Credentials: true`.
     pub supports_credentials: bool,
-    /// `Access-Control-Max-Age` in seconds.
+    /// `Access-Control-Max-Age`, in seconds.
     pub max_age: Option<u64>,
+    /// Answers `*` instead of the request's origin.
+    pub send_wildcard: Option<bool>,
+    /// Sends the headers even without an `Origin` in the request.
+    pub always_send: Option<bool>,
+    /// Answers `OPTIONS` requests automatically.
+    pub automatic_options: Option<bool>,
+    /// Adds `Vary: Origin`.
+    pub vary_header: Option<bool>,
+    /// Flask-CORS resource patterns, passed as written.
+    pub resources: Option<serde_json::Value>,
+    /// Keys not typed above, kept as written.
+    #[serde(flatten)]
+    pub extra: Extra,
 }

@@ -13,3 +13,9 @@ mod fuzz;
 
 // the registry, driven by skopeo, oras and curl
 mod registry;
+
+// `regconf validate`: diagnostics per code, samples, acceptance points
+mod validate;
+
+// the committed JSON Schemas and `regconf schema`
+mod schema;

@@ -83,6 +83,7 @@ pub(crate) fn config(dir: &Path) -> model::Config {
         sqlalchemy_index_database: Some(format!("sqlite:///{}", db.display())),
         cors: model::Cors::default(),
         upload_purge: model::UploadPurge::default(),
+        ..model::Config::default()
     }
 }
 
