@@ -26,6 +26,9 @@ const TAG_PREFIX: &str = "tag:yaml.org,2002:";
 /// "alias bomb" is refused instead of exhausting memory.
 pub const MAX_VALUES: usize = 2_000_000;
 
+/// The deepest nesting a value may reach once aliases are expanded.
+pub const MAX_VALUE_DEPTH: usize = 1024;
+
 /// Why a node could not become a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConstructError {
@@ -81,6 +84,20 @@ pub struct Via {
     pub anchor: Option<String>,
     /// The next step, towards where the entry was written.
     pub next: Option<Arc<Via>>,
+}
+
+impl Drop for Via {
+    // A chain as long as the longest merge chain would otherwise be dropped
+    // recursively, one stack frame per link.
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(link) = next {
+            match Arc::try_unwrap(link) {
+                Ok(mut v) => next = v.next.take(),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 impl Via {
@@ -210,12 +227,64 @@ impl Builder {
         }
     }
 
-    /// Flattens a mapping node (PyYAML `flatten_mapping`), memoised per node.
-    pub fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
-        let ptr = Arc::as_ptr(node);
-        if let Some(flat) = self.flat.get(&ptr) {
-            return Ok(Arc::clone(flat));
+    /// The mappings one `<<` pair merges, in the order PyYAML applied them
+    /// (later ones win); an error when it names something else.
+    fn merge_sources<'a>(
+        key_ref: &Ref,
+        value_ref: &'a Ref,
+    ) -> Result<Vec<&'a Ref>, ConstructError> {
+        match &value_ref.node.kind {
+            NodeKind::Map(_) => Ok(vec![value_ref]),
+            NodeKind::Seq(items) => {
+                if let Some(bad) = items
+                    .iter()
+                    .find(|i| !matches!(i.node.kind, NodeKind::Map(_)))
+                {
+                    return Err(merge_error(bad, key_ref.node.span));
+                }
+                // PyYAML reversed the list so that earlier sources, inserted
+                // later, win.
+                Ok(items.iter().rev().collect())
+            }
+            NodeKind::Scalar { .. } => Err(merge_error(value_ref, key_ref.node.span)),
         }
+    }
+
+    /// Flattens a mapping node (PyYAML `flatten_mapping`), memoised per node.
+    ///
+    /// Chains of merges are followed with an explicit stack rather than by
+    /// recursion, so a chain of 100,000 flavors cannot overflow the stack.
+    pub fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
+        let mut stack = vec![Arc::clone(node)];
+        while let Some(top) = stack.last().cloned() {
+            if self.flat.contains_key(&Arc::as_ptr(&top)) {
+                stack.pop();
+                continue;
+            }
+            let NodeKind::Map(pairs) = &top.kind else {
+                unreachable!("flatten() is called on mappings");
+            };
+            let mut pending = Vec::new();
+            for (key_ref, value_ref) in pairs.iter().filter(|(k, _)| Self::is_merge(k)) {
+                for source in Self::merge_sources(key_ref, value_ref)? {
+                    if !self.flat.contains_key(&Arc::as_ptr(&source.node)) {
+                        pending.push(Arc::clone(&source.node));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                stack.pop();
+                self.flatten_one(&top)?;
+            } else {
+                stack.extend(pending);
+            }
+        }
+        Ok(Arc::clone(&self.flat[&Arc::as_ptr(node)]))
+    }
+
+    /// Flattens one mapping whose merge sources are already flattened.
+    fn flatten_one(&mut self, node: &Arc<Node>) -> Result<(), ConstructError> {
+        let ptr = Arc::as_ptr(node);
         let NodeKind::Map(pairs) = &node.kind else {
             unreachable!("flatten() is called on mappings");
         };
@@ -226,24 +295,8 @@ impl Builder {
         for (key_ref, value_ref) in pairs {
             if Self::is_merge(key_ref) {
                 has_merge = true;
-                let sources: Vec<&Ref> = match &value_ref.node.kind {
-                    NodeKind::Map(_) => vec![value_ref],
-                    NodeKind::Seq(items) => {
-                        for item in items {
-                            if !matches!(item.node.kind, NodeKind::Map(_)) {
-                                return Err(merge_error(item, key_ref.node.span));
-                            }
-                        }
-                        // PyYAML reversed the list so that earlier sources,
-                        // inserted later, win.
-                        items.iter().rev().collect()
-                    }
-                    NodeKind::Scalar { .. } => {
-                        return Err(merge_error(value_ref, key_ref.node.span));
-                    }
-                };
-                for source in sources {
-                    let flat = self.flatten(&source.node)?;
+                for source in Self::merge_sources(key_ref, value_ref)? {
+                    let flat = Arc::clone(&self.flat[&Arc::as_ptr(&source.node)]);
                     for (key, entry) in &flat.entries {
                         let via = Arc::new(Via {
                             merge_key: key_ref.node.span,
@@ -288,13 +341,28 @@ impl Builder {
             duplicates,
             has_merge,
         });
-        self.flat.insert(ptr, Arc::clone(&flat));
-        Ok(flat)
+        self.flat.insert(ptr, flat);
+        Ok(())
     }
 
     /// Builds the whole value of a node (lists, mappings and sets included).
     pub fn value(&mut self, r: &Ref) -> Result<Value, ConstructError> {
+        self.value_at(r, 0)
+    }
+
+    fn value_at(&mut self, r: &Ref, depth: usize) -> Result<Value, ConstructError> {
         self.spend(r.site())?;
+        // Each alias can add a nesting's worth of depth; bound the total so
+        // that neither this recursion nor a later one can exhaust the stack.
+        if depth > MAX_VALUE_DEPTH {
+            return Err(ConstructError {
+                message: format!("aliases nest values more than {MAX_VALUE_DEPTH} levels deep"),
+                at: r.site(),
+                kind: ConstructErrorKind::TooLarge,
+                related: None,
+                label: String::new(),
+            });
+        }
         let node = &r.node;
         let tag = node.tag.as_deref();
         match &node.kind {
@@ -303,7 +371,7 @@ impl Builder {
                 None | Some("seq") => {
                     let mut out = Vec::with_capacity(items.len());
                     for item in items {
-                        out.push(self.value(item)?);
+                        out.push(self.value_at(item, depth + 1)?);
                     }
                     Ok(Value::Seq(out))
                 }
@@ -317,7 +385,10 @@ impl Builder {
                             return Err(pairs_error(item));
                         }
                         let (k, v) = &pairs[0];
-                        out.push(Value::Seq(vec![self.value(k)?, self.value(v)?]));
+                        out.push(Value::Seq(vec![
+                            self.value_at(k, depth + 1)?,
+                            self.value_at(v, depth + 1)?,
+                        ]));
                     }
                     Ok(Value::Seq(out))
                 }
@@ -328,7 +399,7 @@ impl Builder {
                     let flat = self.flatten(node)?;
                     let mut map = Map::with_capacity(flat.entries.len());
                     for (key, entry) in &flat.entries {
-                        map.insert(key.clone(), self.value(&entry.value)?);
+                        map.insert(key.clone(), self.value_at(&entry.value, depth + 1)?);
                     }
                     Ok(Value::Map(map))
                 }

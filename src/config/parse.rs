@@ -15,6 +15,11 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as PSpan};
 
 use super::source::{CharIndex, Source, Span};
 
+/// The deepest nesting of lists and mappings accepted. Configuration files
+/// nest a few levels; the limit keeps hostile input from exhausting the stack
+/// of every later stage, which recurse over nesting.
+pub const MAX_DEPTH: usize = 256;
+
 /// How a scalar was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -36,6 +41,34 @@ pub struct Node {
     pub span: Span,
     /// The anchor name (`&common`), if the node has one.
     pub anchor: Option<String>,
+}
+
+impl Drop for Node {
+    // Aliases chain nodes together (`f2: <<: *f1`, `f1: <<: *f0`, …); the
+    // default drop would recurse once per link, so children are released
+    // from an explicit stack instead.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        take_children(&mut self.kind, &mut stack);
+        while let Some(child) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(child) {
+                take_children(&mut node.kind, &mut stack);
+            }
+        }
+    }
+}
+
+fn take_children(kind: &mut NodeKind, out: &mut Vec<Arc<Node>>) {
+    match kind {
+        NodeKind::Scalar { .. } => {}
+        NodeKind::Seq(items) => out.extend(std::mem::take(items).into_iter().map(|r| r.node)),
+        NodeKind::Map(pairs) => {
+            for (k, v) in std::mem::take(pairs) {
+                out.push(k.node);
+                out.push(v.node);
+            }
+        }
+    }
 }
 
 /// The content of a [`Node`].
@@ -107,6 +140,11 @@ pub enum ParseError {
         first: Span,
         /// The second one.
         second: Span,
+    },
+    /// Collections nested deeper than [`MAX_DEPTH`].
+    TooDeep {
+        /// The collection that goes one level too deep.
+        at: Span,
     },
     /// `*name` inside the node that `&name` anchors.
     RecursiveAlias {
@@ -298,6 +336,9 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 Ref { node, alias: None }
             }
             Event::SequenceStart(anchor, tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(ParseError::TooDeep { at: span });
+                }
                 c.open_anchor(anchor, span.start)?;
                 stack.push(Frame::Seq {
                     items: Vec::new(),
@@ -308,6 +349,9 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(ParseError::TooDeep { at: span });
+                }
                 c.open_anchor(anchor, span.start)?;
                 stack.push(Frame::Map {
                     pairs: Vec::new(),

@@ -101,6 +101,13 @@ pub fn parse_diagnostic(err: &ParseError, source: &Arc<Source>) -> Diagnostic {
         .label(*second, "defined again here")
         .label(*first, "first defined here")
         .help("give each anchor its own name"),
+        ParseError::TooDeep { at } => Diagnostic::error(
+            "regconf::yaml::too_deep",
+            format!("lists and mappings nest more than {} levels deep", parse::MAX_DEPTH),
+        )
+        .with_source(source)
+        .label(*at, "too deep from here")
+        .help("a configuration needs a few levels; flatten this structure"),
         ParseError::RecursiveAlias { at, anchor } => Diagnostic::error(
             "regconf::yaml::recursive_alias",
             "this alias refers to the node that contains it",

@@ -173,3 +173,70 @@ fn alias_bombs_end_in_a_diagnostic() {
     .expect_err("an alias bomb is refused");
     assert_eq!(err[0].code, "regconf::yaml::too_large");
 }
+
+#[test]
+fn deep_nesting_ends_in_a_diagnostic() {
+    let text = format!(
+        "dev:\n  deep: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (tx, rx) = mpsc::channel();
+    // a thread with the default 2 MiB stack: nothing may recurse per level
+    std::thread::spawn(move || {
+        let err = config::load(
+            Source::new("deep.yml", text),
+            "dev",
+            Inherit::Auto,
+            &Env::new(),
+        )
+        .expect_err("too deep");
+        tx.send(err[0].clone()).unwrap();
+    });
+    // saphyr stops deep flow collections itself; regconf stops deep block
+    // ones (below)
+    let err = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        err.is_error() && err.code.starts_with("regconf::yaml::"),
+        "{err:?}"
+    );
+    let mut text = String::from("dev:\n");
+    for depth in 1..2000 {
+        text.push_str(&" ".repeat(depth));
+        text.push_str("k:\n");
+    }
+    let err = config::load(
+        Source::new("deep.yml", text),
+        "dev",
+        Inherit::Auto,
+        &Env::new(),
+    )
+    .expect_err("too deep");
+    assert_eq!(err[0].code, "regconf::yaml::too_deep");
+}
+
+#[test]
+fn a_chain_of_100000_flavors_resolves() {
+    let mut text = String::from("f0: &f0\n  storage: local\n  loglevel: info\n");
+    for i in 1..100_000 {
+        text.push_str(&format!(
+            "f{i}: &f{i}\n  <<: *f{}\n  storage_path: /p{i}\n",
+            i - 1
+        ));
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = config::load(
+            Source::new("chain.yml", text),
+            "f99999",
+            Inherit::Auto,
+            &Env::new(),
+        )
+        .expect("resolves");
+        tx.send(config::render::map_to_json(&r.config)).unwrap();
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
+        r#"{"flavor":"f99999","loglevel":"info","storage":"local","storage_path":"/p99999"}"#
+    );
+}
