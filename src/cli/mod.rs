@@ -6,6 +6,7 @@
 
 mod render;
 mod schema;
+mod serve;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -68,6 +69,8 @@ enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of a configuration file or of one flavor.
     Schema(schema::Args),
+    /// Run a container registry configured by one flavor.
+    Serve(serve::Args),
 }
 
 /// Where the configuration comes from: FILE, flavor and inheritance rule.
@@ -196,6 +199,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(&ctx, &args),
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Schema(args) => schema::run(&args),
+        Command::Serve(args) => serve::run(&ctx, &args),
     };
     ExitCode::from(status)
 }

@@ -1,0 +1,234 @@
+//! `regconf serve`: resolve a flavor and run the registry it describes.
+//!
+//! The registry receives the typed model only; this module turns problems at
+//! start (an unsupported driver, a bad search database, a busy port) into
+//! diagnostics that point at the setting responsible.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use super::{ConfigArgs, Context};
+use crate::config::{self, Provenance, Source, Span, typed};
+use crate::diagnostics::Diagnostic;
+use crate::model;
+use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
+
+/// Arguments of `regconf serve`.
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on [default: $REGISTRY_HOST:$REGISTRY_PORT, else
+    /// 127.0.0.1:5000]
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+}
+
+/// Variables for the listening address, the names docker-registry used.
+const REGISTRY_HOST: &str = "REGISTRY_HOST";
+const REGISTRY_PORT: &str = "REGISTRY_PORT";
+
+fn listen_address(ctx: &Context, args: &Args) -> Result<SocketAddr, Diagnostic> {
+    let text = match &args.listen {
+        Some(l) => l.clone(),
+        None => {
+            // Unlike docker-registry (0.0.0.0), the host defaults to loopback:
+            // a registry without authentication should not face a network
+            // unless asked to.
+            let host = ctx
+                .env
+                .get(REGISTRY_HOST)
+                .filter(|h| !h.is_empty())
+                .unwrap_or("127.0.0.1");
+            let port = ctx
+                .env
+                .get(REGISTRY_PORT)
+                .filter(|p| !p.is_empty())
+                .unwrap_or("5000");
+            if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+    };
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "regconf::serve::listen_address",
+                format!("cannot listen on `{text}`: not a HOST:PORT address"),
+            )
+            .help("write it as `127.0.0.1:5000` or `[::1]:5000`")
+        })
+}
+
+/// Where a top-level key is set in the file: the `_env:` reference or the
+/// value.
+fn site(prov: &Provenance, key: &str) -> Option<Span> {
+    let o = prov.get_dotted(key)?;
+    o.env.as_ref().map(|e| e.reference).or(o.value_span)
+}
+
+fn start_problem(err: &RegistryError, file: &Arc<Source>, prov: &Provenance) -> Diagnostic {
+    let at = |d: Diagnostic, key: &str, text: &str| match site(prov, key) {
+        Some(span) => d.with_source(file).label(span, text),
+        None => d,
+    };
+    match err {
+        RegistryError::Storage(DriverError::Unsupported(driver)) => at(
+            Diagnostic::error(
+                "regconf::serve::unsupported_driver",
+                format!("`serve` cannot run the `{driver}` storage driver"),
+            )
+            .help("serve runs `local`, `s3` (and S3-compatible stores), `gcs` and `azureblob`; `validate` and `render` handle every driver"),
+            "storage",
+            "this driver",
+        ),
+        RegistryError::Storage(e) => at(
+            Diagnostic::error("regconf::serve::storage", e.to_string())
+                .help("check the storage settings of this flavor with `regconf validate --flavor`"),
+            "storage",
+            "",
+        ),
+        RegistryError::Index(_) | RegistryError::SearchBackend(_) => at(
+            Diagnostic::error("regconf::serve::search_index", err.to_string())
+                .help("use `search_backend: sqlalchemy` with `sqlalchemy_index_database: sqlite:////absolute/path.db`, or leave search_backend empty"),
+            "sqlalchemy_index_database",
+            "",
+        ),
+        RegistryError::Bind { .. } => Diagnostic::error("regconf::serve::listen", err.to_string())
+            .help("choose another port with `--listen HOST:PORT`"),
+        other => Diagnostic::error("regconf::serve::start", other.to_string()),
+    }
+}
+
+/// Settings the registry accepts but does not act on, named once at start.
+fn inert_settings(m: &model::Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
+    if set(&m.mirroring.source) {
+        out.push("mirroring.source");
+    }
+    if set(&m.cache.host) {
+        out.push("cache.host");
+    }
+    if set(&m.cache_lru.host) {
+        out.push("cache_lru.host");
+    }
+    if set(&m.email_exceptions.smtp_host) {
+        out.push("email_exceptions.smtp_host");
+    }
+    if set(&m.bugsnag) {
+        out.push("bugsnag");
+    }
+    if set(&m.privileged_key) {
+        out.push("privileged_key");
+    }
+    if m.disable_token_auth {
+        out.push("disable_token_auth");
+    }
+    if !m.standalone && set(&m.index_endpoint) {
+        out.push("index_endpoint");
+    }
+    if set(&m.nginx_x_accel_redirect) {
+        out.push("nginx_x_accel_redirect");
+    }
+    out
+}
+
+/// Runs `regconf serve`.
+pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
+    let source = match ctx.source(&args.config) {
+        Ok(s) => s,
+        Err(d) => {
+            ctx.report(&[d]);
+            return 1;
+        }
+    };
+    let flavor = ctx.flavor(&args.config);
+    let resolved = match config::load(
+        Arc::clone(&source),
+        &flavor,
+        args.config.inherit.into(),
+        &ctx.env,
+    ) {
+        Ok(r) => r,
+        Err(diags) => {
+            ctx.report(&diags);
+            return 1;
+        }
+    };
+    let (model, diags) = typed::to_model(&resolved, &source, typed::Mode::Environment);
+    let errors: Vec<Diagnostic> = diags.iter().filter(|d| d.is_error()).cloned().collect();
+    if !errors.is_empty() {
+        ctx.report(&errors);
+        return 1;
+    }
+    let listen = match listen_address(ctx, args) {
+        Ok(a) => a,
+        Err(d) => {
+            ctx.report(&[d]);
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            ctx.report(&[Diagnostic::error(
+                "regconf::serve::start",
+                format!("cannot start the runtime: {e}"),
+            )]);
+            return 1;
+        }
+    };
+    registry::init_logging(&model);
+    let inert = inert_settings(&model);
+    if !inert.is_empty() {
+        tracing::warn!("set but not acted on by `serve`: {}", inert.join(", "));
+    }
+    let result = runtime.block_on(async {
+        let server = registry::bind(&model, ServeOptions { listen }).await?;
+        tracing::info!(
+            "regconf serve: flavor `{}` from `{}`, listening on http://{}",
+            model.flavor,
+            source.name(),
+            server.local_addr()
+        );
+        server.run(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            ctx.report(&[start_problem(&e, &source, &resolved.provenance)]);
+            1
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
