@@ -536,24 +536,23 @@ pub fn resolve(
         return Err(walker.problems);
     };
     let mut items = items;
-    if rule == Rule::Implicit && flavor != "common" {
-        if let Some(common) = flat.entries.get(&Key::from("common")) {
-            if matches!(common.value.node.kind, NodeKind::Map(_)) && common.value.node.tag.is_none()
-            {
-                if let Some(common_flat) = walker.flatten(0, &common.value) {
-                    let mut base = walker.items(0, &common_flat);
-                    for b in &mut base {
-                        b.implicit_common = true;
-                    }
-                    let mut merged: indexmap::IndexMap<Key, Item> =
-                        base.into_iter().map(|i| (i.key.clone(), i)).collect();
-                    for item in items {
-                        merged.insert(item.key.clone(), item);
-                    }
-                    items = merged.into_values().collect();
-                }
-            }
+    if rule == Rule::Implicit
+        && flavor != "common"
+        && let Some(common) = flat.entries.get(&Key::from("common"))
+        && matches!(common.value.node.kind, NodeKind::Map(_))
+        && common.value.node.tag.is_none()
+        && let Some(common_flat) = walker.flatten(0, &common.value)
+    {
+        let mut base = walker.items(0, &common_flat);
+        for b in &mut base {
+            b.implicit_common = true;
         }
+        let mut merged: indexmap::IndexMap<Key, Item> =
+            base.into_iter().map(|i| (i.key.clone(), i)).collect();
+        for item in items {
+            merged.insert(item.key.clone(), item);
+        }
+        items = merged.into_values().collect();
     }
     let mut config = walker.walk(items, &mut Vec::new());
     finish(&mut walker, &mut config, file_exists);
@@ -584,8 +583,10 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
         o.env.as_ref().map(|e| e.reference).or(o.value_span)
     };
     let key = Key::from("privileged_key");
-    if let Some(value) = config.get(&key) {
-        if value.is_truthy() || matches!(value, Value::Map(_)) {
+    if let Some(value) = config.get(&key)
+        && (value.is_truthy() || matches!(value, Value::Map(_)))
+    {
+        {
             let problem = match value {
                 Value::Str(path) if file_exists(path) => None,
                 Value::Str(path) => Some(format!(
@@ -610,15 +611,17 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
         }
     }
     let key = Key::from("index_endpoint");
-    if let Some(value) = config.get(&key).cloned() {
-        if value.is_truthy() || matches!(value, Value::Map(_)) {
+    if let Some(value) = config.get(&key).cloned()
+        && (value.is_truthy() || matches!(value, Value::Map(_)))
+    {
+        {
             match value {
                 Value::Str(s) => {
                     let stripped = s.trim_matches('/').to_owned();
-                    if stripped != s {
-                        if let Some(o) = walker.provenance.get_mut(&[key.clone()]) {
-                            o.injected = Some(Injected::IndexEndpointStripped);
-                        }
+                    if stripped != s
+                        && let Some(o) = walker.provenance.get_mut(std::slice::from_ref(&key))
+                    {
+                        o.injected = Some(Injected::IndexEndpointStripped);
                     }
                     config.insert(key, Value::Str(stripped));
                 }
@@ -653,7 +656,7 @@ fn finish(walker: &mut Walker<'_>, config: &mut Map, file_exists: &dyn Fn(&str) 
         injected: Some(Injected::Flavor),
         ..walker
             .provenance
-            .get(&[key.clone()])
+            .get(std::slice::from_ref(&key))
             .cloned()
             .unwrap_or_default()
     };

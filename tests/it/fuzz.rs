@@ -160,7 +160,7 @@ fn alias_bombs_end_in_a_diagnostic() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let prev = format!("*a{}", i - 1);
-        let list = vec![prev.as_str(); 9].join(", ");
+        let list = [prev.as_str(); 9].join(", ");
         text.push_str(&format!("a{i}: &a{i} [{list}]\n"));
     }
     text.push_str("dev:\n  bomb: *a9\n");
