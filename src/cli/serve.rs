@@ -87,21 +87,42 @@ fn start_problem(err: &RegistryError, file: &Arc<Source>, prov: &Provenance) -> 
             "this driver",
         ),
         RegistryError::Storage(e) => at(
-            Diagnostic::error("regconf::serve::storage", e.to_string())
+            Diagnostic::error("regconf::serve::storage", plain(&e.to_string()))
                 .help("check the storage settings of this flavor with `regconf validate --flavor`"),
-            "storage",
+            if site(prov, "storage_path").is_some() { "storage_path" } else { "storage" },
             "",
         ),
         RegistryError::Index(_) | RegistryError::SearchBackend(_) => at(
-            Diagnostic::error("regconf::serve::search_index", err.to_string())
+            Diagnostic::error("regconf::serve::search_index", plain(&err.to_string()))
                 .help("use `search_backend: sqlalchemy` with `sqlalchemy_index_database: sqlite:////absolute/path.db`, or leave search_backend empty"),
             "sqlalchemy_index_database",
             "",
         ),
-        RegistryError::Bind { .. } => Diagnostic::error("regconf::serve::listen", err.to_string())
+        RegistryError::Bind { .. } => Diagnostic::error("regconf::serve::listen", plain(&err.to_string()))
             .help("choose another port with `--listen HOST:PORT`"),
-        other => Diagnostic::error("regconf::serve::start", other.to_string()),
+        other => Diagnostic::error("regconf::serve::start", plain(&other.to_string())),
     }
+}
+
+/// Operating-system messages in regconf's style: lowercase, no error number.
+fn plain(message: &str) -> String {
+    let mut out = message.to_owned();
+    while let Some(start) = out.find(" (os error ") {
+        let end = out[start..].find(')').map_or(out.len(), |e| start + e + 1);
+        out.replace_range(start..end, "");
+    }
+    for phrase in [
+        "No such file or directory",
+        "Permission denied",
+        "Address already in use",
+        "Not a directory",
+        "File exists",
+        "Read-only file system",
+        "No space left on device",
+    ] {
+        out = out.replace(phrase, &phrase.to_lowercase());
+    }
+    out
 }
 
 /// Settings the registry accepts but does not act on, named once at start.

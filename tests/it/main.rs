@@ -19,3 +19,6 @@ mod validate;
 
 // the committed JSON Schemas and `regconf schema`
 mod schema;
+
+// regconf serve as a process
+mod serve;
