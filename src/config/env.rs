@@ -22,7 +22,6 @@ impl Env {
 
     /// The process environment, read once. Variables whose name or value is
     /// not UTF-8 are left out.
-    #[allow(clippy::disallowed_methods)]
     pub fn from_process() -> Env {
         Env {
             vars: std::env::vars_os()

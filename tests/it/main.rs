@@ -22,3 +22,6 @@ mod schema;
 
 // regconf serve as a process
 mod serve;
+
+// the dependency rule between modules
+mod architecture;
