@@ -107,30 +107,48 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     s
 }
 
-/// Runs one input in a thread, failing the test if it does not finish.
-fn resolves_or_reports(text: String, flavor: String, env: Env) {
+/// Runs `f` in a thread with the default 2 MiB stack (nothing may recurse
+/// once per level of input), failing the test if it panics or does not
+/// finish in time.
+fn in_thread<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let outcome =
-            match config::load(Source::new("fuzz.yml", text), &flavor, Inherit::Auto, &env) {
-                Ok(r) => {
-                    let _ = config::render::map_to_json(&r.config);
-                    let _ = config::render::map_to_yaml(&r.config);
-                    true
-                }
-                Err(diags) => {
-                    assert!(!diags.is_empty(), "an error without a diagnostic");
-                    let _ = report::human_all(&diags, report::Style::default());
-                    true
-                }
-            };
-        let _ = tx.send(outcome);
+        let _ = tx.send(f());
     });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(done) => assert!(done),
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("resolution did not finish (hang)"),
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("resolution panicked"),
     }
+}
+
+/// Loads flavor `flavor` of `text` with an empty environment.
+fn load(
+    text: String,
+    flavor: &str,
+) -> Result<config::Resolved, Vec<regconf::diagnostics::Diagnostic>> {
+    config::load(
+        Source::new("input.yml", text),
+        flavor,
+        Inherit::Auto,
+        &Env::new(),
+    )
+}
+
+/// One input ends in a resolved flavor that renders, or in diagnostics.
+fn resolves_or_reports(text: String, flavor: String, env: Env) {
+    in_thread(20, move || {
+        match config::load(Source::new("fuzz.yml", text), &flavor, Inherit::Auto, &env) {
+            Ok(r) => {
+                let _ = config::render::map_to_json(&r.config);
+                let _ = config::render::map_to_yaml(&r.config);
+            }
+            Err(diags) => {
+                assert!(!diags.is_empty(), "an error without a diagnostic");
+                let _ = report::human_all(&diags, report::Style::default());
+            }
+        }
+    });
 }
 
 proptest! {
@@ -164,54 +182,32 @@ fn alias_bombs_end_in_a_diagnostic() {
         text.push_str(&format!("a{i}: &a{i} [{list}]\n"));
     }
     text.push_str("dev:\n  bomb: *a9\n");
-    let err = config::load(
-        Source::new("bomb.yml", text),
-        "dev",
-        Inherit::Auto,
-        &Env::new(),
-    )
-    .expect_err("an alias bomb is refused");
+    let err = in_thread(60, move || {
+        load(text, "dev").expect_err("an alias bomb is refused")
+    });
     assert_eq!(err[0].code, "regconf::yaml::too_large");
 }
 
 #[test]
 fn deep_nesting_ends_in_a_diagnostic() {
+    // saphyr stops deep flow collections itself ...
     let text = format!(
         "dev:\n  deep: {}{}\n",
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let (tx, rx) = mpsc::channel();
-    // a thread with the default 2 MiB stack: nothing may recurse per level
-    std::thread::spawn(move || {
-        let err = config::load(
-            Source::new("deep.yml", text),
-            "dev",
-            Inherit::Auto,
-            &Env::new(),
-        )
-        .expect_err("too deep");
-        tx.send(err[0].clone()).unwrap();
-    });
-    // saphyr stops deep flow collections itself; regconf stops deep block
-    // ones (below)
-    let err = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let err = in_thread(60, move || load(text, "dev").expect_err("too deep"));
     assert!(
-        err.is_error() && err.code.starts_with("regconf::yaml::"),
+        err[0].is_error() && err[0].code.starts_with("regconf::yaml::"),
         "{err:?}"
     );
+    // ... and regconf stops deep block ones
     let mut text = String::from("dev:\n");
     for depth in 1..2000 {
         text.push_str(&" ".repeat(depth));
         text.push_str("k:\n");
     }
-    let err = config::load(
-        Source::new("deep.yml", text),
-        "dev",
-        Inherit::Auto,
-        &Env::new(),
-    )
-    .expect_err("too deep");
+    let err = in_thread(60, move || load(text, "dev").expect_err("too deep"));
     assert_eq!(err[0].code, "regconf::yaml::too_deep");
 }
 
@@ -224,19 +220,11 @@ fn a_chain_of_100000_flavors_resolves() {
             i - 1
         ));
     }
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = config::load(
-            Source::new("chain.yml", text),
-            "f99999",
-            Inherit::Auto,
-            &Env::new(),
-        )
-        .expect("resolves");
-        tx.send(config::render::map_to_json(&r.config)).unwrap();
+    let json = in_thread(120, move || {
+        config::render::map_to_json(&load(text, "f99999").expect("resolves").config)
     });
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(120)).unwrap(),
+        json,
         r#"{"flavor":"f99999","loglevel":"info","storage":"local","storage_path":"/p99999"}"#
     );
 }
