@@ -32,6 +32,13 @@ use crate::model;
 
 pub use http::router;
 
+/// On shared storage, `/v1/search` first rebuilds the index from storage
+/// when it is older than this.
+pub const SEARCH_REFRESH_ON_QUERY: Duration = Duration::from_secs(3);
+
+/// On shared storage, the index is also rebuilt from storage this often.
+pub const SEARCH_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How to run the server (what the configuration file does not say).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -95,9 +102,24 @@ pub fn init_logging(config: &model::Config) {
         .try_init();
 }
 
+/// Refuses a storage driver `serve` does not run (`swift`, `glance`,
+/// `elliptics`, `oss`, any other name) without touching storage, with
+/// `RegistryError::Storage(DriverError::Unsupported(driver))`, the error
+/// [`bind`] also returns for them; the front end points its diagnostic at
+/// the `storage:` line.
+pub fn check_driver(storage: &model::Storage) -> Result<(), RegistryError> {
+    let driver = storage.driver();
+    if storage::SERVED_DRIVERS.contains(&driver) {
+        Ok(())
+    } else {
+        Err(storage::DriverError::Unsupported(driver.to_owned()).into())
+    }
+}
+
 /// Builds storage, index and store for `config`, purges expired uploads
 /// and (re)builds the search index.
 pub async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
+    check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
     let index = match config.search_backend.as_deref() {
         None | Some("") => None,
@@ -113,6 +135,7 @@ pub async fn state(config: &model::Config) -> Result<http::AppState, RegistryErr
     if matches!(config.storage, model::Storage::Local { .. }) && config.storage_redirect {
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
+    let shared = driver.shared();
     let store = store::Store::new(driver, index.clone());
     let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
     let purged = store.purge_uploads(max_age).await?;
@@ -123,6 +146,9 @@ pub async fn state(config: &model::Config) -> Result<http::AppState, RegistryErr
         index
             .rebuild(store.repositories_with_manifests().await?)
             .await?;
+        if shared {
+            store.index_rebuilt().await;
+        }
     }
     Ok(Arc::new(http::State {
         store,
@@ -169,6 +195,21 @@ impl Server {
                 }
             })
         };
+        // Several processes on one bucket: each keeps its own SQLite index
+        // and re-reads the repositories from storage (see `index`).
+        let refresher = self.state.store.is_shared().then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SEARCH_REFRESH_INTERVAL);
+                tick.tick().await; // the index was just built at start
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = state.store.refresh_index(SEARCH_REFRESH_ON_QUERY).await {
+                        tracing::warn!(error = %e, "search index refresh failed");
+                    }
+                }
+            })
+        });
         tracing::info!(addr = %self.local_addr(), "registry listening");
         let app = router(self.state);
         let r = axum::serve(self.listener, app)
@@ -176,6 +217,9 @@ impl Server {
             .await
             .map_err(RegistryError::Serve);
         purger.abort();
+        if let Some(r) = refresher {
+            r.abort();
+        }
         r
     }
 }

@@ -23,6 +23,13 @@
 //!   entry can never be inserted after the invalidation that should have
 //!   removed it. The cache assumes this process is the only writer of its
 //!   storage.
+//! * When the driver says its storage is shared with other processes
+//!   ([`Storage::shared`]: object stores, where several `serve` processes
+//!   run on one bucket), nothing remembered between requests is trusted:
+//!   the manifest cache is off, an upload's hash state is used only while
+//!   the stored size still matches it (another process may have appended),
+//!   an upload is checked to still exist before each request, and the
+//!   search index is refreshed from storage ([`Store::refresh_index`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +144,10 @@ pub struct Store {
     sessions: Mutex<HashMap<Uuid, SessionRef>>,
     cache: RwLock<HashMap<String, Arc<StoredManifest>>>,
     generation: AtomicU64,
+    /// Other processes write the same storage (see Rationale).
+    shared: bool,
+    /// When the search index was last rebuilt from storage.
+    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn cache_key(name: &Name, reference: &str) -> String {
@@ -151,12 +162,44 @@ impl Store {
     /// A store over `storage`, keeping `index` (if any) current.
     pub fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
         Self {
-            storage,
             index,
             sessions: Mutex::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            shared: storage.shared(),
+            storage,
+            refreshed: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether other processes may write this store's storage.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Records that the search index was just rebuilt from storage.
+    pub async fn index_rebuilt(&self) {
+        *self.refreshed.lock().await = Some(std::time::Instant::now());
+    }
+
+    /// Rebuilds the search index from storage when it was last rebuilt
+    /// more than `max_age` ago (or never). This is how a process sees
+    /// repositories pushed through other processes on shared storage.
+    /// Concurrent callers wait for one rebuild rather than start several.
+    pub async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let mut last = self.refreshed.lock().await;
+        if last.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        let repos = self.repositories_with_manifests().await?;
+        if let Err(e) = index.rebuild(repos).await {
+            tracing::warn!(error = %e, "search index refresh failed");
+        }
+        *last = Some(std::time::Instant::now());
+        Ok(())
     }
 
     // ---------------------------------------------------------------- blobs
@@ -182,6 +225,19 @@ impl Store {
             Err(e) if e.is_not_found() => Err(StoreError::BlobUnknown(digest.clone())),
             other => Ok(other?),
         }
+    }
+
+    /// A URL where the client can fetch the blob directly (for
+    /// `storage_redirect`), when the driver can issue one.
+    pub async fn blob_redirect(
+        &self,
+        digest: &Digest,
+        expires: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .storage
+            .redirect_url(&layout::blob_data(digest), expires)
+            .await?)
     }
 
     /// Removes a blob from the repository (the content stays for others).
@@ -266,18 +322,31 @@ impl Store {
     /// restart.
     async fn session(&self, name: &Name, id: Uuid) -> Result<SessionRef, StoreError> {
         let unknown = || StoreError::UploadUnknown(id.to_string());
-        if let Some(s) = self.sessions_lock().get(&id).cloned() {
+        let cached = self.sessions_lock().get(&id).cloned();
+        if let Some(s) = &cached {
             // The id alone is not enough: it must be used under its own
             // repository.
             if s.name != *name {
                 return Err(unknown());
             }
-            return Ok(s);
+            if !self.shared {
+                return Ok(s.clone());
+            }
         }
+        // On shared storage another process may have finished or cancelled
+        // the upload: storage decides whether it still exists.
         match self.storage.stat(&layout::upload_started(name, id)).await {
             Ok(_) => {}
-            Err(e) if e.is_not_found() => return Err(unknown()),
+            Err(e) if e.is_not_found() => {
+                if cached.is_some() {
+                    self.sessions_lock().remove(&id);
+                }
+                return Err(unknown());
+            }
             Err(e) => return Err(e.into()),
+        }
+        if let Some(s) = cached {
+            return Ok(s);
         }
         let s = Arc::new(SessionEntry {
             name: name.clone(),
@@ -299,22 +368,31 @@ impl Store {
         }
     }
 
-    async fn current_size(&self, name: &Name, s: &Session, id: Uuid) -> Result<u64, StoreError> {
-        if s.hasher.is_some() {
-            Ok(s.size)
-        } else {
-            self.stored_size(name, id).await
+    async fn current_size(
+        &self,
+        name: &Name,
+        s: &mut Session,
+        id: Uuid,
+    ) -> Result<u64, StoreError> {
+        if s.hasher.is_some() && !self.shared {
+            return Ok(s.size);
         }
+        let stored = self.stored_size(name, id).await?;
+        if stored != s.size {
+            // Another process appended: the hash state is out of step.
+            s.hasher = None;
+        }
+        Ok(stored)
     }
 
     /// Bytes received so far.
     pub async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
         let entry = self.session(name, id).await?;
-        let s = entry.state.lock().await;
+        let mut s = entry.state.lock().await;
         if s.closed {
             return Err(StoreError::UploadUnknown(id.to_string()));
         }
-        self.current_size(name, &s, id).await
+        self.current_size(name, &mut s, id).await
     }
 
     /// Appends `body` to an upload. `start`, from `Content-Range`, must be
@@ -331,7 +409,7 @@ impl Store {
         if s.closed {
             return Err(StoreError::UploadUnknown(id.to_string()));
         }
-        let size = self.current_size(name, &s, id).await?;
+        let size = self.current_size(name, &mut s, id).await?;
         if let Some(start) = start
             && start != size
         {
@@ -390,11 +468,11 @@ impl Store {
         if s.closed {
             return Err(StoreError::UploadUnknown(id.to_string()));
         }
-        if let Some(start) = start {
-            let size = self.current_size(name, &s, id).await?;
-            if start != size {
-                return Err(StoreError::RangeInvalid { start, size });
-            }
+        let size = self.current_size(name, &mut s, id).await?;
+        if let Some(start) = start
+            && start != size
+        {
+            return Err(StoreError::RangeInvalid { start, size });
         }
         let result = self.finish(name, &mut s, id, digest, body).await;
         match &result {
@@ -512,7 +590,9 @@ impl Store {
         reference_text: &str,
     ) -> Result<Arc<StoredManifest>, StoreError> {
         let key = cache_key(name, reference_text);
-        if let Some(m) = self.cache_read().get(&key) {
+        if !self.shared
+            && let Some(m) = self.cache_read().get(&key)
+        {
             return Ok(m.clone());
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -545,7 +625,7 @@ impl Store {
         });
         let mut cache = self.cache_write();
         // Only fill if no write happened since this read began.
-        if self.generation.load(Ordering::Acquire) == generation {
+        if !self.shared && self.generation.load(Ordering::Acquire) == generation {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }

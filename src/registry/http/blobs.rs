@@ -1,6 +1,8 @@
 //! Blob reads and deletes (end-2, end-10): `GET`/`HEAD` with `Range`
 //! support, and `DELETE`. Bodies stream from storage; they are never
-//! buffered whole.
+//! buffered whole. With `storage_redirect` and a driver that can sign URLs
+//! (the object stores), `GET` answers 307 to a time-limited URL of the
+//! blob in the store instead; `HEAD` is always answered here.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,6 +22,21 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(digest)?;
     let size = state.store.blob_size(name, &digest).await?;
+    if state.settings.storage_redirect
+        && !head
+        && let Some(url) = state
+            .store
+            .blob_redirect(&digest, crate::registry::storage::objects::REDIRECT_TTL)
+            .await?
+    {
+        // `storage_redirect`: the client fetches the bytes from the store.
+        let mut res = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let h = res.headers_mut();
+        h.insert(header::LOCATION, value(&url));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        h.insert("docker-content-digest", value(digest.as_str()));
+        return Ok(res);
+    }
     let range = match header_str(headers, &header::RANGE) {
         Some(r) => Some(parse_range(r, size).ok_or_else(|| {
             ApiError::new(

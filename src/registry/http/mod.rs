@@ -60,6 +60,9 @@ pub struct Settings {
     pub issue_body: Bytes,
     /// CORS settings; inactive when `origins` is empty.
     pub cors: model::Cors,
+    /// `storage_redirect`: blob `GET`s answer 307 to a signed URL of the
+    /// store when the driver can issue one.
+    pub storage_redirect: bool,
 }
 
 impl Settings {
@@ -77,6 +80,7 @@ impl Settings {
             standalone: HeaderValue::from_static(if config.standalone { "True" } else { "False" }),
             issue_body: Bytes::from(issue),
             cors: config.cors.clone(),
+            storage_redirect: config.storage_redirect,
         }
     }
 }

@@ -83,6 +83,15 @@ pub(super) async fn search(
         )
         .into_response();
     };
+    if state.store.is_shared()
+        && let Err(e) = state
+            .store
+            .refresh_index(crate::registry::SEARCH_REFRESH_ON_QUERY)
+            .await
+    {
+        // A stale answer is better than none.
+        tracing::warn!(error = %e, "search index refresh failed");
+    }
     let names = index.search(&search.q).await;
     let mut body = format!("{{\"num_results\": {}, \"query\": ", names.len());
     python_json_string(&search.q, &mut body);

@@ -15,11 +15,13 @@
 //! stays usable as `dyn Storage`.
 
 pub mod filesystem;
+pub mod objects;
 
 use std::ops::Range;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
@@ -65,6 +67,14 @@ pub enum StorageError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A request to an object store failed.
+    #[error("object store request for `{path}` failed: {source}")]
+    Remote {
+        /// The object.
+        path: String,
+        /// The cause.
+        source: Box<object_store::Error>,
     },
 }
 
@@ -137,6 +147,26 @@ pub trait Storage: Send + Sync + 'static {
     /// reader of `to` sees the old or the new object). Used to publish a
     /// finished upload as a blob.
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// A URL at which a client can `GET` the object at `path` directly for
+    /// `expires`, when the backend can issue one (object stores with
+    /// signing credentials); `None` otherwise. Used for `storage_redirect`.
+    fn redirect_url<'a>(
+        &'a self,
+        path: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
+        let _ = (path, expires);
+        async { Ok(None) }.boxed()
+    }
+
+    /// Whether other processes may write the same storage concurrently
+    /// (several `serve` processes on one bucket). The store then does not
+    /// trust what it remembers between requests: manifests are not cached
+    /// and an upload's hash state is checked against storage.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Writes one object; see [`Storage::writer`].
@@ -162,6 +192,22 @@ pub enum DriverError {
     /// A driver regconf validates but does not serve.
     #[error("storage driver `{0}` is not supported by `serve`")]
     Unsupported(String),
+    /// A setting the driver cannot work without.
+    #[error("`storage: {driver}` needs `{key}`")]
+    Missing {
+        /// The driver.
+        driver: &'static str,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// The object-store client refused the settings.
+    #[error("cannot set up `{driver}` storage: {source}")]
+    Client {
+        /// The driver.
+        driver: &'static str,
+        /// The cause.
+        source: Box<object_store::Error>,
+    },
     /// The local root could not be created.
     #[error("cannot use storage path `{path}`: {source}")]
     Root {
@@ -180,32 +226,22 @@ pub enum DriverError {
     },
 }
 
+/// The drivers `serve` runs (as written in `storage:`).
+pub const SERVED_DRIVERS: &[&str] = &["local", "s3", "gcs", "azureblob"];
+
 /// Builds the driver the configuration asks for.
-#[allow(
-    clippy::unneeded_struct_pattern,
-    reason = "braced patterns survive unit variants becoming tuple variants"
-)]
 pub fn from_config(storage: &model::Storage) -> Result<std::sync::Arc<dyn Storage>, DriverError> {
-    match storage {
-        model::Storage::Local { storage_path } => {
-            let root = shellexpand::full(storage_path).map_err(|e| DriverError::Expand {
-                path: storage_path.clone(),
-                message: e.to_string(),
-            })?;
-            let fs = filesystem::Filesystem::new(root.as_ref())?;
-            Ok(std::sync::Arc::new(fs))
-        }
-        // Braced patterns match unit and tuple variants alike, so this
-        // keeps compiling while the model grows per-driver settings.
-        model::Storage::S3 { .. } => Err(DriverError::Unsupported("s3".into())),
-        model::Storage::Gcs { .. } => Err(DriverError::Unsupported("gcs".into())),
-        model::Storage::Azure { .. } => Err(DriverError::Unsupported("azureblob".into())),
-        model::Storage::Swift { .. } => Err(DriverError::Unsupported("swift".into())),
-        model::Storage::Glance { .. } => Err(DriverError::Unsupported("glance".into())),
-        model::Storage::Elliptics { .. } => Err(DriverError::Unsupported("elliptics".into())),
-        model::Storage::Other(name) => Err(DriverError::Unsupported(name.clone())),
-        #[allow(unreachable_patterns, reason = "drivers the model may add later")]
-        _ => Err(DriverError::Unsupported("unknown".into())),
+    if let model::Storage::Local { storage_path } = storage {
+        let root = shellexpand::full(storage_path).map_err(|e| DriverError::Expand {
+            path: storage_path.clone(),
+            message: e.to_string(),
+        })?;
+        let fs = filesystem::Filesystem::new(root.as_ref())?;
+        return Ok(std::sync::Arc::new(fs));
+    }
+    match objects::from_config(storage) {
+        Some(built) => built,
+        None => Err(DriverError::Unsupported(storage.driver().to_owned())),
     }
 }
 
@@ -226,3 +262,5 @@ pub fn check_path(path: &str) -> Result<(), StorageError> {
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod moto;

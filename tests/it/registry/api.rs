@@ -349,3 +349,9 @@ fn v1_endpoints_follow_the_configuration() {
         "\"docker-registry server\""
     );
 }
+
+also_on_s3!(
+    chunked_upload_status_mount_and_range,
+    pagination_deletes_and_malformed_digests,
+    v1_endpoints_follow_the_configuration
+);

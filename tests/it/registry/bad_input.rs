@@ -209,3 +209,9 @@ fn bad_manifests_store_nothing() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+also_on_s3!(
+    invalid_names_touch_nothing,
+    wrong_digest_and_truncated_body_store_nothing,
+    bad_manifests_store_nothing
+);

@@ -165,3 +165,9 @@ fn cors_headers_follow_the_configuration() {
     let other = curl(&["-H", "Origin: https://evil.example", &reg.url("/v2/")]);
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+also_on_s3!(
+    upload_survives_restart_then_expires,
+    concurrent_pushes_of_same_blob_and_tag,
+    cors_headers_follow_the_configuration
+);

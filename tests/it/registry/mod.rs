@@ -5,14 +5,58 @@
 //! storage in a temporary directory ([`start`]). The start-up lives in that
 //! one function so it can later be switched to spawning `regconf serve`.
 //! External tools must be installed (`apt-get install -y skopeo curl`,
-//! `pip install oras`); a missing tool fails the test with a message saying
-//! how to install it, it never skips. Every external command runs under a
-//! time limit.
+//! `pip install oras`, `pip install 'moto[server]'`); a missing tool fails
+//! the test with a message saying how to install it, it never skips. Every
+//! external command runs under a time limit.
+//!
+//! The client tests run twice: as written, on local storage, and once more
+//! on the S3 driver against a moto server ([`also_on_s3!`] adds a `s3`
+//! module of wrappers to a test file; [`config`] then hands out an S3
+//! storage whose key prefix is derived from the test's directory).
+
+use std::cell::Cell;
+
+/// Which storage [`config`] gives the registry of the current test thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Files under the test's directory.
+    Local,
+    /// The shared moto server, under a prefix of its own.
+    S3,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Local) };
+}
+
+/// Runs `test` with [`config`] handing out S3 storage on moto.
+pub(crate) fn on_s3(test: fn()) {
+    BACKEND.set(Backend::S3);
+    test();
+    BACKEND.set(Backend::Local);
+}
+
+/// Adds a module `s3` with one test per named test of the file, running it
+/// unchanged with the registry on the S3 driver.
+macro_rules! also_on_s3 {
+    ($($test:ident),+ $(,)?) => {
+        mod s3 {
+            $(
+                #[test]
+                fn $test() {
+                    crate::registry::on_s3(super::$test);
+                }
+            )+
+        }
+    };
+}
 
 mod api;
 mod bad_input;
 mod image;
 mod lifecycle;
+mod moto;
+mod objects;
 mod oras;
 mod search;
 mod skopeo;
@@ -32,8 +76,8 @@ const TOOL_TIMEOUT: &str = "180";
 pub(crate) struct Registry {
     /// `127.0.0.1:<port>`.
     pub(crate) host: String,
-    /// The storage root.
-    pub(crate) root: PathBuf,
+    /// Where its storage is; see [`files_under`].
+    pub(crate) root: Root,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -42,6 +86,17 @@ impl Registry {
     /// `http://127.0.0.1:<port>` + `path`.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.host)
+    }
+
+    /// A registry running elsewhere (another process) at `host`, for the
+    /// helpers that take a [`Registry`]; its storage is not known here.
+    pub(crate) fn external(host: String) -> Registry {
+        Registry {
+            host,
+            root: Root::Local(PathBuf::new()),
+            stop: None,
+            thread: None,
+        }
     }
 
     /// Stops the server and waits for it.
@@ -65,8 +120,71 @@ impl Drop for Registry {
     }
 }
 
-/// The configuration the tests serve: local storage under `dir/storage`,
-/// the search index at `dir/index.db`.
+/// The storage of a test registry.
+#[derive(Debug, Clone)]
+pub(crate) enum Root {
+    /// A local directory.
+    Local(PathBuf),
+    /// A key prefix in the moto bucket.
+    Bucket(Box<model::S3>),
+}
+
+/// What [`files_under`] can list: a directory, or a registry's storage.
+pub(crate) trait Listable {
+    /// Every stored file (object), relative to the root, sorted.
+    fn files(&self) -> Vec<String>;
+}
+
+impl Listable for Path {
+    fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(self) {
+                    out.push(rel.display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Listable for PathBuf {
+    fn files(&self) -> Vec<String> {
+        self.as_path().files()
+    }
+}
+
+impl Listable for Root {
+    fn files(&self) -> Vec<String> {
+        match self {
+            Root::Local(p) => p.files(),
+            Root::Bucket(s3) => moto::keys(s3),
+        }
+    }
+}
+
+/// Storage for a test registry in `dir` on the current [`Backend`]: the
+/// same `dir` always gives the same storage (restarts find their data).
+pub(crate) fn storage(dir: &Path) -> model::Storage {
+    match BACKEND.get() {
+        Backend::Local => model::Storage::Local {
+            storage_path: dir.join("storage").display().to_string(),
+        },
+        Backend::S3 => model::Storage::S3(moto::storage(dir)),
+    }
+}
+
+/// The configuration the tests serve: local storage under `dir/storage`
+/// (or S3 on moto, see [`Backend`]), the search index at `dir/index.db`.
 pub(crate) fn config(dir: &Path) -> model::Config {
     let db = dir.join("index.db");
     model::Config {
@@ -75,9 +193,7 @@ pub(crate) fn config(dir: &Path) -> model::Config {
         debug: true,
         issue: Some("regconf test registry".into()),
         standalone: true,
-        storage: model::Storage::Local {
-            storage_path: dir.join("storage").display().to_string(),
-        },
+        storage: storage(dir),
         storage_redirect: false,
         search_backend: Some("sqlalchemy".into()),
         sqlalchemy_index_database: Some(format!("sqlite:///{}", db.display())),
@@ -90,8 +206,9 @@ pub(crate) fn config(dir: &Path) -> model::Config {
 /// Starts a registry for `config` on a free loopback port.
 pub(crate) fn start_with(config: model::Config) -> Registry {
     let root = match &config.storage {
-        model::Storage::Local { storage_path } => PathBuf::from(storage_path),
-        other => panic!("tests use local storage, not {other:?}"),
+        model::Storage::Local { storage_path } => Root::Local(PathBuf::from(storage_path)),
+        model::Storage::S3(s3) => Root::Bucket(Box::new(s3.clone())),
+        other => panic!("tests use local or s3 storage, not {other:?}"),
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -346,25 +463,10 @@ pub(crate) fn put_manifest(
     ])
 }
 
-/// Every file under `root`, relative, sorted.
-pub(crate) fn files_under(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(root) {
-                out.push(rel.display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+/// Every file under `root` (a directory or a registry's storage),
+/// relative, sorted.
+pub(crate) fn files_under<T: Listable + ?Sized>(root: &T) -> Vec<String> {
+    root.files()
 }
 
 /// Sends `head` (request line and headers, with `Host` added) over a fresh

@@ -116,3 +116,5 @@ fn oras_push_with_subject_and_referrers() {
     assert_eq!(none.status, 200);
     assert_eq!(none.json()["manifests"], serde_json::json!([]));
 }
+
+also_on_s3!(oras_push_with_subject_and_referrers);

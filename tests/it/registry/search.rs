@@ -81,3 +81,8 @@ fn unsupported_index_url_is_refused_at_start() {
         "{err}"
     );
 }
+
+also_on_s3!(
+    search_after_push_and_restart,
+    unsupported_index_url_is_refused_at_start
+);

@@ -98,3 +98,5 @@ fn skopeo_round_trip_is_byte_identical() {
     assert_eq!(listed["tags"], tags["Tags"]);
     assert_eq!(listed["name"], "skopeo/multi");
 }
+
+also_on_s3!(skopeo_round_trip_is_byte_identical);
