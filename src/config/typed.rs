@@ -1025,16 +1025,23 @@ impl Conv<'_> {
                 return Storage::Other(name);
             }
         };
-        if self.mode == Mode::Environment && !matches!(storage, Storage::Local { .. }) {
+        if self.mode == Mode::Environment
+            && !model::storage::SERVED_DRIVERS.contains(&storage.driver())
+        {
+            let served = model::storage::SERVED_DRIVERS
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let d = self
                 .at(
                     "regconf::serve::unsupported_driver",
                     Severity::Error,
                     &top.path_of("storage"),
-                    format!("`regconf serve` cannot use the `{}` driver yet", storage.driver()),
+                    format!("`regconf serve` cannot use the `{}` driver", storage.driver()),
                     "not served",
                 )
-                .help("`regconf serve` stores images with the `local` driver; `render` and `validate` accept every driver");
+                .help(format!("`regconf serve` runs {served}; `render` and `validate` accept every driver"));
             self.push(d);
         }
         storage

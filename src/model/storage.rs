@@ -49,6 +49,10 @@ impl Default for Storage {
     }
 }
 
+/// The drivers `regconf serve` runs, as written in `storage:`; the registry
+/// builds exactly these and refuses the others at start.
+pub const SERVED_DRIVERS: &[&str] = &["local", "s3", "gcs", "azureblob"];
+
 impl Storage {
     /// The driver's name as written in `storage:` (`local`, `s3`, ...).
     pub fn driver(&self) -> &str {

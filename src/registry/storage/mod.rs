@@ -226,8 +226,9 @@ pub enum DriverError {
     },
 }
 
-/// The drivers `serve` runs (as written in `storage:`).
-pub const SERVED_DRIVERS: &[&str] = &["local", "s3", "gcs", "azureblob"];
+/// The drivers `serve` runs (as written in `storage:`); the list lives in the
+/// model so that `validate` can tell which flavors `serve` will refuse.
+pub use crate::model::storage::SERVED_DRIVERS;
 
 /// Builds the driver the configuration asks for.
 pub fn from_config(storage: &model::Storage) -> Result<std::sync::Arc<dyn Storage>, DriverError> {
