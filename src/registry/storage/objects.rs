@@ -57,9 +57,10 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use super::{ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_path};
 use crate::model;
 
-/// Size of one multipart part (S3 needs at least 5 MiB for all but the
-/// last). 8 MiB parts allow objects up to 80 GB within S3's 10 000 parts.
-pub const PART_SIZE: usize = 8 << 20;
+/// Size of one multipart part: S3's minimum for all but the last, so a
+/// writer holds as little as S3 allows; 5 MiB parts still allow objects of
+/// 50 GB within S3's 10 000 parts.
+pub const PART_SIZE: usize = 5 << 20;
 
 /// Parts uploaded at once by one writer.
 pub const MAX_CONCURRENCY: usize = 2;

@@ -1,9 +1,10 @@
 //! The registry, driven over loopback by real clients: skopeo, the `oras`
 //! Python SDK, and curl. Nothing is mocked.
 //!
-//! Every test starts its own registry on `127.0.0.1:<random port>` with
-//! storage in a temporary directory ([`start`]). The start-up lives in that
-//! one function so it can later be switched to spawning `regconf serve`.
+//! Every test starts its own `regconf serve` process on
+//! `127.0.0.1:<random port>` with storage in a temporary directory
+//! ([`start`], [`start_with`]), from a configuration file written as an
+//! operator would write it.
 //! External tools must be installed (`apt-get install -y skopeo curl`,
 //! `pip install oras`, `pip install 'moto[server]'`); a missing tool fails
 //! the test with a message saying how to install it, it never skips. Every
@@ -61,10 +62,10 @@ mod oras;
 mod search;
 mod skopeo;
 
-use std::net::SocketAddr;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use regconf::model;
 use sha2::Digest as _;
@@ -72,14 +73,15 @@ use sha2::Digest as _;
 /// Seconds any external command may take.
 const TOOL_TIMEOUT: &str = "180";
 
-/// A registry running in this process.
+/// A `regconf serve` process on a free loopback port.
 pub(crate) struct Registry {
     /// `127.0.0.1:<port>`.
     pub(crate) host: String,
     /// Where its storage is; see [`files_under`].
     pub(crate) root: Root,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    child: Option<Child>,
+    /// Holds the configuration file while the server runs.
+    _config: Option<tempfile::TempDir>,
 }
 
 impl Registry {
@@ -88,29 +90,52 @@ impl Registry {
         format!("http://{}{path}", self.host)
     }
 
-    /// A registry running elsewhere (another process) at `host`, for the
-    /// helpers that take a [`Registry`]; its storage is not known here.
+    /// A registry running elsewhere at `host`, for the helpers that take a
+    /// [`Registry`]; its storage is not known here and it is not stopped.
     pub(crate) fn external(host: String) -> Registry {
         Registry {
             host,
             root: Root::Local(PathBuf::new()),
-            stop: None,
-            thread: None,
+            child: None,
+            _config: None,
         }
     }
 
-    /// Stops the server and waits for it.
+    /// The same registry as an [`external`](Registry::external) handle.
+    pub(crate) fn as_registry(&self) -> Registry {
+        Registry::external(self.host.clone())
+    }
+
+    /// Peak resident memory of the server process so far (`VmHWM`), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("a process started here").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("/proc/<pid>/status of the registry");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// Stops the server with SIGTERM (requests in flight finish) and waits.
     pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -203,46 +228,145 @@ pub(crate) fn config(dir: &Path) -> model::Config {
     }
 }
 
-/// Starts a registry for `config` on a free loopback port.
+/// A string as YAML (JSON strings are YAML double-quoted scalars).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// The flavor `test` of a configuration file that serves `c`: the keys the
+/// tests set, written as an operator would.
+fn flavor_yaml(c: &model::Config) -> String {
+    let mut y = format!("{}:\n", c.flavor);
+    let mut line = |k: &str, v: String| y.push_str(&format!("    {k}: {v}\n"));
+    if let Some(l) = &c.loglevel {
+        line("loglevel", q(l));
+    }
+    line("debug", c.debug.to_string());
+    if let Some(i) = &c.issue {
+        line("issue", q(i));
+    }
+    line("standalone", c.standalone.to_string());
+    line("storage_redirect", c.storage_redirect.to_string());
+    if let Some(b) = &c.search_backend {
+        line("search_backend", q(b));
+    }
+    if let Some(d) = &c.sqlalchemy_index_database {
+        line("sqlalchemy_index_database", q(d));
+    }
+    match &c.storage {
+        model::Storage::Local { storage_path } => {
+            line("storage", "local".into());
+            line("storage_path", q(storage_path));
+        }
+        model::Storage::S3(s3) => {
+            line("storage", "s3".into());
+            line("storage_path", q(&s3.storage_path));
+            let opt = |o: &Option<String>| o.as_deref().map_or("null".to_owned(), q);
+            line("boto_bucket", opt(&s3.boto_bucket));
+            line("s3_region", opt(&s3.s3_region));
+            line("s3_access_key", opt(&s3.s3_access_key));
+            line("s3_secret_key", opt(&s3.s3_secret_key));
+            line("boto_host", opt(&s3.boto_host));
+            line(
+                "boto_port",
+                s3.boto_port.map_or("null".to_owned(), |p| p.to_string()),
+            );
+            line("s3_secure", s3.s3_secure.to_string());
+            line("s3_encrypt", s3.s3_encrypt.to_string());
+        }
+        other => panic!("tests use local or s3 storage, not {other:?}"),
+    }
+    let p = &c.upload_purge;
+    line(
+        "upload_purge",
+        format!(
+            "{{max_age_secs: {}, interval_secs: {}}}",
+            p.max_age_secs, p.interval_secs
+        ),
+    );
+    let cors = &c.cors;
+    if !cors.origins.is_empty() {
+        let list = |v: &[String]| {
+            format!(
+                "[{}]",
+                v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        y.push_str("    cors:\n");
+        y.push_str(&format!("        origins: {}\n", list(&cors.origins)));
+        y.push_str(&format!("        methods: {}\n", list(&cors.methods)));
+        y.push_str(&format!("        headers: {}\n", list(&cors.headers)));
+        y.push_str(&format!(
+            "        expose_headers: {}\n",
+            list(&cors.expose_headers)
+        ));
+        y.push_str(&format!(
+            "        supports_credentials: {}\n",
+            cors.supports_credentials
+        ));
+        if let Some(age) = cors.max_age {
+            y.push_str(&format!("        max_age: {age}\n"));
+        }
+    }
+    y
+}
+
+/// Starts `regconf serve` for `config` on a free loopback port: the
+/// configuration is written as a file (beside the storage, or in the
+/// system's temporary directory) and served as an operator would.
 pub(crate) fn start_with(config: model::Config) -> Registry {
     let root = match &config.storage {
         model::Storage::Local { storage_path } => Root::Local(PathBuf::from(storage_path)),
         model::Storage::S3(s3) => Root::Bucket(Box::new(s3.clone())),
         other => panic!("tests use local or s3 storage, not {other:?}"),
     };
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        rt.block_on(async move {
-            let options = regconf::registry::ServeOptions {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            };
-            let server = regconf::registry::bind(&config, options)
-                .await
-                .unwrap_or_else(|e| panic!("registry did not start: {e}"));
-            addr_tx.send(server.local_addr()).expect("test alive");
-            server
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap_or_else(|e| panic!("registry failed: {e}"));
-        });
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("registry did not report its address (see the panic above)");
-    Registry {
-        host: addr.to_string(),
-        root,
-        stop: Some(stop_tx),
-        thread: Some(thread),
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("registry.yml");
+    std::fs::write(&file, flavor_yaml(&config)).expect("write the configuration");
+    for _attempt in 0..3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_regconf"))
+            .arg("serve")
+            .arg(&file)
+            .args([
+                "--flavor",
+                &config.flavor,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run regconf serve");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                // Another process took the port between our check and its
+                // bind: try another one; any other failure is the test's.
+                if status.code() == Some(1) {
+                    break;
+                }
+                panic!("regconf serve exited with {status} (see its output above)");
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Registry {
+                    host: format!("127.0.0.1:{port}"),
+                    root,
+                    child: Some(child),
+                    _config: Some(dir),
+                };
+            }
+            assert!(Instant::now() < deadline, "regconf serve did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+    panic!("regconf serve did not start (see its output above)");
 }
 
 /// Starts a registry with [`config`] for `dir`.
