@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +16,7 @@ fi
 
 need_pip=()
 python3 -c 'import oras.client' >/dev/null 2>&1 || need_pip+=(oras)
+python3 -c 'import moto.server' >/dev/null 2>&1 || need_pip+=('moto[server]')
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing ${need_pip[*]} (pip)"
   python3 -m pip install -q "${need_pip[@]}"

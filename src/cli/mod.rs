@@ -4,6 +4,13 @@
 //! Each subcommand lives in its own module and returns an exit status:
 //! 0 success, 1 the configuration has errors, 2 usage (clap's own).
 
+mod completions;
+mod diff;
+mod env;
+mod explain;
+mod export;
+mod flavors;
+mod init;
 mod render;
 mod schema;
 mod serve;
@@ -16,7 +23,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Env, Inherit, Source};
+use crate::config::{self, Env, Inherit, Resolved, Source, overrides};
 use crate::diagnostics::{Diagnostic, report};
 
 /// The bundled default configuration (`flavors/default.yml`).
@@ -40,6 +47,7 @@ pub mod vars {
 
 #[derive(Debug, Parser)]
 #[command(
+    after_help = "Secrets (keys, passwords, tokens) are masked in `explain`, `env` and `diff` unless --show-secrets; `render` and `export` print them.",
     name = "regconf",
     version,
     about = "Validate, render and serve docker-registry style configuration files",
@@ -71,6 +79,37 @@ enum Command {
     Schema(schema::Args),
     /// Run a container registry configured by one flavor.
     Serve(serve::Args),
+    /// Show where a setting's value comes from: file, merge keys, variable.
+    Explain(explain::Args),
+    /// List the environment variables a flavor reads.
+    Env(env::Args),
+    /// Compare two flavors, or one flavor under two environment files.
+    Diff(diff::Args),
+    /// Show every flavor of a file and how it inherits.
+    Flavors(flavors::Args),
+    /// Write the bundled configuration file, to start editing.
+    Init(init::Args),
+    /// Write an equivalent configuration for another registry.
+    Export(export::Args),
+    /// Print a shell completion script.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
+}
+
+/// `--set KEY=VALUE` overrides, for the commands that resolve a flavor.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetArgs {
+    /// Override a setting after the flavor is resolved (repeatable): a dotted
+    /// key, the value typed as YAML (`--set cache.port=6380`)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Whether a positional argument names a configuration file rather than a
+/// key or a flavor (`.yml`/`.yaml`, or a path with `/`).
+pub(crate) fn looks_like_file(s: &str) -> bool {
+    s.ends_with(".yml") || s.ends_with(".yaml") || s.contains('/')
 }
 
 /// Where the configuration comes from: FILE, flavor and inheritance rule.
@@ -132,6 +171,44 @@ impl Context {
             .unwrap_or_else(|| "dev".to_owned())
     }
 
+    /// Reads the file, resolves the flavor in `env` and applies `--set`;
+    /// problems are reported and `None` returned.
+    pub fn resolve(
+        &self,
+        args: &ConfigArgs,
+        sets: &[String],
+        env: &Env,
+    ) -> Option<(Arc<Source>, Resolved)> {
+        let source = match self.source(args) {
+            Ok(s) => s,
+            Err(d) => {
+                self.report(&[d]);
+                return None;
+            }
+        };
+        let overrides = match overrides::parse_all(sets) {
+            Ok(o) => o,
+            Err(diags) => {
+                self.report(&diags);
+                return None;
+            }
+        };
+        let flavor = self.flavor(args);
+        let mut resolved =
+            match config::load(Arc::clone(&source), &flavor, args.inherit.into(), env) {
+                Ok(r) => r,
+                Err(diags) => {
+                    self.report(&diags);
+                    return None;
+                }
+            };
+        if let Err(diags) = overrides::apply(&mut resolved, &overrides) {
+            self.report(&diags);
+            return None;
+        }
+        Some((source, resolved))
+    }
+
     /// Reads the configuration file chosen by `args` and the environment.
     pub fn source(&self, args: &ConfigArgs) -> Result<Arc<Source>, Diagnostic> {
         let path = match &args.file {
@@ -178,6 +255,11 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// The command-line definition (for completions and the manual page).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs regconf with the process arguments and environment.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -200,6 +282,14 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Schema(args) => schema::run(&args),
         Command::Serve(args) => serve::run(&ctx, &args),
+        Command::Explain(args) => explain::run(&ctx, &args),
+        Command::Env(args) => env::run(&ctx, &args),
+        Command::Diff(args) => diff::run(&ctx, &args),
+        Command::Flavors(args) => flavors::run(&ctx, &args),
+        Command::Init(args) => init::run(&ctx, &args),
+        Command::Export(args) => export::run(&ctx, &args),
+        Command::Completions(args) => completions::run(&args, command()),
+        Command::Man => completions::man(command()),
     };
     ExitCode::from(status)
 }

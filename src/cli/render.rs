@@ -4,8 +4,8 @@ use std::io::Write;
 
 use clap::ValueEnum;
 
-use super::{ConfigArgs, Context};
-use crate::config::{self, Rule, render};
+use super::{ConfigArgs, Context, SetArgs};
+use crate::config::{Rule, render};
 
 /// What `regconf render --help` says.
 pub(super) const LONG_ABOUT: &str = "Print the fully resolved configuration of one flavor: exactly \
@@ -18,6 +18,8 @@ are; `explain`, `env` and `diff` mask them.";
 pub(super) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    set: SetArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Yaml)]
     format: Format,
@@ -31,37 +33,24 @@ enum Format {
 
 /// Runs `regconf render`.
 pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
-    let source = match ctx.source(&args.config) {
-        Ok(s) => s,
-        Err(d) => {
-            ctx.report(&[d]);
-            return 1;
-        }
+    let Some((source, resolved)) = ctx.resolve(&args.config, &args.set.set, &ctx.env) else {
+        return 1;
     };
-    let name = source.name().to_owned();
-    let flavor = ctx.flavor(&args.config);
-    match config::load(source, &flavor, args.config.inherit.into(), &ctx.env) {
-        Ok(resolved) => {
-            if resolved.rule == Rule::Implicit {
-                let why = if resolved.rule_was_auto {
-                    "the file has no merge key (`<<`)"
-                } else {
-                    "--inherit implicit"
-                };
-                eprintln!(
-                    "note: `common` is the base of every flavor in `{name}`, as in docker-registry 0.6, since {why}"
-                );
-            }
-            let text = match args.format {
-                Format::Json => render::map_to_json(&resolved.config) + "\n",
-                Format::Yaml => render::map_to_yaml(&resolved.config),
-            };
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            0
-        }
-        Err(diags) => {
-            ctx.report(&diags);
-            1
-        }
+    let name = source.name();
+    if resolved.rule == Rule::Implicit {
+        let why = if resolved.rule_was_auto {
+            "the file has no merge key (`<<`)"
+        } else {
+            "--inherit implicit"
+        };
+        eprintln!(
+            "note: `common` is the base of every flavor in `{name}`, as in docker-registry 0.6, since {why}"
+        );
     }
+    let text = match args.format {
+        Format::Json => render::map_to_json(&resolved.config) + "\n",
+        Format::Yaml => render::map_to_yaml(&resolved.config),
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    0
 }

@@ -7,8 +7,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use super::{ConfigArgs, Context};
-use crate::config::{self, Provenance, Source, Span, typed};
+use std::io::Write;
+
+use super::{ConfigArgs, Context, SetArgs};
+use crate::config::{Provenance, Resolved, Source, Span, explain, origin::dotted, typed};
 use crate::diagnostics::Diagnostic;
 use crate::model;
 use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
@@ -18,6 +20,11 @@ use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
 pub(super) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    set: SetArgs,
+    /// Print secrets (keys, passwords) in messages and logs as they are
+    #[arg(long)]
+    show_secrets: bool,
     /// Address to listen on [default: $REGISTRY_HOST:$REGISTRY_PORT, else
     /// 127.0.0.1:5000]
     #[arg(long, value_name = "HOST:PORT")]
@@ -28,9 +35,12 @@ pub(super) struct Args {
 const REGISTRY_HOST: &str = "REGISTRY_HOST";
 const REGISTRY_PORT: &str = "REGISTRY_PORT";
 
-fn listen_address(ctx: &Context, args: &Args) -> Result<SocketAddr, Diagnostic> {
-    let text = match &args.listen {
-        Some(l) => l.clone(),
+pub(super) fn listen_address(
+    ctx: &Context,
+    listen: Option<&str>,
+) -> Result<SocketAddr, Diagnostic> {
+    let text = match listen {
+        Some(l) => l.to_owned(),
         None => {
             // Unlike docker-registry (0.0.0.0), the host defaults to loopback:
             // a registry without authentication should not face a network
@@ -159,38 +169,79 @@ fn inert_settings(m: &model::Config) -> Vec<&'static str> {
     out
 }
 
+/// The texts of the secret settings of a flavor (what `serve` masks).
+fn secret_values(resolved: &Resolved) -> Vec<String> {
+    let mut out = Vec::new();
+    explain::leaves(&resolved.config, &mut Vec::new(), &mut |p, v| {
+        if crate::model::is_secret(&dotted(p)) && v.is_truthy() {
+            let text = match v {
+                crate::config::Value::Str(s) => s.clone(),
+                other => crate::config::render::to_json(other),
+            };
+            out.push(text);
+        }
+    });
+    // Longer first, so that a secret holding another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+fn mask(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |t, s| {
+        t.replace(s.as_str(), crate::model::MASK)
+    })
+}
+
+/// Log lines on stderr with the flavor's secrets masked.
+#[derive(Clone)]
+struct MaskedStderr(Arc<Vec<String>>);
+
+impl Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = mask(&String::from_utf8_lossy(buf), &self.0);
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Runs `regconf serve`.
 pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
-    let source = match ctx.source(&args.config) {
-        Ok(s) => s,
-        Err(d) => {
-            ctx.report(&[d]);
-            return 1;
-        }
+    let Some((source, resolved)) = ctx.resolve(&args.config, &args.set.set, &ctx.env) else {
+        return 1;
     };
-    let flavor = ctx.flavor(&args.config);
-    let resolved = match config::load(
-        Arc::clone(&source),
-        &flavor,
-        args.config.inherit.into(),
-        &ctx.env,
-    ) {
-        Ok(r) => r,
-        Err(diags) => {
-            ctx.report(&diags);
-            return 1;
-        }
+    let secrets = if args.show_secrets {
+        Vec::new()
+    } else {
+        secret_values(&resolved)
+    };
+    let report = |diags: Vec<Diagnostic>| {
+        let masked: Vec<Diagnostic> = diags
+            .into_iter()
+            .map(|mut d| {
+                d.message = mask(&d.message, &secrets);
+                for l in &mut d.labels {
+                    l.text = mask(&l.text, &secrets);
+                }
+                d.help = d.help.map(|h| mask(&h, &secrets));
+                d
+            })
+            .collect();
+        ctx.report(&masked);
     };
     let (model, diags) = typed::to_model(&resolved, &source, typed::Mode::Environment);
     let errors: Vec<Diagnostic> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() {
-        ctx.report(&errors);
+        report(errors);
         return 1;
     }
-    let listen = match listen_address(ctx, args) {
+    let listen = match listen_address(ctx, args.listen.as_deref()) {
         Ok(a) => a,
         Err(d) => {
-            ctx.report(&[d]);
+            report(vec![d]);
             return 1;
         }
     };
@@ -200,13 +251,22 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            ctx.report(&[Diagnostic::error(
+            report(vec![Diagnostic::error(
                 "regconf::serve::start",
                 format!("cannot start the runtime: {e}"),
             )]);
             return 1;
         }
     };
+    // The registry's own subscriber, writing through the mask.
+    let writer = MaskedStderr(Arc::new(secrets.clone()));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(registry::log_filter(
+            &model,
+        )))
+        .with_writer(move || writer.clone())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     registry::init_logging(&model);
     let inert = inert_settings(&model);
     if !inert.is_empty() {
@@ -225,7 +285,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            ctx.report(&[start_problem(&e, &source, &resolved.provenance)]);
+            report(vec![start_problem(&e, &source, &resolved.provenance)]);
             1
         }
     }

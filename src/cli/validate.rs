@@ -22,6 +22,10 @@ checked for what `regconf serve` needs.\n\nExit status: 0 valid (warnings allowe
 pub(super) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Override a setting of --flavor after it is resolved (repeatable): a
+    /// dotted key, the value typed as YAML (`--set cache.port=6380`)
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "flavor")]
+    set: Vec<String>,
     /// KEY=VALUE lines layered over the environment (with --flavor)
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
@@ -92,6 +96,10 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         },
         None => ctx.env.clone(),
     };
+    let overrides = match crate::config::overrides::parse_all(&args.set) {
+        Ok(o) => o,
+        Err(diags) => return finish(ctx, args, diags, 0, ""),
+    };
     let name = source.name().to_owned();
     let report = validate::validate(
         source,
@@ -99,6 +107,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             flavor: args.config.flavor.as_deref(),
             inherit: args.config.inherit.into(),
             env: &env,
+            overrides: &overrides,
         },
     );
     finish(ctx, args, report.diagnostics, report.flavors, &name)

@@ -9,13 +9,25 @@
 //!    docker-registry's loader injected; [`origin`] records where each value
 //!    came from.
 //! 4. the typed model (`crate::model`), validation, and [`render`].
+//! 5. `--set` [`overrides`] (layered with figment) after the flavor is
+//!    resolved.
+//!
+//! Questions operators ask of a resolved flavor, answered without printing:
+//! [`explain`] (the chain behind a value), [`variables`] (what a flavor
+//! reads), [`diff`] (two flavors, or two environments), [`flavors`] (how
+//! they inherit) and [`export`] (distribution's configuration).
 //!
 //! The environment arrives as an [`Env`] snapshot: nothing here reads the
 //! process environment or prints.
 
 pub mod construct;
+pub mod diff;
 pub mod env;
+pub mod explain;
+pub mod export;
+pub mod flavors;
 pub mod origin;
+pub mod overrides;
 pub mod parse;
 pub mod render;
 pub mod resolve;
@@ -23,6 +35,7 @@ pub mod source;
 pub mod typed;
 pub mod validate;
 pub mod value;
+pub mod variables;
 pub mod yaml11;
 
 use std::path::Path;

@@ -42,6 +42,8 @@ pub struct Origin {
     pub implicit_common: bool,
     /// Set by the loader rather than by the file.
     pub injected: Option<Injected>,
+    /// Set on the command line: the `--set KEY=VALUE` that gave it.
+    pub cli: Option<String>,
 }
 
 /// One `_env:` reference and what answered it.
@@ -90,6 +92,13 @@ impl Provenance {
     /// Every recorded path, in resolution order.
     pub fn iter(&self) -> impl Iterator<Item = (&KeyPath, &Origin)> {
         self.origins.iter()
+    }
+
+    /// Forgets the origins of every path strictly inside `prefix` (the
+    /// keys of a mapping that was replaced).
+    pub fn remove_under(&mut self, prefix: &[Key]) {
+        self.origins
+            .retain(|p, _| !(p.len() > prefix.len() && p.starts_with(prefix)));
     }
 
     /// Mutable access to one origin.

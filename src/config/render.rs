@@ -196,7 +196,9 @@ fn plain_ok(s: &str) -> bool {
         && s.parse::<f64>().is_err()
 }
 
-fn yaml_string(s: &str) -> String {
+/// A string as a YAML scalar that reads back as the same string under YAML
+/// 1.1 (plain when it can be, double-quoted otherwise).
+pub fn yaml_string(s: &str) -> String {
     if plain_ok(s) {
         return s.to_owned();
     }

@@ -358,6 +358,7 @@ impl Walker<'_> {
                 .map(|v| v.name.clone()),
             implicit_common: item.implicit_common,
             injected: None,
+            cli: None,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Options<'a> {
     pub inherit: Inherit,
     /// The environment for `flavor`.
     pub env: &'a Env,
+    /// `--set` overrides, applied to `flavor` once resolved.
+    pub overrides: &'a [super::overrides::Override],
 }
 
 /// The result of a validation.
@@ -100,7 +102,10 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     // its diagnostics win over the static ones at the same place.
     if let Some(flavor) = opts.flavor {
         match super::load(Arc::clone(source), flavor, opts.inherit, opts.env) {
-            Ok(resolved) => out.extend(typed::to_model(&resolved, source, Mode::Environment).1),
+            Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
+                Ok(()) => out.extend(typed::to_model(&resolved, source, Mode::Environment).1),
+                Err(diags) => out.extend(diags),
+            },
             Err(diags) => out.extend(diags),
         }
     }

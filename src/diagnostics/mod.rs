@@ -22,14 +22,19 @@ use crate::config::source::{Source, Span};
 /// Every code regconf can emit, stable across releases (each has a snapshot
 /// test in `tests/it/validate.rs`).
 pub const CODES: &[&str] = &[
+    "regconf::cli::bad_set",
     "regconf::env::in_list",
     "regconf::env::invalid_yaml",
     "regconf::env::required_unset",
     "regconf::env::set_but_empty",
     "regconf::env::unquoted",
+    "regconf::explain::unknown_key",
+    "regconf::export::no_equivalent",
     "regconf::file::env_file",
+    "regconf::file::exists",
     "regconf::file::not_utf8",
     "regconf::file::unreadable",
+    "regconf::file::unwritable",
     "regconf::flavor::empty_file",
     "regconf::flavor::implicit_common",
     "regconf::flavor::missing",

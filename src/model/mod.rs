@@ -241,3 +241,52 @@ pub struct Cors {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+/// Settings that hold secrets (dotted key paths, as written in a flavor).
+///
+/// `explain`, `env` and `diff` print their values as [`MASK`] unless
+/// `--show-secrets` is given, and `serve` masks them in its messages;
+/// `render` and `export` print them, since their output feeds programs. The
+/// list lives here, beside the fields it names, so that a new secret field is
+/// added in one place; a key is also treated as a secret when its last part
+/// names one (see [`is_secret`]).
+pub const SECRET_KEYS: &[&str] = &[
+    "s3_access_key",
+    "s3_secret_key",
+    "boto_proxy_pass",
+    "gs_access_key",
+    "gs_secret_key",
+    "azure_storage_account_key",
+    "swift_password",
+    "oss_accesskey",
+    "cloudfront.keysecret",
+    "cache.password",
+    "cache_lru.password",
+    "email_exceptions.smtp_password",
+    "smtp_password",
+    "bugsnag",
+];
+
+/// How a masked secret is shown.
+pub const MASK: &str = "********";
+
+/// Whether the setting at a dotted key path holds a secret: it is listed in
+/// [`SECRET_KEYS`], or its last part is a password, a secret, a token or an
+/// access key by name (`password`, `*_password`, `*_secret*`, `*token*`,
+/// `*accesskey*`, `*_key` under a listed driver).
+pub fn is_secret(dotted: &str) -> bool {
+    if SECRET_KEYS.contains(&dotted) {
+        return true;
+    }
+    let last = dotted
+        .rsplit('.')
+        .next()
+        .unwrap_or(dotted)
+        .to_ascii_lowercase();
+    last == "password"
+        || last.ends_with("_password")
+        || last.ends_with("_pass")
+        || last.contains("secret")
+        || last.contains("token") && !last.contains("auth")
+        || last.contains("accesskey")
+}

@@ -20,6 +20,9 @@ mod validate;
 // the committed JSON Schemas and `regconf schema`
 mod schema;
 
+// explain, env, diff, flavors, init, export, --set, secrets masked
+mod operator;
+
 // regconf serve as a process
 mod serve;
 

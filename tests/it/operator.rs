@@ -1,0 +1,900 @@
+//! The operator commands (`explain`, `env`, `diff`, `flavors`, `init`,
+//! `export`, `completions`, `man`) and `--set`, as exact text; secrets never
+//! shown; the export loaded by the real distribution registry.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{regconf, root, shared, snapshot, transcript};
+
+fn snap_path(name: &str) -> PathBuf {
+    root()
+        .join("tests/snapshots/operator")
+        .join(format!("{name}.txt"))
+}
+
+fn samples() -> PathBuf {
+    shared().join("reference/samples")
+}
+
+/// Runs regconf in `dir` with `args` and `env`, returning the transcript.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = regconf(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    transcript(&cmd.output().expect("regconf runs"))
+}
+
+/// Secret values the tests set; none may appear in explain, env or diff
+/// output.
+const SECRETS: &[(&str, &str)] = &[
+    ("AWS_KEY", "AKIA-test-access-key-4242"),
+    ("AWS_SECRET", "s3cr3t-aws-value-4242"),
+    ("CACHE_REDIS_PASSWORD", "redis-pass-4242"),
+    ("SMTP_PASSWORD", "smtp-pass-4242"),
+    ("BUGSNAG", "bugsnag-token-4242"),
+    ("AZURE_STORAGE_ACCOUNT_KEY", "azure-key-4242"),
+    ("AWS_S3_SECRET_KEY", "seed-secret-4242"),
+    ("AWS_S3_ACCESS_KEY", "seed-access-4242"),
+];
+
+/// A flavor file with secrets written in it literally.
+const LITERAL: &str = "\
+common: &common
+    loglevel: info
+    s3_secret_key: literal-secret-4242
+    cache:
+        host: redis
+        password: literal-redis-4242
+dev:
+    <<: *common
+    storage: local
+    mode: 0755
+    debug: no
+prod:
+    <<: *common
+    storage: s3
+    boto_bucket: images
+    s3_access_key: '_env:AWS_KEY:default-access-4242'
+";
+
+const LITERAL_SECRETS: &[&str] = &[
+    "literal-secret-4242",
+    "literal-redis-4242",
+    "default-access-4242",
+];
+
+/// (snapshot name, directory, arguments, environment) for the explain, env
+/// and diff snapshots, run with the secrets set.
+fn masked_cases(tmp: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
+    let s = samples();
+    let b = tmp.to_path_buf();
+    vec![
+        (
+            "explain-bundled-prod".into(),
+            b.clone(),
+            vec!["explain", "--flavor", "prod"],
+        ),
+        (
+            "explain-bundled-dev-json".into(),
+            b.clone(),
+            vec!["explain", "--flavor", "dev", "--format", "json"],
+        ),
+        (
+            "env-bundled-prod".into(),
+            b.clone(),
+            vec!["env", "--flavor", "prod"],
+        ),
+        (
+            "env-bundled-azureblob-dotenv".into(),
+            b.clone(),
+            vec!["env", "--flavor", "azureblob", "--format", "dotenv"],
+        ),
+        (
+            "diff-bundled-dev-prod".into(),
+            b.clone(),
+            vec!["diff", "dev", "prod"],
+        ),
+        (
+            "diff-bundled-s3-ceph".into(),
+            b.clone(),
+            vec!["diff", "s3", "ceph-s3", "--format", "json"],
+        ),
+        (
+            "explain-091-storage_path-prod".into(),
+            s.clone(),
+            vec![
+                "explain",
+                "storage_path",
+                "docker-registry-0.9.1.yml",
+                "--flavor",
+                "prod",
+            ],
+        ),
+        (
+            "explain-091-secret-prod".into(),
+            s.clone(),
+            vec![
+                "explain",
+                "s3_secret_key",
+                "docker-registry-0.9.1.yml",
+                "--flavor",
+                "prod",
+            ],
+        ),
+        (
+            "explain-091-prod-json".into(),
+            s.clone(),
+            vec![
+                "explain",
+                "docker-registry-0.9.1.yml",
+                "--flavor",
+                "prod",
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "env-091-prod-json".into(),
+            s.clone(),
+            vec![
+                "env",
+                "docker-registry-0.9.1.yml",
+                "--flavor",
+                "prod",
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "diff-091-test-prod".into(),
+            s.clone(),
+            vec!["diff", "test", "prod", "docker-registry-0.9.1.yml"],
+        ),
+        (
+            "explain-069-prod".into(),
+            s.clone(),
+            vec!["explain", "docker-registry-0.6.9.yml", "--flavor", "prod"],
+        ),
+        (
+            "env-069-prod".into(),
+            s.clone(),
+            vec!["env", "docker-registry-0.6.9.yml", "--flavor", "prod"],
+        ),
+        (
+            "diff-069-dev-prod".into(),
+            s.clone(),
+            vec!["diff", "dev", "prod", "docker-registry-0.6.9.yml"],
+        ),
+        (
+            "explain-seed-prod".into(),
+            s.clone(),
+            vec!["explain", "seed-sample.yml", "--flavor", "prod"],
+        ),
+        (
+            "env-seed-prod-dotenv".into(),
+            s.clone(),
+            vec![
+                "env",
+                "seed-sample.yml",
+                "--flavor",
+                "prod",
+                "--format",
+                "dotenv",
+            ],
+        ),
+        (
+            "diff-seed-dev-prod".into(),
+            s,
+            vec!["diff", "dev", "prod", "seed-sample.yml"],
+        ),
+        (
+            "explain-literal-dev".into(),
+            b.clone(),
+            vec!["explain", "literal.yml", "--flavor", "dev"],
+        ),
+        (
+            "explain-literal-prod-json".into(),
+            b.clone(),
+            vec![
+                "explain",
+                "literal.yml",
+                "--flavor",
+                "prod",
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "env-literal-prod".into(),
+            b.clone(),
+            vec!["env", "literal.yml", "--flavor", "prod"],
+        ),
+        (
+            "diff-literal-dev-prod".into(),
+            b,
+            vec!["diff", "dev", "prod", "literal.yml"],
+        ),
+    ]
+}
+
+#[test]
+fn explain_env_diff_snapshots_with_secrets_masked() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("literal.yml"), LITERAL).unwrap();
+    let mut env: Vec<(&str, &str)> = SECRETS.to_vec();
+    env.push(("AWS_BUCKET", "images"));
+    env.push(("AWS_S3_BUCKET", "images"));
+    for (name, dir, args) in masked_cases(tmp.path()) {
+        let out = run(&dir, &args, &env);
+        // Acceptance 4: no secret value in any output of explain, env or diff.
+        for (_, secret) in SECRETS {
+            assert!(
+                !out.contains(secret),
+                "{name} shows the secret `{secret}`:\n{out}"
+            );
+        }
+        for secret in LITERAL_SECRETS {
+            assert!(
+                !out.contains(secret),
+                "{name} shows the secret `{secret}`:\n{out}"
+            );
+        }
+        snapshot(&snap_path(&name), &out);
+    }
+}
+
+#[test]
+fn no_snapshot_of_explain_env_or_diff_holds_a_secret() {
+    let dir = root().join("tests/snapshots/operator");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("explain-") || name.starts_with("env-") || name.starts_with("diff-"))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in SECRETS
+            .iter()
+            .map(|(_, s)| *s)
+            .chain(LITERAL_SECRETS.iter().copied())
+        {
+            assert!(!text.contains(secret), "{name} holds the secret `{secret}`");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} snapshots checked");
+}
+
+#[test]
+fn show_secrets_prints_them() {
+    let out = run(
+        &samples(),
+        &[
+            "explain",
+            "s3_secret_key",
+            "docker-registry-0.9.1.yml",
+            "--flavor",
+            "prod",
+            "--show-secrets",
+        ],
+        SECRETS,
+    );
+    assert!(out.contains("s3cr3t-aws-value-4242"), "{out}");
+}
+
+#[test]
+fn explain_a_value_from_a_set_variable() {
+    let out = run(
+        &samples(),
+        &[
+            "explain",
+            "loglevel",
+            "docker-registry-0.9.1.yml",
+            "--flavor",
+            "prod",
+        ],
+        &[("LOGLEVEL", "warning")],
+    );
+    snapshot(&snap_path("explain-091-loglevel-set"), &out);
+    let out = run(
+        &samples(),
+        &[
+            "explain",
+            "cors.headers",
+            "docker-registry-0.9.1.yml",
+            "--flavor",
+            "dev",
+        ],
+        &[("CORS_HEADERS", "[Content-Type, X-Trace]")],
+    );
+    snapshot(&snap_path("explain-091-cors-headers-set"), &out);
+}
+
+#[test]
+fn explain_notes_yaml_typing_and_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("literal.yml"), LITERAL).unwrap();
+    let out = run(
+        tmp.path(),
+        &["explain", "mode", "literal.yml", "--flavor", "dev"],
+        &[],
+    );
+    snapshot(&snap_path("explain-yaml11-octal"), &out);
+    let out = run(
+        tmp.path(),
+        &[
+            "explain",
+            "--flavor",
+            "dev",
+            "--set",
+            "cache.port=0755",
+            "--set",
+            "debug=no",
+            "--set",
+            "cors={origins: '*'}",
+        ],
+        &[],
+    );
+    snapshot(&snap_path("explain-set-overrides"), &out);
+}
+
+#[test]
+fn set_overrides_render_validate_and_bad_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "render",
+            "--flavor",
+            "prod",
+            "--format",
+            "json",
+            "--set",
+            "boto_bucket=images",
+            "--set",
+            "cache.host=redis",
+            "--set",
+            "cache.port=6380",
+            "--set",
+            "debug=yes",
+            "--set",
+            "cors={origins: [a.example, b.example]}",
+        ],
+        &[],
+    );
+    snapshot(&snap_path("render-set"), &out);
+    // The last --set of a key wins.
+    let out = run(
+        tmp.path(),
+        &[
+            "render",
+            "--flavor",
+            "dev",
+            "--set",
+            "loglevel=info",
+            "--set",
+            "loglevel=error",
+        ],
+        &[],
+    );
+    assert!(out.contains("loglevel: error\n"), "{out}");
+    let out = run(
+        tmp.path(),
+        &[
+            "validate",
+            "--flavor",
+            "prod",
+            "--set",
+            "boto_bucket=images",
+        ],
+        &[],
+    );
+    snapshot(&snap_path("validate-set"), &out);
+    let out = run(
+        tmp.path(),
+        &[
+            "render",
+            "--set",
+            "nokey",
+            "--set",
+            "a..b=1",
+            "--set",
+            "x=[unclosed",
+        ],
+        &[],
+    );
+    snapshot(&snap_path("set-bad"), &out);
+    assert!(out.contains("regconf::cli::bad_set"));
+}
+
+#[test]
+fn explain_unknown_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        tmp.path(),
+        &["explain", "storage_pth", "--flavor", "prod"],
+        &[],
+    );
+    snapshot(&snap_path("explain-unknown-key"), &out);
+    assert!(out.contains("regconf::explain::unknown_key"));
+}
+
+#[test]
+fn flavors_trees() {
+    let tmp = tempfile::tempdir().unwrap();
+    snapshot(
+        &snap_path("flavors-bundled"),
+        &run(tmp.path(), &["flavors"], &[]),
+    );
+    for (name, file) in [
+        ("flavors-091", "docker-registry-0.9.1.yml"),
+        ("flavors-069", "docker-registry-0.6.9.yml"),
+        ("flavors-seed", "seed-sample.yml"),
+    ] {
+        snapshot(&snap_path(name), &run(&samples(), &["flavors", file], &[]));
+    }
+    snapshot(
+        &snap_path("flavors-091-json"),
+        &run(
+            &samples(),
+            &["flavors", "docker-registry-0.9.1.yml", "--format", "json"],
+            &[],
+        ),
+    );
+    std::fs::write(
+        tmp.path().join("multi.yml"),
+        "base: &base\n  loglevel: info\nextra: &x\n  debug: true\nboth:\n  <<: [*base, *x]\nfromvar: _env:CONF\n",
+    )
+    .unwrap();
+    snapshot(
+        &snap_path("flavors-multi"),
+        &run(tmp.path(), &["flavors", "multi.yml"], &[]),
+    );
+}
+
+#[test]
+fn export_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    snapshot(
+        &snap_path("export-bundled-dev"),
+        &run(
+            tmp.path(),
+            &["export", "--to", "distribution", "--flavor", "dev"],
+            &[],
+        ),
+    );
+    let s3_env = [
+        ("AWS_BUCKET", "images"),
+        ("AWS_REGION", "eu-west-1"),
+        ("CORS_ORIGINS", "[https://ui.example]"),
+        ("CORS_METHODS", "[GET, HEAD]"),
+        ("MIRROR_SOURCE", "https://registry-1.docker.io"),
+        ("CACHE_REDIS_HOST", "redis"),
+        ("CACHE_REDIS_PORT", "6379"),
+    ];
+    snapshot(
+        &snap_path("export-bundled-prod"),
+        &run(
+            tmp.path(),
+            &["export", "--to", "distribution", "--flavor", "prod"],
+            &s3_env,
+        ),
+    );
+    snapshot(
+        &snap_path("export-bundled-glance"),
+        &run(
+            tmp.path(),
+            &["export", "--to", "distribution", "--flavor", "glance"],
+            &[],
+        ),
+    );
+    for (name, file, flavor) in [
+        ("export-091-gcs", "docker-registry-0.9.1.yml", "gcs"),
+        (
+            "export-091-azureblob",
+            "docker-registry-0.9.1.yml",
+            "azureblob",
+        ),
+        ("export-069-dev", "docker-registry-0.6.9.yml", "dev"),
+        ("export-seed-prod", "seed-sample.yml", "prod"),
+    ] {
+        snapshot(
+            &snap_path(name),
+            &run(
+                &samples(),
+                &["export", file, "--to", "distribution", "--flavor", flavor],
+                &[
+                    ("GCS_BUCKET", "images"),
+                    ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                    ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+                    ("AWS_S3_BUCKET", "images"),
+                ],
+            ),
+        );
+    }
+}
+
+#[test]
+fn env_check_fails_naming_each_missing_variable_then_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The bundled prod (s3) needs a bucket; azureblob an account and a key.
+    let out = run(tmp.path(), &["env", "--check", "--flavor", "prod"], &[]);
+    snapshot(&snap_path("env-check-bundled-prod-fails"), &out);
+    assert!(out.starts_with("status: 1\n"), "{out}");
+    assert!(out.contains("`AWS_BUCKET` is not set"), "{out}");
+    let out = run(
+        tmp.path(),
+        &["env", "--check", "--flavor", "azureblob"],
+        &[],
+    );
+    snapshot(&snap_path("env-check-bundled-azureblob-fails"), &out);
+    assert!(out.starts_with("status: 1\n"), "{out}");
+    for name in ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"] {
+        assert!(out.contains(&format!("`{name}` is not set")), "{out}");
+    }
+    let out = run(
+        tmp.path(),
+        &["env", "--check", "--flavor", "azureblob"],
+        &[
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+        ],
+    );
+    snapshot(&snap_path("env-check-bundled-azureblob-passes"), &out);
+    assert!(out.starts_with("status: 0\n"), "{out}");
+    for (file, flavor, var) in [
+        ("docker-registry-0.9.1.yml", "prod", "AWS_BUCKET"),
+        ("seed-sample.yml", "prod", "AWS_S3_BUCKET"),
+    ] {
+        let out = run(
+            &samples(),
+            &["env", file, "--check", "--flavor", flavor],
+            &[],
+        );
+        assert!(
+            out.starts_with("status: 1\n") && out.contains(&format!("`{var}` is not set")),
+            "{out}"
+        );
+        let out = run(
+            &samples(),
+            &["env", file, "--check", "--flavor", flavor],
+            &[(var, "images")],
+        );
+        assert!(out.starts_with("status: 0\n"), "{out}");
+    }
+    // An env file counts as the environment.
+    std::fs::write(tmp.path().join("prod.env"), "AWS_BUCKET=images\n").unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "env",
+            "--check",
+            "--flavor",
+            "prod",
+            "--env-file",
+            "prod.env",
+        ],
+        &[],
+    );
+    assert!(out.starts_with("status: 0\n"), "{out}");
+}
+
+#[test]
+fn diff_one_flavor_under_two_env_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("a.env"),
+        "AWS_BUCKET=images\nLOGLEVEL=info\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("b.env"),
+        "AWS_BUCKET=images-staging\nLOGLEVEL=debug\nAWS_SECRET=s3cr3t-aws-value-4242\n",
+    )
+    .unwrap();
+    let out = run(
+        tmp.path(),
+        &["diff", "prod", "--env-file", "a.env", "--env-file", "b.env"],
+        &[],
+    );
+    assert!(!out.contains("s3cr3t-aws-value-4242"), "{out}");
+    snapshot(&snap_path("diff-bundled-prod-env-files"), &out);
+    let out = run(tmp.path(), &["diff", "dev", "dev"], &[]);
+    assert!(out.starts_with("status: 2\n"), "{out}");
+}
+
+#[test]
+fn init_writes_the_bundled_file_and_never_overwrites_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), &["init"], &[]);
+    snapshot(&snap_path("init"), &out);
+    let written = std::fs::read_to_string(tmp.path().join("config.yml")).unwrap();
+    assert!(written.starts_with("# yaml-language-server: $schema=regconf-file.schema.json\n"));
+    // The copy is the bundled file apart from the schema line.
+    let bundled = std::fs::read_to_string(root().join("flavors/default.yml")).unwrap();
+    assert_eq!(
+        written
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        bundled
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+    );
+    // It validates, and renders as the bundled default does.
+    let out = run(tmp.path(), &["validate", "config.yml"], &[]);
+    assert!(out.starts_with("status: 0\n"), "{out}");
+    std::fs::write(tmp.path().join("config.yml"), "dev: {storage: local}\n").unwrap();
+    let out = run(tmp.path(), &["init"], &[]);
+    snapshot(&snap_path("init-exists"), &out);
+    assert!(out.contains("regconf::file::exists"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("config.yml")).unwrap(),
+        "dev: {storage: local}\n"
+    );
+    let out = run(tmp.path(), &["init", "--force", "config.yml"], &[]);
+    assert!(out.starts_with("status: 0\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("config.yml")).unwrap(),
+        written
+    );
+    // No temporary file is left behind, and a bad directory writes nothing.
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["config.yml".to_owned()]);
+    let out = run(tmp.path(), &["init", "missing-dir/config.yml"], &[]);
+    snapshot(&snap_path("init-unwritable"), &out);
+    assert!(out.contains("regconf::file::unwritable"));
+    assert!(!tmp.path().join("missing-dir").exists());
+}
+
+#[test]
+fn completions_and_man() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = regconf(tmp.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for cmd in ["explain", "flavors", "export", "completions"] {
+            assert!(text.contains(cmd), "{shell} completion lacks `{cmd}`");
+        }
+    }
+    let out = regconf(tmp.path()).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(".ie \\n(.g .ds Aq \\(aq") || text.contains(".TH regconf 1"),
+        "{text}"
+    );
+    for cmd in ["explain", "diff", "init", "export", "man"] {
+        assert!(text.contains(cmd), "man page lacks `{cmd}`");
+    }
+}
+
+// Acceptance 3: the export loads in the real distribution registry.
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn has(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `GET path` on 127.0.0.1:port, answering the status code.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+/// A child process killed (by its PID) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(port: u16, path: &str, child: &mut Child) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = http(port, "GET", path, b"") {
+            return r;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the server exited ({status}) before answering:\n{err}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no answer on port {port} in 30s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `docker-registry serve FILE` on a free port; `GET /v2/` must answer
+/// 200. Returns the port and the process.
+fn serve_distribution(config: &Path) -> (u16, Child) {
+    let port = free_port();
+    let mut child = Child(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(config)
+            .env_clear()
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker-registry starts"),
+    );
+    // Drain its log so that it never blocks on a full pipe.
+    let err = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+    let (status, text) = wait_for(port, "/v2/", &mut child);
+    assert_eq!(status, 200, "GET /v2/ answered:\n{text}");
+    (port, child)
+}
+
+/// Pushes one blob through distribution (monolithic upload) and reads it
+/// back, so the storage settings are exercised, not only parsed.
+fn push_blob(port: u16) {
+    let data = b"regconf export check";
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let (status, text) = http(port, "POST", "/v2/regconf/check/blobs/uploads/", b"").unwrap();
+    assert_eq!(status, 202, "upload start:\n{text}");
+    let location = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_owned();
+    let path = location
+        .split_once("//")
+        .map_or(location.as_str(), |(_, r)| &r[r.find('/').unwrap()..]);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, text) = http(port, "PUT", &format!("{path}{sep}digest={digest}"), data).unwrap();
+    assert_eq!(status, 201, "upload:\n{text}");
+    let (status, text) = http(
+        port,
+        "GET",
+        &format!("/v2/regconf/check/blobs/{digest}"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "blob read back:\n{text}");
+    assert!(text.ends_with("regconf export check"));
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn export(dir: &Path, flavor: &str, env: &[(&str, &str)]) -> PathBuf {
+    let mut cmd = regconf(dir);
+    cmd.args(["export", "--to", "distribution", "--flavor", flavor]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", transcript(&out));
+    let path = dir.join(format!("{flavor}-distribution.yml"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+#[test]
+fn export_of_dev_runs_in_distribution() {
+    assert!(
+        has("docker-registry"),
+        "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root_dir = tmp.path().join("images");
+    let config = export(
+        tmp.path(),
+        "dev",
+        &[("STORAGE_PATH", root_dir.to_str().unwrap())],
+    );
+    let (port, _child) = serve_distribution(&config);
+    push_blob(port);
+    assert!(root_dir.join("docker/registry/v2/blobs").is_dir());
+}
+
+/// moto's S3 server on a free port, stopped (by PID) when dropped.
+fn moto() -> (u16, Child) {
+    let port = free_port();
+    let mut child = Child(
+        Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs; moto: `pip install 'moto[server]'` (tests/run.sh does it)"),
+    );
+    let err = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+    wait_for(port, "/", &mut child);
+    (port, child)
+}
+
+#[test]
+fn export_of_an_s3_flavor_runs_in_distribution_against_moto() {
+    assert!(
+        has("docker-registry"),
+        "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
+    );
+    let (moto_port, _moto) = moto();
+    let (status, text) = http(moto_port, "PUT", "/exported", b"").unwrap();
+    assert_eq!(status, 200, "moto did not create the bucket:\n{text}");
+    let tmp = tempfile::tempdir().unwrap();
+    let port = moto_port.to_string();
+    let config = export(
+        tmp.path(),
+        "prod",
+        &[
+            ("AWS_BUCKET", "exported"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_HOST", "127.0.0.1"),
+            ("AWS_PORT", &port),
+            ("AWS_SECURE", "false"),
+            ("AWS_ENCRYPT", "false"),
+            ("AWS_KEY", "testing"),
+            ("AWS_SECRET", "testing"),
+        ],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains(&format!("regionendpoint: http://127.0.0.1:{port}")),
+        "{text}"
+    );
+    let (port, _child) = serve_distribution(&config);
+    push_blob(port);
+}
