@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+# security.rs: the config side is checked under strace
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# reliability.rs: hashes of large blobs, df of the full-disk tmpfs
+command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"

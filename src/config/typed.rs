@@ -6,11 +6,16 @@
 //! it, with the variable that gave it), strings where docker-registry tested
 //! `is True`, YAML 1.1 surprises where a string is expected, unknown keys
 //! (kept in `extra`, with a did-you-mean), missing driver settings, and what
-//! `serve` cannot do. Nothing here reads files or the environment.
+//! `serve` cannot do. Nothing here reads the environment, and only in
+//! [`Mode::Environment`] are files read: those `serve` opens at start
+//! besides storage (the htpasswd file, the TLS certificate and key), see
+//! [`files`].
 //!
 //! [`Mode::Static`] is `validate` without `--flavor`: values from `_env:`
 //! are their defaults, and a required value that only an unset variable can
 //! give is advice, not an error.
+
+pub mod files;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,6 +60,9 @@ pub const TOP_KEYS: &[&str] = &[
     "cors",
     "storage",
     "upload_purge",
+    "auth",
+    "tls",
+    "limits",
 ];
 
 /// Keys of the storage drivers; a key of another driver than the selected
@@ -159,6 +167,15 @@ fn section_keys(name: &str) -> &'static [&'static str] {
         ],
         "cloudfront" => &["base", "keyid", "keysecret"],
         "upload_purge" => &["max_age_secs", "interval_secs"],
+        "auth" => &["htpasswd", "readonly"],
+        "tls" => &["certificate", "key"],
+        "limits" => &[
+            "max_manifest_bytes",
+            "max_header_bytes",
+            "header_timeout_secs",
+            "idle_timeout_secs",
+            "max_connections",
+        ],
         _ => &[],
     }
 }
@@ -179,6 +196,13 @@ pub fn to_model(
     let config = c.config(&resolved.config);
     if mode == Mode::Environment {
         c.env_pitfalls();
+        for p in files::check(&config) {
+            let path: Vec<Key> = p.key.split('.').map(Key::from).collect();
+            let d = c
+                .at(p.code, Severity::Error, &path, p.message, "")
+                .help(p.help);
+            c.push(d);
+        }
     }
     (config, c.diags)
 }
@@ -722,6 +746,7 @@ impl Conv<'_> {
                 .unwrap_or(defaults.interval_secs),
         };
         self.rest(&s, section_keys("upload_purge"), &[]);
+        let (auth, tls, limits) = self.security(&mut top);
         let storage = self.storage(&mut top);
         let extra = self.rest(&top, TOP_KEYS, DRIVER_KEYS);
         model::Config {
@@ -746,8 +771,111 @@ impl Conv<'_> {
             cors,
             storage,
             upload_purge,
+            auth,
+            tls,
+            limits,
             extra,
         }
+    }
+
+    /// `auth:`, `tls:` and `limits:` (regconf extensions for `serve`).
+    /// Types and ranges only: the files are checked by `validate --flavor`
+    /// and loaded by `serve`.
+    fn security(&mut self, top: &mut Sec<'_>) -> (model::Auth, model::Tls, model::Limits) {
+        let mut s = self.section(top, "auth");
+        let auth = model::Auth {
+            htpasswd: self.string(&mut s, "htpasswd"),
+            readonly: self.strings(&mut s, "readonly"),
+        };
+        self.rest(&s, section_keys("auth"), &[]);
+        if let Some(p) = &auth.htpasswd {
+            self.expansion(&s.path_of("htpasswd"), p);
+        }
+        if !auth.enabled() && !auth.readonly.is_empty() {
+            let d = self
+                .at(
+                    "regconf::auth::readonly_without_htpasswd",
+                    Severity::Warning,
+                    &s.path_of("readonly"),
+                    "`auth.readonly` has no effect without `auth.htpasswd`: every client may write"
+                        .to_owned(),
+                    "no htpasswd file",
+                )
+                .help("set `auth.htpasswd` to an htpasswd file of bcrypt hashes (`htpasswd -B`)");
+            self.push(d);
+        }
+        let mut s = self.section(top, "tls");
+        let tls = model::Tls {
+            certificate: self.string(&mut s, "certificate"),
+            key: self.string(&mut s, "key"),
+        };
+        self.rest(&s, section_keys("tls"), &[]);
+        let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
+        for (have, missing) in [("certificate", "key"), ("key", "certificate")] {
+            let (a, b) = if have == "certificate" {
+                (&tls.certificate, &tls.key)
+            } else {
+                (&tls.key, &tls.certificate)
+            };
+            if set(a) && !set(b) {
+                let d = self
+                    .at(
+                        "regconf::tls::incomplete",
+                        Severity::Error,
+                        &s.path_of(have),
+                        format!("`tls.{have}` is set but `tls.{missing}` is not: TLS needs both"),
+                        "only half of TLS",
+                    )
+                    .help(format!(
+                        "add `{missing}: /path/to/file.pem` under `tls:`, or remove the section"
+                    ));
+                self.push(d);
+            }
+        }
+        for key in ["certificate", "key"] {
+            let v = if key == "key" {
+                &tls.key
+            } else {
+                &tls.certificate
+            };
+            if let Some(p) = v {
+                self.expansion(&s.path_of(key), p);
+            }
+        }
+        let mut s = self.section(top, "limits");
+        let d = model::Limits::default();
+        let mut limit = |c: &mut Self, key: &str, default: u64, least: u64| {
+            let v = c.uint(&mut s, key)?;
+            if v < least {
+                let path = s.path_of(key);
+                let diag = c
+                    .at(
+                        "regconf::value::limit",
+                        Severity::Error,
+                        &path,
+                        format!("`limits.{key}` must be at least {least}, not {v}"),
+                        "too small",
+                    )
+                    .help(format!("leave it out for the default, {default}"));
+                c.push(diag);
+                return None;
+            }
+            Some(v)
+        };
+        let limits = model::Limits {
+            max_manifest_bytes: limit(self, "max_manifest_bytes", d.max_manifest_bytes, 1024)
+                .unwrap_or(d.max_manifest_bytes),
+            max_header_bytes: limit(self, "max_header_bytes", d.max_header_bytes, 8192)
+                .unwrap_or(d.max_header_bytes),
+            header_timeout_secs: limit(self, "header_timeout_secs", d.header_timeout_secs, 1)
+                .unwrap_or(d.header_timeout_secs),
+            idle_timeout_secs: limit(self, "idle_timeout_secs", d.idle_timeout_secs, 1)
+                .unwrap_or(d.idle_timeout_secs),
+            max_connections: limit(self, "max_connections", d.max_connections, 1)
+                .unwrap_or(d.max_connections),
+        };
+        self.rest(&s, section_keys("limits"), &[]);
+        (auth, tls, limits)
     }
 
     fn redis(&mut self, top: &mut Sec<'_>, key: &str) -> model::Redis {
@@ -1038,10 +1166,15 @@ impl Conv<'_> {
                     "regconf::serve::unsupported_driver",
                     Severity::Error,
                     &top.path_of("storage"),
-                    format!("`regconf serve` cannot use the `{}` driver", storage.driver()),
+                    format!(
+                        "`regconf serve` cannot use the `{}` driver",
+                        storage.driver()
+                    ),
                     "not served",
                 )
-                .help(format!("`regconf serve` runs {served}; `render` and `validate` accept every driver"));
+                .help(format!(
+                    "`regconf serve` runs {served}; `render` and `validate` accept every driver"
+                ));
             self.push(d);
         }
         storage

@@ -23,6 +23,9 @@ use crate::config::source::{Source, Span};
 /// test in `tests/it/validate.rs`).
 pub const CODES: &[&str] = &[
     "regconf::cli::bad_set",
+    "regconf::auth::htpasswd",
+    "regconf::auth::readonly_unknown",
+    "regconf::auth::readonly_without_htpasswd",
     "regconf::env::in_list",
     "regconf::env::invalid_yaml",
     "regconf::env::required_unset",
@@ -58,9 +61,12 @@ pub const CODES: &[&str] = &[
     "regconf::serve::unsupported_driver",
     "regconf::storage::missing_key",
     "regconf::storage::unknown_driver",
+    "regconf::tls::file",
+    "regconf::tls::incomplete",
     "regconf::type::mismatch",
     "regconf::type::not_boolean",
     "regconf::type::not_exactly_true",
+    "regconf::value::limit",
     "regconf::value::loglevel",
     "regconf::value::verbosity_number",
     "regconf::yaml::bad_scalar",

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod schema;
+pub mod security;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+pub use security::{Auth, Limits, Tls};
 pub use storage::{Azure, Elliptics, Gcs, Glance, Oss, S3, Storage, Swift};
 
 /// Keys the model does not type, with their values as JSON (unknown keys,
@@ -104,6 +106,12 @@ pub struct Config {
     pub storage: Storage,
     /// Expiry of abandoned blob uploads (a regconf extension).
     pub upload_purge: UploadPurge,
+    /// HTTP Basic authentication of `serve` (a regconf extension).
+    pub auth: Auth,
+    /// HTTPS for `serve` (a regconf extension).
+    pub tls: Tls,
+    /// Limits on what one client may ask of `serve` (a regconf extension).
+    pub limits: Limits,
     /// Keys not typed above: unknown keys (reported by `regconf validate`)
     /// and keys of other storage drivers. They are kept, never dropped.
     #[serde(flatten)]

@@ -16,12 +16,15 @@
 //! index     the `/v1/search` repository index in SQLite       (index.rs)
 //! ```
 
+pub mod auth;
 pub mod http;
 pub mod index;
 pub mod layout;
+pub mod limits;
 pub mod oci;
 pub mod storage;
 pub mod store;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +73,12 @@ pub enum RegistryError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The htpasswd file of `auth:` cannot be used.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// The certificate or key of `tls:` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
@@ -99,6 +108,7 @@ pub fn init_logging(config: &model::Config) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -162,6 +172,9 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     state: http::AppState,
     purge: model::UploadPurge,
+    auth: Option<Arc<auth::Authenticator>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: model::Limits,
 }
 
 impl Server {
@@ -211,9 +224,14 @@ impl Server {
             })
         });
         tracing::info!(addr = %self.local_addr(), "registry listening");
-        let app = router(self.state);
-        let r = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let mut app = router(self.state).layer(axum::middleware::from_fn_with_state(
+            self.limits,
+            limits::layer,
+        ));
+        if let Some(a) = self.auth {
+            app = app.layer(axum::middleware::from_fn_with_state(a, auth::layer));
+        }
+        let r = limits::serve(self.listener, app, self.tls, self.limits, shutdown)
             .await
             .map_err(RegistryError::Serve);
         purger.abort();
@@ -226,6 +244,8 @@ impl Server {
 
 /// Prepares the registry and binds `options.listen`.
 pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Server, RegistryError> {
+    let auth = auth::Authenticator::load(&config.auth)?;
+    let tls = tls::acceptor(&config.tls)?;
     let state = state(config).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -233,10 +253,16 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
             addr: options.listen,
             source,
         })?;
+    if let Some(w) = auth::exposure_warning(options.listen, auth.is_some(), tls.is_some()) {
+        tracing::warn!("{w}");
+    }
     Ok(Server {
         listener,
         state,
         purge: config.upload_purge,
+        auth,
+        tls,
+        limits: config.limits,
     })
 }
 
@@ -248,3 +274,4 @@ pub async fn serve(
 ) -> Result<(), RegistryError> {
     bind(config, options).await?.run(shutdown).await
 }
+

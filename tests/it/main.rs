@@ -2,6 +2,9 @@
 
 mod common;
 
+// `regconf serve` as a child process, for reliability and security
+mod harness;
+
 // resolution against the reference resolver's committed outputs
 mod resolve;
 
@@ -28,3 +31,9 @@ mod serve;
 
 // the dependency rule between modules
 mod architecture;
+
+// crash safety, full disk, load (issue 8)
+mod reliability;
+
+// authentication, TLS, limits, hostile input, the config side (issue 8)
+mod security;

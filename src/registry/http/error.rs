@@ -46,6 +46,8 @@ pub enum Code {
     NotFound,
     /// `UNKNOWN` 500.
     Internal,
+    /// `UNKNOWN` 507: storage is full; nothing of the request was kept.
+    StorageFull,
 }
 
 impl Code {
@@ -66,6 +68,7 @@ impl Code {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Self::NotFound => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Self::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
         }
     }
 }
@@ -141,6 +144,15 @@ impl From<StoreError> for ApiError {
                 return err;
             }
             StoreError::NameUnknown(_) => Code::NameUnknown,
+            StoreError::Storage(crate::registry::storage::StorageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                tracing::error!("storage is full: a write was refused and undone");
+                return Self::new(
+                    Code::StorageFull,
+                    "storage is full: no space left on the registry's disk; nothing of this request was kept",
+                );
+            }
             StoreError::Storage(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 return Self::new(Code::Internal, "internal storage error");

@@ -11,8 +11,8 @@ use super::error::{ApiError, Code};
 use super::{AppState, header_str, value};
 use crate::registry::oci::{Invalid, Name, Reference};
 
-/// Manifests larger than this are refused (the spec asks registries to
-/// accept at least 4 MiB).
+/// Manifests larger than this are refused when no `limits.max_manifest_bytes`
+/// applies (the spec asks registries to accept at least 4 MiB).
 const MAX_MANIFEST: usize = 4 << 20;
 
 /// A reference from a read or delete URL: a malformed digest is a 400, a
@@ -60,13 +60,17 @@ pub(super) async fn put(
 ) -> Result<Response, ApiError> {
     let parsed = Reference::parse(reference)?;
     let content_type = header_str(&req.headers, &header::CONTENT_TYPE).map(str::to_owned);
+    let max = req
+        .extensions
+        .get::<crate::registry::limits::ManifestLimit>()
+        .map_or(MAX_MANIFEST, |l| l.0);
     if let Some(len) =
         header_str(&req.headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
-        && len > MAX_MANIFEST
+        && len > max
     {
-        return Err(too_large());
+        return Err(too_large(max));
     }
-    let bytes = read_limited(body).await?;
+    let bytes = read_limited(body, max).await?;
     let put = state
         .store
         .manifest_put(name, &parsed, content_type.as_deref(), bytes)
@@ -85,10 +89,10 @@ pub(super) async fn put(
     Ok(res)
 }
 
-fn too_large() -> ApiError {
+fn too_large(max: usize) -> ApiError {
     ApiError::new(
         Code::TooLarge,
-        format!("manifest is larger than {MAX_MANIFEST} bytes"),
+        format!("manifest is larger than {max} bytes"),
     )
 }
 
@@ -107,8 +111,8 @@ pub(super) async fn delete(
         .into_response())
 }
 
-/// Reads a manifest body, refusing more than [`MAX_MANIFEST`] bytes.
-async fn read_limited(body: Body) -> Result<bytes::Bytes, ApiError> {
+/// Reads a manifest body, refusing more than `max` bytes.
+async fn read_limited(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt as _;
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
@@ -116,8 +120,8 @@ async fn read_limited(body: Body) -> Result<bytes::Bytes, ApiError> {
         let chunk = chunk.map_err(|e| {
             ApiError::new(Code::ManifestInvalid, format!("cannot read manifest: {e}"))
         })?;
-        if buf.len() + chunk.len() > MAX_MANIFEST {
-            return Err(too_large());
+        if buf.len() + chunk.len() > max {
+            return Err(too_large(max));
         }
         buf.extend_from_slice(&chunk);
     }

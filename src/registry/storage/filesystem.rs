@@ -26,8 +26,12 @@ use super::{ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_
 /// calls (and syscalls) per blob low, small enough to bound memory.
 const CHUNK: usize = 1 << 20;
 
-/// Temporary files older than this are leftovers of a crash.
+/// Temporary files older than this are leftovers of a crash (when another
+/// process may be using the root; see [`Filesystem::new`]).
 const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// Held (locked) by the process using the root, in [`TMP_DIR`].
+const LOCK_FILE: &str = ".lock";
 
 /// Directory of in-flight temporary files, relative to the root.
 const TMP_DIR: &str = "_tmp";
@@ -39,7 +43,10 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    /// Uses (and creates) `root`; removes stale temporary files.
+    /// Uses (and creates) `root`; removes leftover temporary files: all of
+    /// them when this process is the only one using the root (it holds the
+    /// root's lock, kept until exit, so a crash releases it), else those
+    /// older than [`STALE_TEMP`].
     pub fn new(root: &str) -> Result<Self, DriverError> {
         let root_err = |source| DriverError::Root {
             path: root.to_owned(),
@@ -47,10 +54,28 @@ impl Filesystem {
         };
         let root = PathBuf::from(root);
         fs::create_dir_all(root.join(TMP_DIR)).map_err(root_err)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(TMP_DIR).join(LOCK_FILE));
+        let alone = match lock {
+            Ok(f) if f.try_lock().is_ok() => {
+                // Held for the life of the process; the kernel releases it
+                // at exit, however the process ends.
+                std::mem::forget(f);
+                true
+            }
+            _ => false,
+        };
         if let Ok(entries) = fs::read_dir(root.join(TMP_DIR)) {
             let now = SystemTime::now();
             for e in entries.flatten() {
-                let old = e
+                if e.file_name() == LOCK_FILE {
+                    continue;
+                }
+                let old = alone
+                    || e
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
@@ -94,9 +119,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `data` to a fresh temporary file and renames it to `target`.
 fn atomic_write(temp: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::File::create(temp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    let written = fs::File::create(temp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk must not keep the space of what failed to fit.
+        let _ = fs::remove_file(temp);
+        return Err(e);
+    }
     publish(temp, target)
 }
 
@@ -241,6 +272,7 @@ impl Storage for Filesystem {
                 temp,
                 buf: BytesMut::new(),
                 size,
+                start: size,
             });
             Ok(w)
         }
@@ -313,6 +345,10 @@ struct FsWriter {
     temp: Option<PathBuf>,
     buf: BytesMut,
     size: u64,
+    /// Size of an appended file before this writer: a failed write (a full
+    /// disk) cuts the file back to it, so the upload is as it was before
+    /// the request and its space is given back.
+    start: u64,
 }
 
 impl FsWriter {
@@ -325,9 +361,15 @@ impl FsWriter {
             .file
             .take()
             .ok_or_else(|| StorageError::io(&self.path, std::io::Error::other("writer closed")))?;
-        let file = blocking(&self.path, move || {
-            file.write_all(&data)?;
-            Ok(file)
+        let start = self.temp.is_none().then_some(self.start);
+        let file = blocking(&self.path, move || match file.write_all(&data) {
+            Ok(()) => Ok(file),
+            Err(e) => {
+                if let Some(start) = start {
+                    let _ = file.set_len(start);
+                }
+                Err(e)
+            }
         })
         .await?;
         self.file = Some(file);

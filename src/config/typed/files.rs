@@ -1,0 +1,122 @@
+//! The files a flavor names that `serve` opens at start, besides storage:
+//! the htpasswd file of `auth:` and the certificate and key of `tls:`.
+//!
+//! Checked when a flavor is resolved in an environment (`validate
+//! --flavor`, `serve`), where the paths are final; a static `validate` of
+//! every flavor does not open them (they usually exist only where the
+//! registry runs). Only these paths are opened, and only to read; nothing
+//! of their content is shown (an htpasswd problem names the line, a key
+//! problem names the file).
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::model;
+
+/// A problem with a file: the setting naming it, a diagnostic code and
+/// the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path of the setting (`auth.htpasswd`, `tls.key`, ...).
+    pub key: &'static str,
+    /// Diagnostic code.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub help: String,
+}
+
+fn expand(path: &str) -> String {
+    shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned())
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(expand(path)).map_err(|e| {
+        let text = e.to_string();
+        let text = text
+            .split(" (os error")
+            .next()
+            .unwrap_or(&text)
+            .to_lowercase();
+        format!("cannot read `{path}`: {text}")
+    })
+}
+
+/// Checks the files of `config`.
+pub fn check(config: &model::Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(path) = config.auth.htpasswd.as_deref().filter(|p| !p.is_empty()) {
+        let problem = |message: String| {
+            Problem {
+            key: "auth.htpasswd",
+            code: "regconf::auth::htpasswd",
+            message,
+            help: "write the file with `htpasswd -B -c FILE USER` (bcrypt); other hash kinds are refused".to_owned(),
+        }
+        };
+        match read(path) {
+            Err(m) => out.push(problem(format!("the htpasswd file: {m}"))),
+            Ok(bytes) => match model::security::parse_htpasswd(&String::from_utf8_lossy(&bytes)) {
+                Err((0, m)) => out.push(problem(format!("the htpasswd file `{path}` {m}"))),
+                Err((line, m)) => {
+                    out.push(problem(format!(
+                        "the htpasswd file `{path}`: line {line} {m}"
+                    )));
+                }
+                Ok(users) => {
+                    for r in &config.auth.readonly {
+                        if !users.iter().any(|u| &u.user == r) {
+                            out.push(Problem {
+                                key: "auth.readonly",
+                                code: "regconf::auth::readonly_unknown",
+                                message: format!("`auth.readonly` names `{r}`, who is not in the htpasswd file `{path}`"),
+                                help: "add the user to the file, or remove the name".to_owned(),
+                            });
+                        }
+                    }
+                }
+            },
+        }
+    }
+    let set = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    let tls_problem = |key, message| Problem {
+        key,
+        code: "regconf::tls::file",
+        message,
+        help: "give PEM files: the certificate chain (server first) and its private key".to_owned(),
+    };
+    if let Some(path) = set(&config.tls.certificate) {
+        match read(&path) {
+            Err(m) => out.push(tls_problem(
+                "tls.certificate",
+                format!("the TLS certificate: {m}"),
+            )),
+            Ok(pem) => {
+                let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+                if !matches!(certs, Ok(c) if !c.is_empty()) {
+                    out.push(tls_problem(
+                        "tls.certificate",
+                        format!("the TLS certificate `{path}` holds no PEM `CERTIFICATE`"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(path) = set(&config.tls.key) {
+        match read(&path) {
+            Err(m) => out.push(tls_problem("tls.key", format!("the TLS key: {m}"))),
+            Ok(pem) => {
+                if PrivateKeyDer::from_pem_slice(&pem).is_err() {
+                    out.push(tls_problem(
+                        "tls.key",
+                        format!(
+                            "the TLS key `{path}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,249 @@
+//! Limits on what one client may ask of the registry (`limits:` in the
+//! flavor), and the accept loop that enforces those that live below HTTP.
+//!
+//! | limit | where it is enforced |
+//! |---|---|
+//! | `max_connections` | [`serve`]: no more connections are accepted while this many are open |
+//! | `header_timeout_secs` | TLS handshake deadline; hyper's header read timeout, which also closes idle kept-alive connections |
+//! | `max_header_bytes` | hyper's read buffer (HTTP/1.1; `431` beyond it) and the HTTP/2 header list size |
+//! | `idle_timeout_secs` | request bodies ([`layer`]: a body that sends nothing for this long fails) and answers ([`WriteDeadline`]: a client that stops reading is dropped) |
+//! | `max_manifest_bytes` | the manifest handler, through the [`ManifestLimit`] request extension |
+//!
+//! Plain connections speak HTTP/1.1 (registry clients do not use h2c, and
+//! HTTP/1.1 is where the header timeout also covers a silent client); TLS
+//! connections speak HTTP/2 or HTTP/1.1, as ALPN decides.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_http::timeout::TimeoutBody;
+
+use crate::model;
+
+/// The largest manifest the handler accepts, in bytes (a request
+/// extension set by [`layer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestLimit(pub usize);
+
+/// Tells handlers the manifest limit and bounds pauses in request bodies.
+pub async fn layer(State(limits): State<model::Limits>, req: Request, next: Next) -> Response {
+    let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
+    let mut req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
+    req.extensions_mut().insert(ManifestLimit(
+        usize::try_from(limits.max_manifest_bytes).unwrap_or(usize::MAX),
+    ));
+    next.run(req).await
+}
+
+/// A connection whose writes fail once they have waited `timeout` for the
+/// client to read. Reads pass through (their deadlines are hyper's header
+/// timeout and [`layer`]'s body timeout).
+pub struct WriteDeadline<T> {
+    inner: T,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+
+    /// Called when a write is pending: arms the deadline, or fails when it
+    /// has passed.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn track<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.stalled(cx).map(Err),
+            ready => {
+                self.sleep = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.track(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.track(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.track(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.track(cx, r)
+    }
+}
+
+/// Whether an `accept` error concerns one connection only (then the loop
+/// goes on at once) rather than the process (then it pauses).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits for the
+/// connections in flight to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    limits: model::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let header_timeout = Duration::from_secs(limits.header_timeout_secs.max(1));
+    let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
+    let max_header = usize::try_from(limits.max_header_bytes)
+        .unwrap_or(usize::MAX)
+        .max(8192);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_header)
+        .keep_alive(true);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(idle)
+        .keep_alive_timeout(header_timeout);
+    let http1 = Arc::new(http1);
+    let http2 = Arc::new(http2);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(limits.max_connections.max(1)).unwrap_or(usize::MAX),
+    ));
+    let graceful = GracefulShutdown::new();
+    let service = TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let (http1, http2, watcher) = (Arc::clone(&http1), Arc::clone(&http2), graceful.watcher());
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(tls) = tls else {
+                let io = TokioIo::new(WriteDeadline::new(stream, idle));
+                let conn = http1.serve_connection(io, service);
+                let _ = watcher.watch(conn).await;
+                return;
+            };
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(WriteDeadline::new(stream, idle));
+            if h2 {
+                let _ = watcher.watch(http2.serve_connection(io, service)).await;
+            } else {
+                let _ = watcher.watch(http1.serve_connection(io, service)).await;
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
