@@ -6,9 +6,13 @@
 //! listings of real directories never see them, and so that leftovers of a
 //! crash can be swept at start.
 //!
-//! Blocking file calls run on tokio's blocking pool; reads and writes move
-//! data in chunks of up to 1 MiB (`CHUNK`), so a blob is never held whole in
-//! memory. This module must not know what the paths mean.
+//! Blocking file calls run on tokio's blocking pool. Blobs move in chunks
+//! (256 KiB read, 1 MiB written), so a blob is never held whole in memory,
+//! and each stream keeps one chunk of work in flight on the pool while the
+//! network handles the previous one: a read runs one chunk ahead of the
+//! client, a write one chunk behind, and an upload is flushed to disk in
+//! the background as it arrives (see [`FsWriter`]). This module must not
+//! know what the paths mean.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,15 +20,26 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use tokio::task::JoinHandle;
 
 use super::{ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_path};
 
-/// Read and write granularity. Large enough to keep the number of blocking
-/// calls (and syscalls) per blob low, small enough to bound memory.
+/// Write granularity. Large enough to keep the number of blocking calls
+/// (and syscalls) per blob low, small enough to bound memory.
 const CHUNK: usize = 1 << 20;
+
+/// Read granularity. A blob `GET` holds at most two of these (the chunk
+/// being sent and the next, read ahead meanwhile), so sixteen clients
+/// reading 1 MiB blobs cost 8 MiB, not 32.
+const READ_CHUNK: usize = 256 << 10;
+
+/// While an upload streams in, the data written so far is flushed to disk
+/// in the background every this many bytes, so the disk works while the
+/// network does and the `fsync` at commit finds little left to write.
+const SYNC_EVERY: u64 = 32 << 20;
 
 /// Temporary files older than this are leftovers of a crash (when another
 /// process may be using the root; see [`Filesystem::new`]).
@@ -192,39 +207,17 @@ impl Storage for Filesystem {
                 });
             }
             let owned = path.to_owned();
-            let state = (Some(file), range.start, range.end, true);
-            let stream = futures::stream::try_unfold(state, move |(file, pos, end, first)| {
-                let owned = owned.clone();
-                async move {
-                    let Some(mut file) = file else {
-                        return Ok(None);
-                    };
-                    if pos >= end {
-                        return Ok(None);
-                    }
-                    let want = usize::try_from(end - pos).unwrap_or(CHUNK).min(CHUNK);
-                    let (file, buf) = blocking(&owned, move || {
-                        if first && pos > 0 {
-                            file.seek(SeekFrom::Start(pos))?;
-                        }
-                        let mut buf = BytesMut::zeroed(want);
-                        let mut filled = 0;
-                        while filled < want {
-                            match file.read(&mut buf[filled..])? {
-                                0 => break,
-                                n => filled += n,
-                            }
-                        }
-                        if filled == 0 {
-                            return Err(std::io::ErrorKind::UnexpectedEof.into());
-                        }
-                        buf.truncate(filled);
-                        Ok((file, buf.freeze()))
-                    })
-                    .await?;
-                    let next = pos + buf.len() as u64;
-                    Ok(Some((buf, (Some(file), next, end, false))))
-                }
+            let reader = Reader {
+                path: owned,
+                file: Some(file),
+                pos: range.start,
+                end: range.end,
+                seek: range.start > 0,
+                ahead: None,
+            };
+            let stream = futures::stream::try_unfold(reader, |mut r| async move {
+                let chunk = r.next().await?;
+                Ok(chunk.map(|c| (c, r)))
             });
             Ok(stream.boxed())
         }
@@ -270,9 +263,13 @@ impl Storage for Filesystem {
                 file: Some(file),
                 target,
                 temp,
-                buf: BytesMut::new(),
+                buf: Vec::new(),
+                spare: Vec::new(),
                 size,
                 start: size,
+                writing: None,
+                syncing: None,
+                unsynced: 0,
             });
             Ok(w)
         }
@@ -336,43 +333,151 @@ impl Storage for Filesystem {
     }
 }
 
-/// Buffers small writes into [`CHUNK`]-sized blocking writes.
+/// Reads a range of a file on the blocking pool in [`READ_CHUNK`]s, one
+/// chunk ahead of the consumer: the next chunk is read while the last one
+/// is being sent.
+struct Reader {
+    path: String,
+    /// `None` while a read owns it, and after the last read was started.
+    file: Option<fs::File>,
+    /// Where the next read starts.
+    pos: u64,
+    end: u64,
+    /// The file position is not `pos` yet (a range not starting at 0).
+    seek: bool,
+    ahead: Option<JoinHandle<std::io::Result<(fs::File, Bytes)>>>,
+}
+
+impl Reader {
+    fn read_ahead(&mut self) {
+        if self.pos >= self.end {
+            return;
+        }
+        let Some(mut file) = self.file.take() else {
+            return;
+        };
+        let want = usize::try_from(self.end - self.pos)
+            .unwrap_or(READ_CHUNK)
+            .min(READ_CHUNK);
+        let seek = std::mem::take(&mut self.seek).then_some(self.pos);
+        self.pos += want as u64;
+        // Allocated here, on a runtime thread, where it is also freed once
+        // sent: buffers allocated on the many blocking-pool threads stay
+        // cached in each thread's heap, and memory grows with the pool.
+        let mut buf = Vec::with_capacity(want);
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            if let Some(at) = seek {
+                file.seek(SeekFrom::Start(at))?;
+            }
+            // Into spare capacity: the buffer is never zeroed first.
+            (&mut file).take(want as u64).read_to_end(&mut buf)?;
+            if buf.is_empty() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok((file, Bytes::from(buf)))
+        }));
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, StorageError> {
+        if self.ahead.is_none() {
+            self.read_ahead();
+        }
+        let Some(read) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let (file, chunk) = joined(&self.path, read).await?;
+        self.file = Some(file);
+        self.read_ahead();
+        Ok(Some(chunk))
+    }
+}
+
+/// The result of blocking work started earlier.
+async fn joined<T>(path: &str, task: JoinHandle<std::io::Result<T>>) -> Result<T, StorageError> {
+    match task.await {
+        Ok(r) => r.map_err(|e| StorageError::io(path, e)),
+        Err(e) => Err(StorageError::io(path, std::io::Error::other(e))),
+    }
+}
+
+/// Gathers writes into [`CHUNK`]-sized blocking writes, one in flight
+/// while the next chunk fills, and starts flushing to disk every
+/// [`SYNC_EVERY`] bytes without waiting for it; [`Writer::commit`] waits
+/// for everything and `fsync`s.
 struct FsWriter {
     path: String,
+    /// `None` while a write owns it (or after a failed write).
     file: Option<fs::File>,
     target: PathBuf,
     /// Set for non-appending writers: where the bytes go until commit.
     temp: Option<PathBuf>,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// The buffer of the last write, reused for the next chunk.
+    spare: Vec<u8>,
     size: u64,
-    /// Size of an appended file before this writer: a failed write (a full
-    /// disk) cuts the file back to it, so the upload is as it was before
-    /// the request and its space is given back.
+    /// Size of the object when the writer opened it: a failed append is
+    /// cut back to it, so a chunk that did not fit (a full disk) leaves
+    /// neither bytes nor used space behind.
     start: u64,
+    /// The write in flight; it hands back the file and its buffer.
+    writing: Option<JoinHandle<std::io::Result<(fs::File, Vec<u8>)>>>,
+    /// The background flush in flight, on a second handle of the file.
+    syncing: Option<JoinHandle<std::io::Result<()>>>,
+    unsynced: u64,
 }
 
 impl FsWriter {
+    /// What to do to the file when a write or flush of it failed: cut an
+    /// appended object back to where this writer started (a temporary file
+    /// goes whole, on drop).
+    fn undo(&self) -> impl FnOnce(&fs::File) + Send + 'static {
+        let start = self.temp.is_none().then_some(self.start);
+        move |f| {
+            if let Some(start) = start {
+                // Best effort: the error being reported matters more.
+                let _ = f.set_len(start);
+            }
+        }
+    }
+
+    /// Waits for the write in flight, taking the file back.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        if let Some(w) = self.writing.take() {
+            let (file, mut buf) = joined(&self.path, w).await?;
+            buf.clear();
+            self.spare = buf;
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered bytes to a blocking write, after the previous one.
     async fn flush(&mut self) -> Result<(), StorageError> {
+        self.settle().await?;
         if self.buf.is_empty() {
             return Ok(());
         }
-        let data = self.buf.split().freeze();
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StorageError::io(&self.path, std::io::Error::other("writer closed")))?;
-        let start = self.temp.is_none().then_some(self.start);
-        let file = blocking(&self.path, move || match file.write_all(&data) {
-            Ok(()) => Ok(file),
-            Err(e) => {
-                if let Some(start) = start {
-                    let _ = file.set_len(start);
-                }
-                Err(e)
+        let next = std::mem::take(&mut self.spare);
+        let data = std::mem::replace(&mut self.buf, next);
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished) {
+            // An error of an earlier flush is found again by commit's fsync.
+            self.unsynced = 0;
+            let handle = file.try_clone().map_err(|e| StorageError::io(&self.path, e))?;
+            self.syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+        }
+        let undo = self.undo();
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = file.write_all(&data) {
+                undo(&file);
+                return Err(e);
             }
-        })
-        .await?;
-        self.file = Some(file);
+            Ok((file, data))
+        }));
         Ok(())
     }
 }
@@ -381,9 +486,17 @@ impl Writer for FsWriter {
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), StorageError>> {
         async move {
             self.size += data.len() as u64;
-            self.buf.extend_from_slice(&data);
-            if self.buf.len() >= CHUNK {
-                self.flush().await?;
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                if self.buf.capacity() == 0 {
+                    self.buf.reserve_exact(CHUNK);
+                }
+                let n = rest.len().min(CHUNK.saturating_sub(self.buf.len()));
+                self.buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if self.buf.len() >= CHUNK {
+                    self.flush().await?;
+                }
             }
             Ok(())
         }
@@ -397,12 +510,23 @@ impl Writer for FsWriter {
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         async move {
             self.flush().await?;
+            self.settle().await?;
+            // A failed background flush must fail the commit: its error is
+            // reported once, and the `fsync` below may not see it again.
+            let flushed = match self.syncing.take() {
+                Some(s) => s.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                None => Ok(()),
+            };
             let file = self.file.take();
             let temp = self.temp.take();
             let target = self.target.clone();
+            let undo = self.undo();
             blocking(&self.path, move || {
-                if let Some(f) = file {
-                    f.sync_all()?;
+                if let Some(f) = file
+                    && let Err(e) = flushed.and_then(|()| f.sync_all())
+                {
+                    undo(&f);
+                    return Err(e);
                 }
                 match temp {
                     Some(t) => publish(&t, &target),
@@ -416,6 +540,11 @@ impl Writer for FsWriter {
 
     fn cancel(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         async move {
+            // Let the writes in flight end before the file goes.
+            let _ = self.settle().await;
+            if let Some(s) = self.syncing.take() {
+                let _ = s.await;
+            }
             self.file = None;
             if let Some(t) = self.temp.take() {
                 blocking(&self.path, move || fs::remove_file(t)).await?;
