@@ -17,7 +17,11 @@
 //!   storage: after a restart, after a chunk that failed half-way, or when
 //!   the client names another algorithm.
 //! * Manifest reads are cached (reference → bytes), because manifest `GET`
-//!   is the hottest path of a registry. Every write in a repository bumps a
+//!   is the hottest path of a registry; so are blob sizes (repository and
+//!   digest → size, for `HEAD` and `GET` of blobs and the checks of a
+//!   manifest push), which saves two `stat`s per request. Blob content is
+//!   immutable (its path is its digest), so only `DELETE` of a blob drops
+//!   an entry. Every write in a repository bumps a
 //!   generation counter and drops that repository's entries; a read only
 //!   fills the cache if no write happened since it started, so a stale
 //!   entry can never be inserted after the invalidation that should have
@@ -143,6 +147,8 @@ pub struct Store {
     index: Option<Arc<Index>>,
     sessions: Mutex<HashMap<Uuid, SessionRef>>,
     cache: RwLock<HashMap<String, Arc<StoredManifest>>>,
+    /// Sizes of blobs linked into repositories, by [`cache_key`].
+    blobs: RwLock<HashMap<String, u64>>,
     generation: AtomicU64,
     /// Other processes write the same storage (see Rationale).
     shared: bool,
@@ -165,6 +171,7 @@ impl Store {
             index,
             sessions: Mutex::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
+            blobs: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             shared: storage.shared(),
             storage,
@@ -206,12 +213,28 @@ impl Store {
 
     /// Size of a blob of the repository.
     pub async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
-        self.linked(name, digest).await?;
-        match self.storage.stat(&layout::blob_data(digest)).await {
-            Ok(m) => Ok(m.size),
-            Err(e) if e.is_not_found() => Err(StoreError::BlobUnknown(digest.clone())),
-            Err(e) => Err(e.into()),
+        let key = cache_key(name, digest.as_str());
+        if !self.shared
+            && let Some(&size) = read_lock(&self.blobs).get(&key)
+        {
+            return Ok(size);
         }
+        let generation = self.generation.load(Ordering::Acquire);
+        self.linked_on_storage(name, digest).await?;
+        let size = match self.storage.stat(&layout::blob_data(digest)).await {
+            Ok(m) => m.size,
+            Err(e) if e.is_not_found() => return Err(StoreError::BlobUnknown(digest.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        let mut blobs = write_lock(&self.blobs);
+        // Only fill if no delete happened since this read began.
+        if !self.shared && self.generation.load(Ordering::Acquire) == generation {
+            if blobs.len() >= CACHE_LIMIT {
+                blobs.clear();
+            }
+            blobs.insert(key, size);
+        }
+        Ok(size)
     }
 
     /// Streams a blob (or `range` of it, which the caller has checked
@@ -242,10 +265,17 @@ impl Store {
 
     /// Removes a blob from the repository (the content stays for others).
     pub async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        self.linked(name, digest).await?;
-        self.storage
+        self.linked_on_storage(name, digest).await?;
+        let deleted = self
+            .storage
             .delete(&layout::layer_link(name, digest))
-            .await?;
+            .await;
+        // Even after a failed delete: the link may be gone.
+        let mut blobs = write_lock(&self.blobs);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        blobs.remove(&cache_key(name, digest.as_str()));
+        drop(blobs);
+        deleted?;
         Ok(())
     }
 
@@ -266,7 +296,16 @@ impl Store {
         }
     }
 
+    /// Whether the blob is part of the repository (the blob-size cache
+    /// answers for blobs read since start).
     async fn linked(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
+        if !self.shared && read_lock(&self.blobs).contains_key(&cache_key(name, digest.as_str())) {
+            return Ok(());
+        }
+        self.linked_on_storage(name, digest).await
+    }
+
+    async fn linked_on_storage(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         match self.storage.stat(&layout::layer_link(name, digest)).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Err(StoreError::BlobUnknown(digest.clone())),
@@ -635,15 +674,11 @@ impl Store {
     }
 
     fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredManifest>>> {
-        self.cache
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        read_lock(&self.cache)
     }
 
     fn cache_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<StoredManifest>>> {
-        self.cache
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        write_lock(&self.cache)
     }
 
     /// Drops cached manifests of `name` after a write there.
@@ -910,6 +945,17 @@ impl Store {
 struct Walk {
     manifests: Vec<String>,
     uploads: Vec<String>,
+}
+
+// A panic while holding a cache lock cannot leave the map inconsistent
+// (every operation on it is a single insert/remove/get/clear).
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn not_found_as<T>(
