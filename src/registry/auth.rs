@@ -307,7 +307,12 @@ mod tests {
     #[test]
     fn warns_when_facing_a_network() {
         let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
-        for quiet in ["127.0.0.1:5000", "127.9.0.1:1", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+        for quiet in [
+            "127.0.0.1:5000",
+            "127.9.0.1:1",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
             assert_eq!(exposure_warning(at(quiet), false, false), None, "{quiet}");
         }
         let w = exposure_warning(at("0.0.0.0:5000"), false, false).unwrap();

@@ -274,4 +274,3 @@ pub async fn serve(
 ) -> Result<(), RegistryError> {
     bind(config, options).await?.run(shutdown).await
 }
-

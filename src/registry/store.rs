@@ -266,10 +266,7 @@ impl Store {
     /// Removes a blob from the repository (the content stays for others).
     pub async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         self.linked_on_storage(name, digest).await?;
-        let deleted = self
-            .storage
-            .delete(&layout::layer_link(name, digest))
-            .await;
+        let deleted = self.storage.delete(&layout::layer_link(name, digest)).await;
         // Even after a failed delete: the link may be gone.
         let mut blobs = write_lock(&self.blobs);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -1025,7 +1022,8 @@ struct Walk {
 // A panic while holding a cache lock cannot leave the map inconsistent
 // (every operation on it is a single insert/remove/get/clear).
 fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {

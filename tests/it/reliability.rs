@@ -140,7 +140,10 @@ fn verify(
     for (d, (repo, size, seed)) in &pushed.blobs {
         // Content checked once in full; afterwards its size.
         if verified.contains(d) {
-            let r = a.head(format!("{base}/v2/{repo}/blobs/{d}")).call().unwrap();
+            let r = a
+                .head(format!("{base}/v2/{repo}/blobs/{d}"))
+                .call()
+                .unwrap();
             assert_eq!(r.status(), 200, "confirmed blob {d} lost");
             assert_eq!(
                 r.headers()["content-length"].to_str().unwrap(),
@@ -198,7 +201,10 @@ fn verify(
             for l in v["layers"].as_array().unwrap() {
                 let ld = l["digest"].as_str().unwrap();
                 if verified.contains(ld) {
-                    let r = a.head(format!("{base}/v2/{repo}/blobs/{ld}")).call().unwrap();
+                    let r = a
+                        .head(format!("{base}/v2/{repo}/blobs/{ld}"))
+                        .call()
+                        .unwrap();
                     assert_eq!(r.status(), 200, "{repo}:{t} names a missing blob");
                     continue;
                 }
@@ -396,9 +402,23 @@ fn full_disk_fails_cleanly_and_gives_space_back() {
     let curl = |method: &str, url: String, range: Option<String>, from: usize| {
         std::fs::write(dir.path().join("part"), &big[from..]).unwrap();
         let mut c = std::process::Command::new("curl");
-        c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--data-binary"])
-            .arg(format!("@{}", dir.path().join("part").display()))
-            .args(["-H", "content-type: application/octet-stream", "--max-time", "60"]);
+        c.args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--data-binary",
+        ])
+        .arg(format!("@{}", dir.path().join("part").display()))
+        .args([
+            "-H",
+            "content-type: application/octet-stream",
+            "--max-time",
+            "60",
+        ]);
         if let Some(r) = range {
             c.args(["-H", &format!("content-range: {r}")]);
         }
@@ -407,7 +427,12 @@ fn full_disk_fails_cleanly_and_gives_space_back() {
         let (body, code) = text.rsplit_once('\n').unwrap();
         (code.parse::<u16>().unwrap_or(0), body.to_owned())
     };
-    let (status, text) = curl("POST", format!("{base}/v2/full/app/blobs/uploads/?digest={bd}"), None, 0);
+    let (status, text) = curl(
+        "POST",
+        format!("{base}/v2/full/app/blobs/uploads/?digest={bd}"),
+        None,
+        0,
+    );
     assert_eq!(status, 507, "{text}");
     assert!(
         text.contains(r#""code":"UNKNOWN""#) && text.contains("storage is full"),

@@ -391,9 +391,20 @@ fn auth_tls_and_limits_settings_are_checked() {
         );
     }
     // serve refuses to start on the same problems, naming the setting.
-    std::fs::write(d.join("v.yml"), format!("{base}  limits: {{max_connections: 0}}\n")).unwrap();
+    std::fs::write(
+        d.join("v.yml"),
+        format!("{base}  limits: {{max_connections: 0}}\n"),
+    )
+    .unwrap();
     let out = regconf(d)
-        .args(["serve", "v.yml", "--flavor", "f", "--listen", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "serve",
+            "v.yml",
+            "--flavor",
+            "f",
+            "--listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -408,7 +419,14 @@ fn auth_tls_and_limits_settings_are_checked() {
     )
     .unwrap();
     let out = regconf(d)
-        .args(["serve", "v.yml", "--flavor", "f", "--listen", &format!("127.0.0.1:{}", crate::harness::free_port())])
+        .args([
+            "serve",
+            "v.yml",
+            "--flavor",
+            "f",
+            "--listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

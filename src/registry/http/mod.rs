@@ -283,11 +283,13 @@ async fn common(Extract(state): Extract<AppState>, req: Request, next: Next) -> 
     if !log {
         return res;
     }
+    // Content-Length is added by hyper later; the body knows its size now.
     let bytes = res
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| axum::body::HttpBody::size_hint(res.body()).exact())
         .unwrap_or(0);
     tracing::info!(
         method = %method,

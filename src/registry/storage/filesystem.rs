@@ -90,12 +90,11 @@ impl Filesystem {
                     continue;
                 }
                 let old = alone
-                    || e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| now.duration_since(m).ok())
-                    .is_some_and(|age| age > STALE_TEMP);
+                    || e.metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| now.duration_since(m).ok())
+                        .is_some_and(|age| age > STALE_TEMP);
                 if old {
                     // Best effort: a leftover that cannot be removed is harmless.
                     let _ = fs::remove_file(e.path());
@@ -420,11 +419,15 @@ struct FsWriter {
     /// neither bytes nor used space behind.
     start: u64,
     /// The write in flight; it hands back the file and its buffer.
-    writing: Option<JoinHandle<std::io::Result<(fs::File, Vec<u8>)>>>,
+    writing: Option<PendingWrite>,
     /// The background flush in flight, on a second handle of the file.
     syncing: Option<JoinHandle<std::io::Result<()>>>,
     unsynced: u64,
 }
+
+/// A chunk being written on the blocking pool: it hands back the file and
+/// the chunk's buffer for reuse.
+type PendingWrite = JoinHandle<std::io::Result<(fs::File, Vec<u8>)>>;
 
 impl FsWriter {
     /// What to do to the file when a write or flush of it failed: cut an
@@ -464,10 +467,13 @@ impl FsWriter {
         let next = std::mem::take(&mut self.spare);
         let data = std::mem::replace(&mut self.buf, next);
         self.unsynced += data.len() as u64;
-        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished) {
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished)
+        {
             // An error of an earlier flush is found again by commit's fsync.
             self.unsynced = 0;
-            let handle = file.try_clone().map_err(|e| StorageError::io(&self.path, e))?;
+            let handle = file
+                .try_clone()
+                .map_err(|e| StorageError::io(&self.path, e))?;
             self.syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
         }
         let undo = self.undo();
