@@ -283,20 +283,25 @@ fn sigkill_during_pushes_loses_nothing_confirmed() {
             let end: usize = range.split('-').nth(1).unwrap().parse().unwrap();
             let data = bytes(up.seed, up.size);
             let mut from = if range == "0-0" { 0 } else { end + 1 };
-            let mut r = a
-                .patch(&url)
-                .header("content-range", &format!("{from}-{}", up.size - 1))
-                .send(&data[from..])
-                .unwrap();
-            if r.status() == 416 && from == 0 {
-                from = 1;
-                r = a
+            assert!(from <= up.size, "storage holds more than was sent: {range}");
+            // When the kill came after the last chunk but before the PUT,
+            // every byte is there and only the PUT remains.
+            if from < up.size {
+                let mut r = a
                     .patch(&url)
                     .header("content-range", &format!("{from}-{}", up.size - 1))
                     .send(&data[from..])
                     .unwrap();
+                if r.status() == 416 && from == 0 {
+                    from = 1;
+                    r = a
+                        .patch(&url)
+                        .header("content-range", &format!("{from}-{}", up.size - 1))
+                        .send(&data[from..])
+                        .unwrap();
+                }
+                assert_eq!(r.status(), 202, "resuming at {from}");
             }
-            assert_eq!(r.status(), 202, "resuming at {from}");
             let r = a
                 .put(format!("{url}?digest={}", up.digest))
                 .send_empty()
