@@ -841,39 +841,16 @@ fn export_of_dev_runs_in_distribution() {
     assert!(root_dir.join("docker/registry/v2/blobs").is_dir());
 }
 
-/// moto's S3 server on a free port, stopped (by PID) when dropped.
-fn moto() -> (u16, Child) {
-    let port = free_port();
-    let mut child = Child(
-        Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs; moto: `pip install 'moto[server]'` (tests/run.sh does it)"),
-    );
-    let err = child.0.stderr.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
-    wait_for(port, "/", &mut child);
-    (port, child)
-}
-
 #[test]
 fn export_of_an_s3_flavor_runs_in_distribution_against_moto() {
     assert!(
         has("docker-registry"),
         "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
     );
-    let (moto_port, _moto) = moto();
-    let (status, text) = http(moto_port, "PUT", "/exported", b"").unwrap();
-    assert_eq!(status, 200, "moto did not create the bucket:\n{text}");
+    // moto's S3 server on a free port, with the bucket created; stopped when
+    // dropped
+    let moto = crate::registry::moto::Moto::start("exported");
+    let moto_port = moto.port;
     let tmp = tempfile::tempdir().unwrap();
     let port = moto_port.to_string();
     let config = export(

@@ -56,7 +56,7 @@ mod api;
 mod bad_input;
 mod image;
 mod lifecycle;
-mod moto;
+pub(crate) mod moto;
 mod objects;
 mod oras;
 mod search;
