@@ -421,6 +421,25 @@ impl Store {
         Ok(stored)
     }
 
+    /// Checks that an upload is still open and, when the request gives a
+    /// `Content-Range`, that it starts where the upload ends.
+    async fn check_start(
+        &self,
+        name: &Name,
+        s: &mut Session,
+        id: Uuid,
+        start: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if s.closed {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        let size = self.current_size(name, s, id).await?;
+        match start {
+            Some(start) if start != size => Err(StoreError::RangeInvalid { start, size }),
+            _ => Ok(()),
+        }
+    }
+
     /// Bytes received so far.
     pub async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
         let entry = self.session(name, id).await?;
@@ -442,15 +461,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
-        if s.closed {
-            return Err(StoreError::UploadUnknown(id.to_string()));
-        }
-        let size = self.current_size(name, &mut s, id).await?;
-        if let Some(start) = start
-            && start != size
-        {
-            return Err(StoreError::RangeInvalid { start, size });
-        }
+        self.check_start(name, &mut s, id, start).await?;
         self.append(name, &mut s, id, body).await
     }
 
@@ -505,15 +516,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
-        if s.closed {
-            return Err(StoreError::UploadUnknown(id.to_string()));
-        }
-        let size = self.current_size(name, &mut s, id).await?;
-        if let Some(start) = start
-            && start != size
-        {
-            return Err(StoreError::RangeInvalid { start, size });
-        }
+        self.check_start(name, &mut s, id, start).await?;
         let result = self.finish(name, &mut s, id, digest, body).await;
         match &result {
             // A client may retry a chunk after an I/O failure; anything else

@@ -391,46 +391,12 @@ fn auth_tls_and_limits_settings_are_checked() {
         );
     }
     // serve refuses to start on the same problems, naming the setting.
-    std::fs::write(
-        d.join("v.yml"),
-        format!("{base}  limits: {{max_connections: 0}}\n"),
-    )
-    .unwrap();
-    let out = regconf(d)
-        .args([
-            "serve",
-            "v.yml",
-            "--flavor",
-            "f",
-            "--listen",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = serve_refuses(d, &format!("{base}  limits: {{max_connections: 0}}\n"));
     assert!(
         err.contains("regconf::key::unknown") || err.contains("limits"),
         "{err}"
     );
-    std::fs::write(
-        d.join("v.yml"),
-        format!("{base}  auth: {{htpasswd: ./md5}}\n"),
-    )
-    .unwrap();
-    let out = regconf(d)
-        .args([
-            "serve",
-            "v.yml",
-            "--flavor",
-            "f",
-            "--listen",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = serve_refuses(d, &format!("{base}  auth: {{htpasswd: ./md5}}\n"));
     assert!(
         err.contains("regconf::auth::htpasswd") && err.contains("line 1"),
         "{err}"
@@ -867,4 +833,24 @@ f:
             );
         }
     }
+}
+
+/// Runs `regconf serve` on `config` (flavor `f`) and returns its stderr,
+/// checking that it refused to start.
+fn serve_refuses(d: &std::path::Path, config: &str) -> String {
+    std::fs::write(d.join("v.yml"), config).unwrap();
+    let out = regconf(d)
+        .args([
+            "serve",
+            "v.yml",
+            "--flavor",
+            "f",
+            "--listen",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
 }

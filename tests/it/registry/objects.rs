@@ -42,6 +42,18 @@ fn serve(spec: &Spec<'_>) -> Registry {
     start_with(c)
 }
 
+/// Two registry processes on the same bucket prefix, each with its own
+/// search index.
+fn two_processes(d: &Path, prefix: &str) -> (Registry, Registry) {
+    let spec = |db| Spec {
+        dir: d,
+        prefix,
+        db,
+        redirect: false,
+    };
+    (serve(&spec("a.db")), serve(&spec("b.db")))
+}
+
 fn skopeo(args: &[&str]) -> Vec<u8> {
     let mut all = vec!["--insecure-policy"];
     all.extend_from_slice(args);
@@ -62,18 +74,7 @@ fn two_processes_on_one_bucket_act_as_one_registry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let prefix = prefix_of(d);
-    let a = serve(&Spec {
-        dir: d,
-        prefix: &prefix,
-        db: "a.db",
-        redirect: false,
-    });
-    let b = serve(&Spec {
-        dir: d,
-        prefix: &prefix,
-        db: "b.db",
-        redirect: false,
-    });
+    let (a, b) = two_processes(d, &prefix);
 
     // skopeo pushes through one process and pulls through the other.
     let src = d.join("src");
@@ -142,18 +143,7 @@ fn an_upload_can_be_split_across_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let prefix = prefix_of(d);
-    let a = serve(&Spec {
-        dir: d,
-        prefix: &prefix,
-        db: "a.db",
-        redirect: false,
-    });
-    let b = serve(&Spec {
-        dir: d,
-        prefix: &prefix,
-        db: "b.db",
-        redirect: false,
-    });
+    let (a, b) = two_processes(d, &prefix);
     // Three chunks, the middle one larger than a multipart part.
     let data = random_bytes(9 << 20, 5);
     let dg = digest(&data);
