@@ -7,8 +7,8 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use super::{ConfigArgs, Context, InheritArg, looks_like_file};
-use crate::config::diff::{self, Change, Side};
 use crate::config::{Env, Value, render, typed};
+use crate::inspect::diff::{self, Change, Side};
 
 /// Arguments of `regconf diff`.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use super::{ConfigArgs, Context};
-use crate::config::variables::{self, Variable};
 use crate::diagnostics::Diagnostic;
+use crate::inspect::variables::{self, Variable};
 
 /// Arguments of `regconf env`.
 #[derive(Debug, clap::Args)]

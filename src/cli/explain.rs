@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::{ConfigArgs, Context, SetArgs, looks_like_file};
 use crate::config::env::Given;
-use crate::config::explain::{self, Explanation, Site};
 use crate::config::origin::Injected;
 use crate::config::{Value, render};
+use crate::inspect::explain::{self, Explanation, Site};
 
 /// Arguments of `regconf explain`.
 #[derive(Debug, clap::Args)]

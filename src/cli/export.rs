@@ -5,7 +5,8 @@ use std::io::Write;
 use clap::ValueEnum;
 
 use super::{ConfigArgs, Context, SetArgs};
-use crate::config::{export, typed};
+use crate::config::typed;
+use crate::export;
 
 /// Arguments of `regconf export`.
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{ConfigArgs, Context, InheritArg};
 use crate::config::Rule;
-use crate::config::flavors::{self, Flavor, Inheritance};
+use crate::inspect::flavors::{self, Flavor, Inheritance};
 
 /// Arguments of `regconf flavors`.
 #[derive(Debug, clap::Args)]

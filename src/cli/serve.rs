@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::io::Write;
 
 use super::{ConfigArgs, Context, SetArgs};
-use crate::config::{Provenance, Resolved, Source, Span, explain, origin::dotted, typed};
+use crate::config::{Provenance, Resolved, Source, Span, origin::dotted, typed};
 use crate::diagnostics::Diagnostic;
+use crate::inspect::explain;
 use crate::model;
 use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
 

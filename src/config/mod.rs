@@ -8,24 +8,21 @@
 //! 3. [`resolve`]: flavor selection, `_env:` variables ([`env`]), what
 //!    docker-registry's loader injected; [`origin`] records where each value
 //!    came from.
-//! 4. the typed model (`crate::model`), validation, and [`render`].
+//! 4. [`typed`]: the typed model (`crate::model`); [`validate`] checks every
+//!    flavor of a file; [`render`] writes a flavor out.
 //! 5. `--set` [`overrides`] (layered with figment) after the flavor is
 //!    resolved.
 //!
-//! Questions operators ask of a resolved flavor, answered without printing:
-//! [`explain`] (the chain behind a value), [`variables`] (what a flavor
-//! reads), [`diff`] (two flavors, or two environments), [`flavors`] (how
-//! they inherit) and [`export`] (distribution's configuration).
+//! The questions operators ask of a resolved flavor live in
+//! `crate::inspect`, other registries' formats in `crate::export`: this room
+//! is the pipeline and the typed model conversion only, and depends on
+//! neither of them, nor on the command line or the registry.
 //!
 //! The environment arrives as an [`Env`] snapshot: nothing here reads the
 //! process environment or prints.
 
 pub mod construct;
-pub mod diff;
 pub mod env;
-pub mod explain;
-pub mod export;
-pub mod flavors;
 pub mod origin;
 pub mod overrides;
 pub mod parse;
@@ -35,7 +32,6 @@ pub mod source;
 pub mod typed;
 pub mod validate;
 pub mod value;
-pub mod variables;
 pub mod yaml11;
 
 use std::path::Path;

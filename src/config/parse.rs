@@ -110,6 +110,42 @@ impl Ref {
             _ => None,
         }
     }
+
+    /// Whether this is a merge key: a plain `<<`, or any scalar tagged
+    /// `!!merge`.
+    pub(crate) fn is_merge_key(&self) -> bool {
+        match (&self.node.kind, &self.node.tag) {
+            (NodeKind::Scalar { text, style }, None) => *style == Style::Plain && text == "<<",
+            (NodeKind::Scalar { .. }, Some(t)) => t == "tag:yaml.org,2002:merge",
+            _ => false,
+        }
+    }
+
+    /// Whether this is a plain, untagged `<<`.
+    pub(crate) fn is_plain_merge_key(&self) -> bool {
+        self.node.tag.is_none() && self.is_merge_key()
+    }
+}
+
+impl Node {
+    /// The mappings this mapping node merges, with the merge key of each;
+    /// `is_merge_key` says which keys count.
+    pub(crate) fn merge_sources(&self, is_merge_key: fn(&Ref) -> bool) -> Vec<(Span, Ref)> {
+        let NodeKind::Map(pairs) = &self.kind else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in pairs.iter().filter(|(k, _)| is_merge_key(k)) {
+            match &v.node.kind {
+                NodeKind::Map(_) => out.push((k.node.span, v.clone())),
+                NodeKind::Seq(items) => {
+                    out.extend(items.iter().map(|i| (k.node.span, i.clone())));
+                }
+                NodeKind::Scalar { .. } => {}
+            }
+        }
+        out
+    }
 }
 
 /// What can go wrong while reading YAML text.

@@ -25,6 +25,14 @@
 //! With a flavor, that flavor is also resolved in the given environment
 //! ([`super::load`]) and converted in [`Mode::Environment`], which checks
 //! what `serve` needs and reports set-but-empty variables.
+//!
+//! Why it lives in the pipeline's room rather than beside the operator
+//! questions in `crate::inspect`: its readers (`regconf validate`, and any
+//! command that wants the same verdict before it starts, as `serve` does
+//! through [`typed`]) expect the checks the pipeline itself makes, and its
+//! pitfall pass reads what only the pipeline may read, the parsed nodes
+//! (duplicate keys, comments, plain scalars) and their construction, which
+//! `inspect` is not allowed to touch. It must not print.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -390,23 +398,10 @@ impl Scan<'_> {
         if !flat.has_merge {
             return;
         }
-        let NodeKind::Map(pairs) = &r.node.kind else {
+        if !matches!(r.node.kind, NodeKind::Map(_)) {
             return;
-        };
-        let mut sources: Vec<(Span, Ref)> = Vec::new();
-        for (k, v) in pairs {
-            let is_merge = matches!(&k.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text == "<<" && k.node.tag.is_none());
-            if !is_merge {
-                continue;
-            }
-            match &v.node.kind {
-                NodeKind::Map(_) => sources.push((k.node.span, v.clone())),
-                NodeKind::Seq(items) => {
-                    sources.extend(items.iter().map(|i| (k.node.span, i.clone())));
-                }
-                NodeKind::Scalar { .. } => {}
-            }
         }
+        let sources = r.node.merge_sources(Ref::is_plain_merge_key);
         for (key, entry) in &flat.entries {
             if entry.via.is_some() || !is_map(&entry.value) {
                 continue;

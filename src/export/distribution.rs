@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::render::yaml_string;
+use crate::config::render::yaml_string;
 use crate::diagnostics::Diagnostic;
 use crate::model::{self, MASK, Storage, is_secret};
 
@@ -62,7 +62,7 @@ fn shown(key: &str, v: &str) -> String {
 
 /// Writes the distribution configuration of `config`, listening on
 /// `listen`.
-pub fn distribution(config: &model::Config, listen: &str) -> Result<String, Diagnostic> {
+pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<String, Diagnostic> {
     let mut o = Out {
         text: String::new(),
     };

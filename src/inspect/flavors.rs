@@ -9,83 +9,57 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::parse::{self, Document, Node, NodeKind, Ref};
-use super::resolve::{self, Inherit, Rule};
-use super::source::{Source, Span};
-use super::value::Key;
+use crate::config::parse::{Document, Node, NodeKind, Ref};
+use crate::config::resolve::{self, Inherit, Rule};
+use crate::config::source::{Source, Span};
+use crate::config::value::Key;
 use crate::diagnostics::Diagnostic;
 
 /// One section a flavor merges (`<<: *s3`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parent {
+pub(crate) struct Parent {
     /// The anchor named by the alias (`s3`).
-    pub anchor: String,
+    pub(crate) anchor: String,
     /// The flavor whose section the anchor marks, if it marks one.
-    pub flavor: Option<String>,
+    pub(crate) flavor: Option<String>,
     /// The `<<` key.
-    pub merge_key: Span,
+    pub(crate) merge_key: Span,
 }
 
 /// One flavor and what it inherits from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flavor {
+pub(crate) struct Flavor {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The anchor on its section (`&s3`), if any.
-    pub anchor: Option<String>,
+    pub(crate) anchor: Option<String>,
     /// Where its name is written.
-    pub at: Span,
+    pub(crate) at: Span,
     /// The sections its `<<` keys merge, in precedence order.
-    pub parents: Vec<Parent>,
+    pub(crate) parents: Vec<Parent>,
     /// Whether `common` is its implicit base (implicit rule).
-    pub implicit_common: bool,
+    pub(crate) implicit_common: bool,
     /// The variable that supplies the whole section (`dev: _env:DEVCONF`).
-    pub variable: Option<String>,
+    pub(crate) variable: Option<String>,
 }
 
 /// Every flavor of a file, in file order, and the rule that applies.
 #[derive(Debug, Clone)]
-pub struct Inheritance {
+pub(crate) struct Inheritance {
     /// The inheritance rule.
-    pub rule: Rule,
+    pub(crate) rule: Rule,
     /// Whether `--inherit auto` chose it.
-    pub rule_was_auto: bool,
+    pub(crate) rule_was_auto: bool,
     /// The flavors.
-    pub flavors: Vec<Flavor>,
-}
-
-fn is_merge_key(r: &Ref) -> bool {
-    match (&r.node.kind, &r.node.tag) {
-        (NodeKind::Scalar { text, style }, None) => *style == parse::Style::Plain && text == "<<",
-        (NodeKind::Scalar { .. }, Some(t)) => t == "tag:yaml.org,2002:merge",
-        _ => false,
-    }
-}
-
-/// The mappings a mapping node merges, with the `<<` key of each.
-pub(crate) fn merge_sources(node: &Node) -> Vec<(Span, Ref)> {
-    let NodeKind::Map(pairs) = &node.kind else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        if !is_merge_key(k) {
-            continue;
-        }
-        match &v.node.kind {
-            NodeKind::Map(_) => out.push((k.node.span, v.clone())),
-            NodeKind::Seq(items) => {
-                out.extend(items.iter().map(|i| (k.node.span, i.clone())));
-            }
-            NodeKind::Scalar { .. } => {}
-        }
-    }
-    out
+    pub(crate) flavors: Vec<Flavor>,
 }
 
 /// Reads how the flavors of `source` inherit.
-pub fn inheritance(source: Arc<Source>, inherit: Inherit) -> Result<Inheritance, Vec<Diagnostic>> {
-    let doc = super::parse_source(source)?;
+pub(crate) fn inheritance(
+    source: Arc<Source>,
+    inherit: Inherit,
+) -> Result<Inheritance, Vec<Diagnostic>> {
+    let doc = crate::config::parse_source(source)?;
     let has_merge = resolve::has_merge_key(&doc);
     let top = resolve::top_level(&doc)?;
     let common_is_map = top
@@ -105,10 +79,13 @@ pub fn inheritance(source: Arc<Source>, inherit: Inherit) -> Result<Inheritance,
         let Some(name) = key.as_str() else { continue };
         let node = &entry.value.node;
         let variable = match &node.kind {
-            NodeKind::Scalar { text, .. } => super::env::parse_ref(text).map(|r| r.name.to_owned()),
+            NodeKind::Scalar { text, .. } => {
+                crate::config::env::parse_ref(text).map(|r| r.name.to_owned())
+            }
             _ => None,
         };
-        let parents = merge_sources(node)
+        let parents = node
+            .merge_sources(Ref::is_merge_key)
             .into_iter()
             .map(|(merge_key, r)| Parent {
                 anchor: r.node.anchor.clone().unwrap_or_default(),
@@ -150,14 +127,14 @@ fn sections(doc: &Document) -> HashMap<*const Node, String> {
 
 impl Inheritance {
     /// A flavor by name.
-    pub fn get(&self, name: &str) -> Option<&Flavor> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Flavor> {
         self.flavors.iter().find(|f| f.name == name)
     }
 
     /// The chain a flavor inherits through, nearest first, following the
     /// first source of each `<<` (`prod`, `s3`, `common`); under the implicit
     /// rule `common` ends it.
-    pub fn lineage(&self, name: &str) -> Vec<String> {
+    pub(crate) fn lineage(&self, name: &str) -> Vec<String> {
         let mut out = vec![name.to_owned()];
         let mut current = self.get(name);
         while let Some(f) = current {
@@ -182,23 +159,23 @@ impl Inheritance {
 
 /// One place a top-level key of a flavor is written, in precedence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Definition {
+pub(crate) struct Definition {
     /// The section it is written in: a flavor's name, or `*anchor`.
-    pub section: String,
+    pub(crate) section: String,
     /// The value as written.
-    pub value: Span,
+    pub(crate) value: Span,
 }
 
 /// Every place that writes `key` for `flavor`, the one that wins first:
 /// the section itself, then each merged section in PyYAML's order, then
 /// (implicit rule) `common`.
-pub fn definitions(
+pub(crate) fn definitions(
     source: Arc<Source>,
     flavor: &str,
     key: &str,
     implicit: bool,
 ) -> Vec<Definition> {
-    let Ok(doc) = super::parse_source(source) else {
+    let Ok(doc) = crate::config::parse_source(source) else {
         return Vec::new();
     };
     let names = sections(&doc);
@@ -229,7 +206,7 @@ pub fn definitions(
             && let Some((_, v)) = pairs
                 .iter()
                 .rev()
-                .find(|(k, _)| !is_merge_key(k) && k.scalar().is_some_and(|(t, _)| t == key))
+                .find(|(k, _)| !k.is_merge_key() && k.scalar().is_some_and(|(t, _)| t == key))
         {
             out.push(Definition {
                 section: name.clone(),
@@ -237,7 +214,7 @@ pub fn definitions(
             });
         }
         // Sources pushed in reverse, so the first is visited next.
-        for (_, r) in merge_sources(&node).into_iter().rev() {
+        for (_, r) in node.merge_sources(Ref::is_merge_key).into_iter().rev() {
             let label = names
                 .get(&Arc::as_ptr(&r.node))
                 .cloned()

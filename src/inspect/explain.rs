@@ -11,27 +11,27 @@
 
 use std::sync::Arc;
 
-use super::env::{self, Given};
 use super::flavors::{self, Inheritance};
-use super::origin::{Injected, KeyPath, Origin, dotted};
-use super::render;
-use super::resolve::{Resolved, Rule, did_you_mean};
-use super::source::{Source, Span};
-use super::value::{Key, Map, Value};
+use crate::config::env::{self, Given};
+use crate::config::origin::{Injected, KeyPath, Origin, dotted};
+use crate::config::render;
+use crate::config::resolve::{Resolved, Rule, did_you_mean};
+use crate::config::source::{Source, Span};
+use crate::config::value::{Key, Map, Value};
 use crate::diagnostics::Diagnostic;
 use crate::model::{MASK, is_secret};
 
 /// A place in the file, ready to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
+pub(crate) struct Site {
     /// The file's name.
-    pub file: String,
+    pub(crate) file: String,
     /// Line, 1-based.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Column, 1-based.
-    pub column: usize,
+    pub(crate) column: usize,
     /// The line's text (a secret written in it is masked).
-    pub text: String,
+    pub(crate) text: String,
 }
 
 impl Site {
@@ -46,77 +46,77 @@ impl Site {
     }
 
     /// `file:line:col`.
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         format!("{}:{}:{}", self.file, self.line, self.column)
     }
 }
 
 /// One `<<` a value came through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merge {
+pub(crate) struct Merge {
     /// The section holding the `<<` key (a flavor, or `*anchor`).
-    pub from: String,
+    pub(crate) from: String,
     /// The anchor it names.
-    pub anchor: String,
+    pub(crate) anchor: String,
     /// Where the `<<` key is.
-    pub at: Site,
+    pub(crate) at: Site,
 }
 
 /// The `_env:` reference that gave a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variable {
+pub(crate) struct Variable {
     /// The variable's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Set, default or unset (texts masked for secrets).
-    pub given: Given,
+    pub(crate) given: Given,
     /// The default written after the name, if any (masked for secrets).
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
     /// Where the `_env:` string is.
-    pub at: Site,
+    pub(crate) at: Site,
 }
 
 /// Why one key has its value.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     /// The dotted key.
-    pub key: String,
+    pub(crate) key: String,
     /// The value (a secret's is [`MASK`] unless shown).
-    pub value: Value,
+    pub(crate) value: Value,
     /// Whether the key holds a secret.
-    pub secret: bool,
+    pub(crate) secret: bool,
     /// The `--set KEY=VALUE` that gave it.
-    pub cli: Option<String>,
+    pub(crate) cli: Option<String>,
     /// Set by the loader (`flavor`, a stripped `index_endpoint`).
-    pub injected: Option<Injected>,
+    pub(crate) injected: Option<Injected>,
     /// Where it is written in the file.
-    pub written: Option<Site>,
+    pub(crate) written: Option<Site>,
     /// The section it is written in.
-    pub section: Option<String>,
+    pub(crate) section: Option<String>,
     /// The `<<` keys it came through, from the flavor towards where it is
     /// written.
-    pub merges: Vec<Merge>,
+    pub(crate) merges: Vec<Merge>,
     /// Brought from `common` by the implicit rule.
-    pub implicit_common: bool,
+    pub(crate) implicit_common: bool,
     /// The variable that gave it.
-    pub variable: Option<Variable>,
+    pub(crate) variable: Option<Variable>,
     /// The variable whose YAML text holds it (a key inside a mapping that a
     /// variable supplied).
-    pub inside_variable: Option<String>,
+    pub(crate) inside_variable: Option<String>,
     /// The text YAML 1.1 typed, when typing changed it (`0755`, `no`).
-    pub typed_from: Option<String>,
+    pub(crate) typed_from: Option<String>,
     /// Other sections that write this key and lose, in precedence order.
-    pub overridden: Vec<(String, Site)>,
+    pub(crate) overridden: Vec<(String, Site)>,
 }
 
 /// Explains one dotted key, or every key (leaves, in order) when `key` is
 /// `None`.
-pub fn explain(
+pub(crate) fn explain(
     resolved: &Resolved,
     source: &Arc<Source>,
     key: Option<&str>,
     show_secrets: bool,
 ) -> Result<Vec<Explanation>, Diagnostic> {
-    let inheritance = flavors::inheritance(Arc::clone(source), super::Inherit::Auto).ok();
+    let inheritance = flavors::inheritance(Arc::clone(source), crate::config::Inherit::Auto).ok();
     let ctx = Ctx {
         resolved,
         source,
@@ -142,10 +142,10 @@ pub fn explain(
 }
 
 /// The chain of flavors `flavor` inherits through (`prod`, `s3`, `common`).
-pub fn lineage(source: &Arc<Source>, resolved: &Resolved) -> Vec<String> {
+pub(crate) fn lineage(source: &Arc<Source>, resolved: &Resolved) -> Vec<String> {
     let inherit = match resolved.rule {
-        Rule::Explicit => super::Inherit::Explicit,
-        Rule::Implicit => super::Inherit::Implicit,
+        Rule::Explicit => crate::config::Inherit::Explicit,
+        Rule::Implicit => crate::config::Inherit::Implicit,
     };
     flavors::inheritance(Arc::clone(source), inherit)
         .map(|i| i.lineage(&resolved.flavor))
@@ -178,7 +178,7 @@ fn unknown_key(resolved: &Resolved, key: &str) -> Diagnostic {
 }
 
 /// Calls `f` on every leaf (a value that is not a non-empty mapping).
-pub fn leaves(map: &Map, path: &mut KeyPath, f: &mut dyn FnMut(&KeyPath, &Value)) {
+pub(crate) fn leaves(map: &Map, path: &mut KeyPath, f: &mut dyn FnMut(&KeyPath, &Value)) {
     for (k, v) in map {
         path.push(k.clone());
         match v {
@@ -200,7 +200,7 @@ fn get<'m>(map: &'m Map, path: &[Key]) -> Option<&'m Value> {
 }
 
 /// A value with its secrets masked (`path` is where it sits).
-pub fn masked(path: &KeyPath, value: &Value) -> Value {
+pub(crate) fn masked(path: &KeyPath, value: &Value) -> Value {
     match value {
         Value::Map(m) => Value::Map(
             m.iter()

@@ -9,37 +9,37 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::env::Given;
 use super::explain::{self, leaves};
-use super::origin::{Injected, Origin, dotted};
-use super::resolve::Resolved;
-use super::source::Source;
-use super::value::Value;
+use crate::config::env::Given;
+use crate::config::origin::{Injected, Origin, dotted};
+use crate::config::resolve::Resolved;
+use crate::config::source::Source;
+use crate::config::value::Value;
 use crate::model::is_secret;
 
 /// One side of a difference.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Side {
+pub(crate) struct Side {
     /// The value (masked for secrets unless shown).
-    pub value: Value,
+    pub(crate) value: Value,
     /// Where it came from, in one line.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 /// One key whose value differs (or that one side lacks).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The dotted key.
-    pub key: String,
+    pub(crate) key: String,
     /// The left side, `None` when it lacks the key.
-    pub left: Option<Side>,
+    pub(crate) left: Option<Side>,
     /// The right side.
-    pub right: Option<Side>,
+    pub(crate) right: Option<Side>,
 }
 
 /// Compares two resolved flavors of `source`, leaf by leaf, in the left
 /// side's key order (then keys only the right has).
-pub fn diff(
+pub(crate) fn diff(
     left: &Resolved,
     right: &Resolved,
     source: &Arc<Source>,
@@ -87,7 +87,7 @@ pub fn diff(
 
 /// An origin in one line: `file:line:col through <<: *s3, <<: *common,
 /// default of $STORAGE_PATH`.
-pub fn summary(source: &Source, origin: &Origin, show_values: bool) -> String {
+pub(crate) fn summary(source: &Source, origin: &Origin, show_values: bool) -> String {
     if let Some(cli) = &origin.cli {
         return if show_values {
             format!("`{cli}`")

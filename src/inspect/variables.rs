@@ -14,45 +14,45 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::env::{self, Env, Given};
-use super::origin::dotted;
-use super::resolve::{Inherit, Resolved};
-use super::source::{Source, Span};
-use super::typed::{self, Mode};
-use super::value::{Key, Value};
+use crate::config::env::{self, Env, Given};
+use crate::config::origin::dotted;
+use crate::config::resolve::{Inherit, Resolved};
+use crate::config::source::{Source, Span};
+use crate::config::typed::{self, Mode};
+use crate::config::value::{Key, Value};
 use crate::diagnostics::Diagnostic;
 use crate::model::{MASK, is_secret};
 
 /// One variable a flavor reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variable {
+pub(crate) struct Variable {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The dotted keys that use it, in resolution order.
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
     /// The default written after the name (masked for secrets).
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
     /// Its value in the environment, if set (masked for secrets).
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     /// The type of the value it gives now (`string`, `boolean`, `null`...).
-    pub type_name: &'static str,
+    pub(crate) type_name: &'static str,
     /// No default, and `serve` needs what it gives.
-    pub required: bool,
+    pub(crate) required: bool,
     /// Whether a key that uses it holds a secret.
-    pub secret: bool,
+    pub(crate) secret: bool,
     /// The first `_env:` string that names it.
-    pub reference: Span,
+    pub(crate) reference: Span,
 }
 
 impl Variable {
     /// Whether it is set in the environment.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.value.is_some()
     }
 }
 
 /// The variables `resolved` read, in order of first use.
-pub fn variables(
+pub(crate) fn variables(
     resolved: &Resolved,
     source: &Arc<Source>,
     inherit: Inherit,
@@ -104,7 +104,7 @@ pub fn variables(
         .collect()
 }
 
-fn value_at<'m>(map: &'m super::value::Map, path: &[Key]) -> Option<&'m Value> {
+fn value_at<'m>(map: &'m crate::config::value::Map, path: &[Key]) -> Option<&'m Value> {
     let (first, rest) = path.split_first()?;
     let v = map.get(first)?;
     if rest.is_empty() {
@@ -133,7 +133,8 @@ fn required_names(
         .filter(|(k, _)| !no_default.contains(k))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let Ok(bare) = super::load(Arc::clone(source), &resolved.flavor, inherit, &without) else {
+    let Ok(bare) = crate::config::load(Arc::clone(source), &resolved.flavor, inherit, &without)
+    else {
         return BTreeSet::new();
     };
     let (_, diags) = typed::to_model(&bare, source, Mode::Environment);
