@@ -1,0 +1,302 @@
+//! Scalar conversions: strings (with YAML 1.1 surprises kept as written),
+//! integers, switches, lists of strings, nested sections, and the keys
+//! nothing read (kept in `extra`, reported when unknown). Each problem is
+//! reported through [`Conv::report`]; nothing here decides a default.
+
+use super::{Conv, Sec};
+use crate::config::origin::dotted;
+use crate::config::resolve::did_you_mean;
+use crate::config::value::{Key, Value};
+use crate::diagnostics::{Diagnostic, Severity};
+use crate::model;
+
+/// How a value is shown in a message.
+pub(super) fn shown(v: &Value) -> String {
+    let text = match v {
+        Value::Str(s) => s.clone(),
+        other => crate::config::render::to_json(other),
+    };
+    let short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        format!("{short}...")
+    } else {
+        short
+    }
+}
+
+pub(super) fn article(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Int(_) | Value::BigInt(_) => format!("the integer `{}`", shown(v)),
+        Value::Float(_) => format!("the float `{}`", shown(v)),
+        Value::Bool(_) => format!("the boolean `{}`", shown(v)),
+        Value::Str(_) => format!("the string `{}`", shown(v)),
+        other => {
+            let t = other.type_name();
+            if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                format!("an {t}")
+            } else {
+                format!("a {t}")
+            }
+        }
+    }
+}
+
+/// A value as JSON, for `extra` maps.
+pub(crate) fn to_json_value(v: &Value) -> serde_json::Value {
+    serde_json::from_str(&crate::config::render::to_json(v)).unwrap_or(serde_json::Value::Null)
+}
+
+impl Conv<'_> {
+    pub(super) fn mismatch(
+        &mut self,
+        sec: &Sec<'_>,
+        key: &str,
+        expected: &str,
+        v: &Value,
+        help: &str,
+    ) {
+        let path = sec.path_of(key);
+        self.report(
+            "regconf::type::mismatch",
+            Severity::Error,
+            &path,
+            format!("`{}` must be {expected}, not {}", dotted(&path), article(v)),
+            &format!("expected {expected}"),
+            help.to_owned(),
+        );
+    }
+
+    /// The text as written for the value at `path` (the scalar in the file
+    /// or the variable's text), if known.
+    pub(super) fn written(&self, path: &[Key]) -> Option<String> {
+        let o = self.prov.get(path)?;
+        if let Some(e) = &o.env {
+            if o.inside_variable.is_none() {
+                return Some(e.given.text().trim().to_owned());
+            }
+            return None;
+        }
+        let span = o.value_span?;
+        let text = self.file.text().get(span.start..span.end)?;
+        Some(text.trim().to_owned())
+    }
+
+    /// A string setting. YAML 1.1 scalars typed as something else (`no`,
+    /// `on`, `0755`, `1:30`) are accepted as written, with a warning.
+    pub(super) fn string(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<String> {
+        let v = sec.get(key)?;
+        let path = sec.path_of(key);
+        match v {
+            Value::Str(s) => Some(s.clone()),
+            Value::Bool(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Float(_)
+            | Value::Date(_)
+            | Value::DateTime(_) => {
+                let written = self.written(&path).unwrap_or_else(|| shown(v));
+                self.report("regconf::yaml::not_a_string",
+                        Severity::Warning,
+                        &path,
+                        format!(
+                            "`{}` is meant to be a string, but YAML 1.1 reads `{written}` as {}",
+                            dotted(&path),
+                            article(v)
+                        ),
+                        "not a string", format!(
+                        "quote it (`'{written}'`); docker-registry saw {}, regconf uses the text as written",
+                        article(v)
+                    ));
+                Some(written)
+            }
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            other => {
+                self.mismatch(
+                    sec,
+                    key,
+                    "a string",
+                    other,
+                    "write one value, quoted if in doubt",
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer setting; `lenient` accepts a string of digits, as
+    /// `int(value)` did.
+    pub(super) fn int(&mut self, sec: &mut Sec<'_>, key: &str, lenient: bool) -> Option<i64> {
+        let v = sec.get(key)?;
+        match v {
+            Value::Int(i) => return Some(*i),
+            Value::Str(s) if lenient => {
+                if let Ok(i) = s.trim().parse::<i64>() {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        self.mismatch(sec, key, "an integer", v, "write a whole number, unquoted");
+        None
+    }
+
+    pub(super) fn uint(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<u64> {
+        let i = self.int(sec, key, true)?;
+        match u64::try_from(i) {
+            Ok(u) => Some(u),
+            Err(_) => {
+                let v = Value::Int(i);
+                self.mismatch(
+                    sec,
+                    key,
+                    "a positive integer",
+                    &v,
+                    "write a number of seconds",
+                );
+                None
+            }
+        }
+    }
+
+    /// A switch docker-registry tested with `is True`.
+    pub(super) fn exactly_true(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<bool> {
+        let v = sec.get(key)?;
+        if let Value::Bool(b) = v {
+            return Some(*b);
+        }
+        let path = sec.path_of(key);
+        self.report("regconf::type::not_exactly_true",
+                Severity::Error,
+                &path,
+                format!(
+                    "`{}` must be `true` or `false`, not {}: docker-registry tested `is True`, so this is off",
+                    dotted(&path),
+                    article(v)
+                ),
+                "not a boolean", "write `true` or `false`, unquoted");
+        Some(false)
+    }
+
+    /// A switch docker-registry tested for truthiness.
+    pub(super) fn truthy(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<bool> {
+        let v = sec.get(key)?;
+        if let Value::Bool(b) = v {
+            return Some(*b);
+        }
+        let path = sec.path_of(key);
+        let on = if v.is_truthy() { "on" } else { "off" };
+        self.report(
+            "regconf::type::not_boolean",
+            Severity::Error,
+            &path,
+            format!(
+                "`{}` must be `true` or `false`, not {}, which docker-registry took as {on}",
+                dotted(&path),
+                article(v)
+            ),
+            "not a boolean",
+            "write `true` or `false`, unquoted (the string `\"false\"` is on)",
+        );
+        Some(v.is_truthy())
+    }
+
+    /// One string or a list of strings.
+    pub(super) fn strings(&mut self, sec: &mut Sec<'_>, key: &str) -> Vec<String> {
+        let Some(v) = sec.get(key) else {
+            return Vec::new();
+        };
+        match v {
+            Value::Str(s) => vec![s.clone()],
+            Value::Seq(items) if items.iter().all(|i| matches!(i, Value::Str(_))) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            other => {
+                self.mismatch(
+                    sec,
+                    key,
+                    "a string or a list of strings",
+                    other,
+                    "write `value` or `[a, b]`",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A nested section: a mapping, or absent.
+    pub(super) fn section<'m>(&mut self, sec: &mut Sec<'m>, key: &str) -> Sec<'m> {
+        let path = sec.path_of(key);
+        match sec.get(key) {
+            None => Sec::new(None, path),
+            Some(Value::Map(m)) => Sec::new(Some(m), path),
+            Some(other) => {
+                self.mismatch(
+                    sec,
+                    key,
+                    "a mapping",
+                    other,
+                    "indent the settings under the key",
+                );
+                Sec::new(None, path)
+            }
+        }
+    }
+
+    /// Keys of `sec` nothing read: kept in `extra`; those in no table are
+    /// reported.
+    pub(super) fn rest(&mut self, sec: &Sec<'_>, known: &[&str], silent: &[&str]) -> model::Extra {
+        let mut extra = model::Extra::new();
+        let Some(map) = sec.map else {
+            return extra;
+        };
+        for (k, v) in map {
+            let name = k.display();
+            if k.as_str().is_some_and(|s| sec.used.contains(s)) {
+                continue;
+            }
+            extra.insert(name.clone(), to_json_value(v));
+            if k.as_str()
+                .is_some_and(|s| silent.contains(&s) || known.contains(&s))
+            {
+                continue;
+            }
+            let mut path = sec.path.clone();
+            path.push(k.clone());
+            let near = did_you_mean(&name, known.iter().chain(silent).copied());
+            let (origin, via) = self.origin(&path);
+            let mut d = Diagnostic::warning(
+                "regconf::key::unknown",
+                format!(
+                    "unknown key `{}` in flavor `{}`",
+                    dotted(&path),
+                    self.flavor
+                ),
+            )
+            .with_source(self.file)
+            .in_flavor(self.flavor)
+            .at_key(dotted(&path));
+            let label = near.map_or_else(
+                || "not a setting".to_owned(),
+                |n| format!("did you mean `{n}`?"),
+            );
+            if let Some(span) =
+                origin.and_then(|o| o.key_span.or(o.env.as_ref().map(|e| e.reference)))
+            {
+                d = d.label(span, label);
+            }
+            d = self.inherited(d, via);
+            d = match near {
+                Some(n) => d.help(format!(
+                    "did you mean `{n}`? docker-registry ignored unknown keys"
+                )),
+                None => {
+                    d.help("docker-registry ignored unknown keys; remove it or check the spelling")
+                }
+            };
+            self.push(d);
+        }
+        extra
+    }
+}

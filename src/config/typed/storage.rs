@@ -1,0 +1,428 @@
+//! The storage drivers: each driver's keys and defaults, the settings a
+//! driver cannot start without, and the drivers `serve` cannot run.
+
+use super::keys::section_keys;
+use super::scalars::shown;
+use super::{Conv, Mode, Sec};
+use crate::config::env::Given;
+use crate::config::resolve::did_you_mean;
+use crate::config::value::Value;
+use crate::diagnostics::Severity;
+use crate::model::{self, Storage};
+
+/// Keys of the storage drivers; a key of another driver than the selected
+/// one is kept in `extra` without a report.
+pub(super) const DRIVER_KEYS: &[&str] = &[
+    "storage_path",
+    "boto_bucket",
+    "boto_host",
+    "boto_port",
+    "boto_debug",
+    "boto_proxy",
+    "boto_proxy_port",
+    "boto_proxy_user",
+    "boto_proxy_pass",
+    "boto_calling_format",
+    "s3_secure",
+    "s3_access_key",
+    "s3_secret_key",
+    "s3_region",
+    "s3_encrypt",
+    "s3_use_sigv4",
+    "s3_bucket",
+    "cloudfront",
+    "gs_secure",
+    "gs_access_key",
+    "gs_secret_key",
+    "oauth2",
+    "swift_authurl",
+    "swift_user",
+    "swift_password",
+    "swift_tenant_name",
+    "swift_region_name",
+    "swift_container",
+    "swift_auth_version",
+    "swift_object_storage_url",
+    "storage_alternate",
+    "azure_storage_account_name",
+    "azure_storage_account_key",
+    "azure_storage_container",
+    "azure_use_https",
+    "elliptics_nodes",
+    "elliptics_wait_timeout",
+    "elliptics_check_timeout",
+    "elliptics_io_thread_num",
+    "elliptics_net_thread_num",
+    "elliptics_nonblocking_io_thread_num",
+    "elliptics_groups",
+    "elliptics_verbosity",
+    "elliptics_logfile",
+    "elliptics_namespace",
+    "elliptics_addr_family",
+    "oss_host",
+    "oss_bucket",
+    "oss_accessid",
+    "oss_accesskey",
+];
+
+/// The storage driver names docker-registry 0.9.1 and its plugins knew.
+const DRIVERS: &[&str] = &[
+    "local",
+    "file",
+    "s3",
+    "cloudfronts3",
+    "gcs",
+    "azureblob",
+    "swift",
+    "glance",
+    "elliptics",
+    "oss",
+];
+
+impl Conv<'_> {
+    /// A required driver setting: missing, null, or from an unset variable.
+    pub(super) fn require(
+        &mut self,
+        sec: &Sec<'_>,
+        key: &str,
+        present: bool,
+        driver: &str,
+        why: &str,
+    ) {
+        if present {
+            return;
+        }
+        let path = sec.path_of(key);
+        // a copy of the reference, so the origin outlives `self`'s borrows
+        let prov = self.prov;
+        let origin = prov.get(&path);
+        match (origin.and_then(|o| o.env.as_ref()), self.mode) {
+            (Some(e), Mode::Static) if e.given == Given::Unset => self.report(
+                "regconf::env::required_unset",
+                Severity::Advice,
+                &path,
+                format!("`{key}` comes from `{}`, which has no default: set it, or the `{driver}` driver cannot start ({why})", e.name),
+                "required",
+                format!("set `{}` when using this flavor, or write a default: `_env:{}:VALUE`", e.name, e.name),
+            ),
+            _ => self.report(
+                "regconf::storage::missing_key",
+                Severity::Error,
+                &if origin.is_some() { path.clone() } else { sec.path_of("storage") },
+                format!("the `{driver}` driver needs `{key}` ({why})"),
+                if origin.is_some() { "empty" } else { "this driver" },
+                format!("add `{key}: ...` to the flavor, or `{key}: _env:NAME` to read it from a variable"),
+            ),
+        }
+    }
+
+    pub(super) fn storage(&mut self, top: &mut Sec<'_>) -> Storage {
+        let name = self
+            .string(top, "storage")
+            .unwrap_or_else(|| "local".to_owned());
+        let lower = name.to_ascii_lowercase();
+        let path_default = |d: &str| d.to_owned();
+        let storage = match lower.as_str() {
+            "local" | "file" => {
+                let storage_path = self
+                    .string(top, "storage_path")
+                    .unwrap_or_else(|| path_default("/tmp/registry"));
+                self.expansion(&top.path_of("storage_path"), &storage_path);
+                Storage::Local { storage_path }
+            }
+            "s3" | "cloudfronts3" => {
+                let mut s = model::S3 {
+                    boto_bucket: self.string(top, "boto_bucket").filter(|s| !s.is_empty()),
+                    storage_path: self
+                        .string(top, "storage_path")
+                        .unwrap_or_else(|| path_default("/registry")),
+                    s3_region: self.string(top, "s3_region"),
+                    s3_access_key: self.string(top, "s3_access_key"),
+                    s3_secret_key: self.string(top, "s3_secret_key"),
+                    s3_secure: self.exactly_true(top, "s3_secure").unwrap_or(false),
+                    s3_encrypt: self.exactly_true(top, "s3_encrypt").unwrap_or(false),
+                    s3_use_sigv4: self.exactly_true(top, "s3_use_sigv4").unwrap_or(false),
+                    s3_bucket: self.string(top, "s3_bucket"),
+                    boto_host: self.string(top, "boto_host"),
+                    boto_port: self.int(top, "boto_port", true),
+                    boto_debug: self.int(top, "boto_debug", true),
+                    boto_proxy: self.string(top, "boto_proxy"),
+                    boto_proxy_port: self.int(top, "boto_proxy_port", true),
+                    boto_proxy_user: self.string(top, "boto_proxy_user"),
+                    boto_proxy_pass: self.string(top, "boto_proxy_pass"),
+                    boto_calling_format: self.string(top, "boto_calling_format"),
+                    cloudfront: None,
+                };
+                let mut cf = self.section(top, "cloudfront");
+                if cf.map.is_some() {
+                    s.cloudfront = Some(model::storage::Cloudfront {
+                        base: self.string(&mut cf, "base"),
+                        keyid: self.string(&mut cf, "keyid"),
+                        keysecret: self.string(&mut cf, "keysecret"),
+                    });
+                    self.rest(&cf, section_keys("cloudfront"), &[]);
+                }
+                self.require(
+                    top,
+                    "boto_bucket",
+                    s.boto_bucket.is_some(),
+                    "s3",
+                    "it needs a bucket",
+                );
+                Storage::S3(s)
+            }
+            "gcs" => {
+                let g = model::Gcs {
+                    boto_bucket: self.string(top, "boto_bucket").filter(|s| !s.is_empty()),
+                    storage_path: self
+                        .string(top, "storage_path")
+                        .unwrap_or_else(|| path_default("/registry")),
+                    gs_secure: self.exactly_true(top, "gs_secure").unwrap_or(false),
+                    gs_access_key: self.string(top, "gs_access_key"),
+                    gs_secret_key: self.string(top, "gs_secret_key"),
+                    oauth2: self.exactly_true(top, "oauth2").unwrap_or(false),
+                };
+                self.require(
+                    top,
+                    "boto_bucket",
+                    g.boto_bucket.is_some(),
+                    "gcs",
+                    "it needs a bucket",
+                );
+                Storage::Gcs(g)
+            }
+            "azureblob" => {
+                let a = model::Azure {
+                    azure_storage_account_name: self
+                        .string(top, "azure_storage_account_name")
+                        .filter(|s| !s.is_empty()),
+                    azure_storage_account_key: self
+                        .string(top, "azure_storage_account_key")
+                        .filter(|s| !s.is_empty()),
+                    azure_storage_container: self
+                        .string(top, "azure_storage_container")
+                        .unwrap_or_else(|| path_default("registry")),
+                    azure_use_https: self.truthy(top, "azure_use_https").unwrap_or(false),
+                };
+                self.require(
+                    top,
+                    "azure_storage_account_name",
+                    a.azure_storage_account_name.is_some(),
+                    "azureblob",
+                    "it needs an account",
+                );
+                self.require(
+                    top,
+                    "azure_storage_account_key",
+                    a.azure_storage_account_key.is_some(),
+                    "azureblob",
+                    "it needs the account's key",
+                );
+                Storage::Azure(a)
+            }
+            "swift" => {
+                let s = model::Swift {
+                    storage_path: self
+                        .string(top, "storage_path")
+                        .unwrap_or_else(|| path_default("/registry")),
+                    swift_authurl: self.string(top, "swift_authurl").filter(|s| !s.is_empty()),
+                    swift_container: self
+                        .string(top, "swift_container")
+                        .unwrap_or_else(|| path_default("dev_container")),
+                    swift_user: self.string(top, "swift_user"),
+                    swift_password: self.string(top, "swift_password"),
+                    swift_tenant_name: self.string(top, "swift_tenant_name"),
+                    swift_region_name: self.string(top, "swift_region_name"),
+                    swift_auth_version: self.int(top, "swift_auth_version", true).unwrap_or(2),
+                    swift_object_storage_url: self.string(top, "swift_object_storage_url"),
+                };
+                self.require(
+                    top,
+                    "swift_authurl",
+                    s.swift_authurl.is_some(),
+                    "swift",
+                    "it authenticates through Keystone",
+                );
+                Storage::Swift(s)
+            }
+            "glance" => Storage::Glance(model::Glance {
+                storage_alternate: self
+                    .string(top, "storage_alternate")
+                    .unwrap_or_else(|| path_default("file")),
+                storage_path: self
+                    .string(top, "storage_path")
+                    .unwrap_or_else(|| path_default("/tmp/registry")),
+            }),
+            "elliptics" => Storage::Elliptics(self.elliptics(top)),
+            "oss" => Storage::Oss(model::Oss {
+                storage_path: self
+                    .string(top, "storage_path")
+                    .unwrap_or_else(|| path_default("/registry/")),
+                oss_host: self.string(top, "oss_host"),
+                oss_bucket: self.string(top, "oss_bucket"),
+                oss_accessid: self.string(top, "oss_accessid"),
+                oss_accesskey: self.string(top, "oss_accesskey"),
+            }),
+            _ => {
+                let near = did_you_mean(&lower, DRIVERS.iter().copied());
+                self.report(
+                    "regconf::storage::unknown_driver",
+                    Severity::Error,
+                    &top.path_of("storage"),
+                    format!("unknown storage driver `{name}`"),
+                    &near.map_or_else(
+                        || "unknown driver".to_owned(),
+                        |n| format!("did you mean `{n}`?"),
+                    ),
+                    format!(
+                        "the drivers are: {}",
+                        DRIVERS
+                            .iter()
+                            .map(|d| format!("`{d}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                return Storage::Other(name);
+            }
+        };
+        if self.mode == Mode::Environment
+            && !model::storage::SERVED_DRIVERS.contains(&storage.driver())
+        {
+            let served = model::storage::SERVED_DRIVERS
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.report(
+                "regconf::serve::unsupported_driver",
+                Severity::Error,
+                &top.path_of("storage"),
+                format!(
+                    "`regconf serve` cannot use the `{}` driver",
+                    storage.driver()
+                ),
+                "not served",
+                format!(
+                    "`regconf serve` runs {served}; `render` and `validate` accept every driver"
+                ),
+            );
+        }
+        storage
+    }
+
+    pub(super) fn elliptics(&mut self, top: &mut Sec<'_>) -> model::Elliptics {
+        let nodes = match top.get("elliptics_nodes") {
+            None => Vec::new(),
+            Some(Value::Str(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(Value::Seq(items)) => items.iter().map(shown).collect(),
+            Some(other) => {
+                self.mismatch(
+                    top,
+                    "elliptics_nodes",
+                    "a list or a string of nodes",
+                    other,
+                    "write `[host:1025:2, ...]`",
+                );
+                Vec::new()
+            }
+        };
+        self.require(
+            top,
+            "elliptics_nodes",
+            !nodes.is_empty(),
+            "elliptics",
+            "it needs nodes to connect to",
+        );
+        let groups = match top.get("elliptics_groups") {
+            None => vec![1],
+            Some(Value::Seq(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => items
+                .iter()
+                .filter_map(|i| {
+                    if let Value::Int(n) = i {
+                        Some(*n)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+            Some(Value::Str(s)) => {
+                let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
+                match inner
+                    .split(',')
+                    .map(|p| p.trim().parse::<i64>())
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(g) => g,
+                    Err(_) => {
+                        let v = Value::Str(s.clone());
+                        self.mismatch(
+                            top,
+                            "elliptics_groups",
+                            "a list of group numbers",
+                            &v,
+                            "write `[1, 2]`",
+                        );
+                        vec![1]
+                    }
+                }
+            }
+            Some(other) => {
+                self.mismatch(
+                    top,
+                    "elliptics_groups",
+                    "a list of group numbers",
+                    other,
+                    "write `[1, 2]`",
+                );
+                vec![1]
+            }
+        };
+        let verbosity = match top.get("elliptics_verbosity") {
+            None => "error".to_owned(),
+            Some(Value::Str(s)) => s.clone(),
+            Some(Value::Int(n)) => {
+                let path = top.path_of("elliptics_verbosity");
+                self.report("regconf::value::verbosity_number",
+                        Severity::Warning,
+                        &path,
+                        format!("`elliptics_verbosity` is the number `{n}`, not a level name; regconf accepts it as level `{n}`, but the elliptics driver called `.lower()` on it and would crash"),
+                        "a number", "write a level name such as `error`, `info` or `debug`");
+                n.to_string()
+            }
+            Some(other) => {
+                self.mismatch(
+                    top,
+                    "elliptics_verbosity",
+                    "a log level name",
+                    other,
+                    "write `error`, `info` or `debug`",
+                );
+                "error".to_owned()
+            }
+        };
+        model::Elliptics {
+            elliptics_nodes: nodes,
+            elliptics_wait_timeout: self.int(top, "elliptics_wait_timeout", false).unwrap_or(60),
+            elliptics_check_timeout: self
+                .int(top, "elliptics_check_timeout", false)
+                .unwrap_or(60),
+            elliptics_io_thread_num: self.int(top, "elliptics_io_thread_num", false).unwrap_or(2),
+            elliptics_net_thread_num: self
+                .int(top, "elliptics_net_thread_num", false)
+                .unwrap_or(2),
+            elliptics_nonblocking_io_thread_num: self
+                .int(top, "elliptics_nonblocking_io_thread_num", false)
+                .unwrap_or(2),
+            elliptics_groups: groups,
+            elliptics_verbosity: verbosity,
+            elliptics_logfile: self
+                .string(top, "elliptics_logfile")
+                .unwrap_or_else(|| "/dev/stderr".to_owned()),
+            elliptics_namespace: self
+                .string(top, "elliptics_namespace")
+                .unwrap_or_else(|| "DOCKER".to_owned()),
+            elliptics_addr_family: self.int(top, "elliptics_addr_family", false),
+        }
+    }
+}
