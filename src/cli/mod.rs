@@ -29,20 +29,20 @@ use crate::diagnostics::{Diagnostic, report};
 /// The bundled default configuration (`flavors/default.yml`).
 pub const BUNDLED: &str = include_str!("../../flavors/default.yml");
 /// How the bundled file is named in messages.
-pub const BUNDLED_NAME: &str = "<bundled>/default.yml";
+pub(crate) const BUNDLED_NAME: &str = "<bundled>/default.yml";
 
 /// Environment variables regconf reads, all in one place.
-pub mod vars {
+pub(crate) mod vars {
     /// The configuration file, when no FILE is given (relative to the current
     /// directory, unlike docker-registry, which resolved it against its
     /// install directory).
-    pub const DOCKER_REGISTRY_CONFIG: &str = "DOCKER_REGISTRY_CONFIG";
+    pub(crate) const DOCKER_REGISTRY_CONFIG: &str = "DOCKER_REGISTRY_CONFIG";
     /// The flavor, when `--flavor` is not given.
-    pub const SETTINGS_FLAVOR: &str = "SETTINGS_FLAVOR";
+    pub(crate) const SETTINGS_FLAVOR: &str = "SETTINGS_FLAVOR";
     /// Disables colour when set.
-    pub const NO_COLOR: &str = "NO_COLOR";
+    pub(crate) const NO_COLOR: &str = "NO_COLOR";
     /// Terminal width for diagnostics.
-    pub const COLUMNS: &str = "COLUMNS";
+    pub(crate) const COLUMNS: &str = "COLUMNS";
 }
 
 #[derive(Debug, Parser)]
@@ -99,7 +99,7 @@ enum Command {
 
 /// `--set KEY=VALUE` overrides, for the commands that resolve a flavor.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     /// Override a setting after the flavor is resolved (repeatable): a dotted
     /// key, the value typed as YAML (`--set cache.port=6380`)
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -114,7 +114,7 @@ pub(crate) fn looks_like_file(s: &str) -> bool {
 
 /// Where the configuration comes from: FILE, flavor and inheritance rule.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// The configuration file [default: $DOCKER_REGISTRY_CONFIG, else
     /// ./config.yml, else the bundled default]
     pub file: Option<PathBuf>,
@@ -129,7 +129,7 @@ pub struct ConfigArgs {
 
 /// `--inherit` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum InheritArg {
+pub(crate) enum InheritArg {
     /// Implicit when the file has no merge key, explicit otherwise.
     Auto,
     /// Only merge keys share settings (docker-registry 0.8+).
@@ -149,7 +149,7 @@ impl From<InheritArg> for Inherit {
 }
 
 /// What every command gets: the environment snapshot and output settings.
-pub struct Context {
+pub(crate) struct Context {
     /// The process environment, read once.
     pub env: Env,
     /// How to draw diagnostics.
@@ -158,13 +158,13 @@ pub struct Context {
 
 impl Context {
     /// Prints diagnostics to stderr.
-    pub fn report(&self, diags: &[Diagnostic]) {
+    pub(crate) fn report(&self, diags: &[Diagnostic]) {
         let text = report::human_all(diags, self.style);
         let _ = std::io::stderr().write_all(text.as_bytes());
     }
 
     /// The selected flavor: `--flavor`, else `SETTINGS_FLAVOR`, else `dev`.
-    pub fn flavor(&self, args: &ConfigArgs) -> String {
+    pub(crate) fn flavor(&self, args: &ConfigArgs) -> String {
         args.flavor
             .clone()
             .or_else(|| self.env.get(vars::SETTINGS_FLAVOR).map(str::to_owned))
@@ -173,7 +173,7 @@ impl Context {
 
     /// Reads the file, resolves the flavor in `env` and applies `--set`;
     /// problems are reported and `None` returned.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         args: &ConfigArgs,
         sets: &[String],
@@ -210,7 +210,7 @@ impl Context {
     }
 
     /// Reads the configuration file chosen by `args` and the environment.
-    pub fn source(&self, args: &ConfigArgs) -> Result<Arc<Source>, Diagnostic> {
+    pub(crate) fn source(&self, args: &ConfigArgs) -> Result<Arc<Source>, Diagnostic> {
         let path = match &args.file {
             Some(p) => p.clone(),
             None => match self.env.get(vars::DOCKER_REGISTRY_CONFIG) {
@@ -224,7 +224,7 @@ impl Context {
 }
 
 /// Reads a configuration file as text.
-pub fn read_file(path: &Path) -> Result<Arc<Source>, Diagnostic> {
+pub(crate) fn read_file(path: &Path) -> Result<Arc<Source>, Diagnostic> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::error(
@@ -256,7 +256,7 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// The command-line definition (for completions and the manual page).
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
 

@@ -24,10 +24,10 @@ const TAG_PREFIX: &str = "tag:yaml.org,2002:";
 
 /// The most values one text may expand to through aliases. Beyond this an
 /// "alias bomb" is refused instead of exhausting memory.
-pub const MAX_VALUES: usize = 2_000_000;
+pub(crate) const MAX_VALUES: usize = 2_000_000;
 
 /// The deepest nesting a value may reach once aliases are expanded.
-pub const MAX_VALUE_DEPTH: usize = 1024;
+pub(crate) const MAX_VALUE_DEPTH: usize = 1024;
 
 /// Why a node could not become a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Drop for Via {
 
 impl Via {
     /// The steps, nearest first.
-    pub fn iter(self: &Arc<Via>) -> impl Iterator<Item = &Via> {
+    pub(crate) fn iter(self: &Arc<Via>) -> impl Iterator<Item = &Via> {
         std::iter::successors(Some(self.as_ref()), |v| v.next.as_deref())
     }
 }
@@ -164,7 +164,7 @@ impl Builder {
     }
 
     /// Types a scalar node.
-    pub fn scalar(&mut self, node: &Node) -> Result<Value, ConstructError> {
+    pub(crate) fn scalar(&mut self, node: &Node) -> Result<Value, ConstructError> {
         let NodeKind::Scalar { text, style } = &node.kind else {
             unreachable!("scalar() is called on scalars");
         };
@@ -196,7 +196,7 @@ impl Builder {
     }
 
     /// Types a key node; lists and mappings cannot be keys.
-    pub fn key(&mut self, r: &Ref) -> Result<Key, ConstructError> {
+    pub(crate) fn key(&mut self, r: &Ref) -> Result<Key, ConstructError> {
         let value = match &r.node.kind {
             // PyYAML turned the YAML 1.1 value key `=` into the string "=".
             NodeKind::Scalar {
@@ -254,7 +254,7 @@ impl Builder {
     ///
     /// Chains of merges are followed with an explicit stack rather than by
     /// recursion, so a chain of 100,000 flavors cannot overflow the stack.
-    pub fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
+    pub(crate) fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
         let mut stack = vec![Arc::clone(node)];
         while let Some(top) = stack.last().cloned() {
             if self.flat.contains_key(&Arc::as_ptr(&top)) {

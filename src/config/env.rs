@@ -63,7 +63,7 @@ impl FromIterator<(String, String)> for Env {
 
 /// A parsed `_env:NAME[:DEFAULT]` string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvRef<'a> {
+pub(crate) struct EnvRef<'a> {
     /// The variable's name (may be empty, may contain spaces).
     pub name: &'a str,
     /// Everything after the second `:`, colons included; `None` when the
@@ -73,7 +73,7 @@ pub struct EnvRef<'a> {
 
 /// Parses a string value that starts with `_env:` (case-sensitive, at
 /// offset 0), splitting on the first two `:` as docker-registry did.
-pub fn parse_ref(s: &str) -> Option<EnvRef<'_>> {
+pub(crate) fn parse_ref(s: &str) -> Option<EnvRef<'_>> {
     let rest = s.strip_prefix("_env:")?;
     Some(match rest.split_once(':') {
         Some((name, default)) => EnvRef {
@@ -109,7 +109,7 @@ impl Given {
 }
 
 /// Looks an `_env:` reference up in `env`.
-pub fn lookup(r: &EnvRef<'_>, env: &Env) -> Given {
+pub(crate) fn lookup(r: &EnvRef<'_>, env: &Env) -> Given {
     match env.get(r.name) {
         Some(v) => Given::Set(v.to_owned()),
         None => match r.default {

@@ -22,23 +22,23 @@
 //! process environment or prints.
 
 pub mod construct;
-pub mod env;
-pub mod origin;
-pub mod overrides;
-pub mod parse;
+pub(crate) mod env;
+pub(crate) mod origin;
+pub(crate) mod overrides;
+pub(crate) mod parse;
 pub mod render;
 pub mod resolve;
-pub mod source;
-pub mod typed;
-pub mod validate;
-pub mod value;
-pub mod yaml11;
+pub(crate) mod source;
+pub(crate) mod typed;
+pub(crate) mod validate;
+pub(crate) mod value;
+pub(crate) mod yaml11;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use env::Env;
-pub use origin::{Origin, Provenance};
+pub use origin::Provenance;
 pub use resolve::{Inherit, Resolved, Rule};
 pub use source::{Source, Span};
 pub use value::{Key, Map, Value};
@@ -64,6 +64,6 @@ pub fn load(
 
 /// Whether `path` opens for reading as a file (what `open(path, 'rb')`
 /// accepted in docker-registry: a directory does not).
-pub fn readable_file(path: &str) -> bool {
+pub(crate) fn readable_file(path: &str) -> bool {
     std::fs::File::open(path).is_ok() && !Path::new(path).is_dir()
 }

@@ -16,10 +16,10 @@ use super::source::Span;
 use super::value::Key;
 
 /// A path of keys from the flavor's top (`["cache", "port"]`).
-pub type KeyPath = Vec<Key>;
+pub(crate) type KeyPath = Vec<Key>;
 
 /// Formats a key path the way operators write it: `cache.port`.
-pub fn dotted(path: &[Key]) -> String {
+pub(crate) fn dotted(path: &[Key]) -> String {
     path.iter().map(Key::display).collect::<Vec<_>>().join(".")
 }
 

@@ -35,7 +35,7 @@ use crate::diagnostics::Diagnostic;
 
 /// One `--set KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Override {
+pub(crate) struct Override {
     /// The dotted key as given (`cache.host`).
     pub key: String,
     /// The text after `=`, as given.
@@ -46,12 +46,12 @@ pub struct Override {
 
 impl Override {
     /// The key path.
-    pub fn path(&self) -> KeyPath {
+    pub(crate) fn path(&self) -> KeyPath {
         self.key.split('.').map(Key::from).collect()
     }
 
     /// How the override is named in output: `--set cache.host=redis`.
-    pub fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         format!("--set {}={}", self.key, self.text)
     }
 }
@@ -63,7 +63,7 @@ fn bad_set(message: String) -> Diagnostic {
 }
 
 /// Parses one `KEY=VALUE` argument.
-pub fn parse(arg: &str) -> Result<Override, Diagnostic> {
+pub(crate) fn parse(arg: &str) -> Result<Override, Diagnostic> {
     let Some((key, text)) = arg.split_once('=') else {
         return Err(bad_set(format!("`--set {arg}` has no `=`")));
     };
@@ -99,7 +99,7 @@ pub fn parse(arg: &str) -> Result<Override, Diagnostic> {
 }
 
 /// Parses every `--set` argument, reporting each bad one.
-pub fn parse_all(args: &[String]) -> Result<Vec<Override>, Vec<Diagnostic>> {
+pub(crate) fn parse_all(args: &[String]) -> Result<Vec<Override>, Vec<Diagnostic>> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for a in args {
@@ -112,7 +112,7 @@ pub fn parse_all(args: &[String]) -> Result<Vec<Override>, Vec<Diagnostic>> {
 }
 
 /// A resolved flavor as a figment provider (the base layer).
-pub struct FlavorProvider<'a> {
+pub(crate) struct FlavorProvider<'a> {
     /// The flavor's name, for figment's metadata.
     pub flavor: &'a str,
     /// Its values.
@@ -229,7 +229,10 @@ fn insert(map: &mut Map, path: &[Key], value: Value) {
 }
 
 /// Applies `overrides` to a resolved flavor, in order (a later one wins).
-pub fn apply(resolved: &mut Resolved, overrides: &[Override]) -> Result<(), Vec<Diagnostic>> {
+pub(crate) fn apply(
+    resolved: &mut Resolved,
+    overrides: &[Override],
+) -> Result<(), Vec<Diagnostic>> {
     if overrides.is_empty() {
         return Ok(());
     }

@@ -18,7 +18,7 @@ use super::source::{CharIndex, Source, Span};
 /// The deepest nesting of lists and mappings accepted. Configuration files
 /// nest a few levels; the limit keeps hostile input from exhausting the stack
 /// of every later stage, which recurse over nesting.
-pub const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// How a scalar was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ impl Node {
 
 /// What can go wrong while reading YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// The text is not YAML.
     Syntax {
         /// The parser's description.
@@ -291,7 +291,7 @@ impl Composer<'_> {
 }
 
 /// Composes `source` into a [`Document`].
-pub fn parse(source: Arc<Source>) -> Result<Document, ParseError> {
+pub(crate) fn parse(source: Arc<Source>) -> Result<Document, ParseError> {
     let root = {
         let mut composer = Composer {
             source: &source,

@@ -19,7 +19,7 @@ use super::value::{Key, Map, Value};
 use super::yaml11::{self, Implicit};
 
 /// A float as Python's `repr` writes it (`1000.0`, `1e+16`, `1.5e-05`).
-pub fn python_float(f: f64) -> String {
+pub(crate) fn python_float(f: f64) -> String {
     if f.is_nan() {
         return "nan".to_owned();
     }
@@ -88,7 +88,7 @@ fn iso_datetime(d: &chrono::NaiveDateTime) -> String {
 }
 
 /// A key as JSON writes it: strings as they are, others JSON-style.
-pub fn json_key(key: &Key) -> String {
+pub(crate) fn json_key(key: &Key) -> String {
     match key {
         Key::Null => "null".to_owned(),
         Key::Bool(b) => b.to_string(),
@@ -198,7 +198,7 @@ fn plain_ok(s: &str) -> bool {
 
 /// A string as a YAML scalar that reads back as the same string under YAML
 /// 1.1 (plain when it can be, double-quoted otherwise).
-pub fn yaml_string(s: &str) -> String {
+pub(crate) fn yaml_string(s: &str) -> String {
     if plain_ok(s) {
         return s.to_owned();
     }

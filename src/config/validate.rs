@@ -49,7 +49,7 @@ use crate::diagnostics::{self, Diagnostic, Severity};
 
 /// What to validate.
 #[derive(Debug, Clone, Copy)]
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// Also resolve this flavor in `env`.
     pub flavor: Option<&'a str>,
     /// The inheritance rule.
@@ -62,7 +62,7 @@ pub struct Options<'a> {
 
 /// The result of a validation.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// Every problem, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// How many flavors were checked.
@@ -70,7 +70,7 @@ pub struct Report {
 }
 
 /// Validates a text.
-pub fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
+pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     let mut out = Vec::new();
     let flavors = check(&source, opts, &mut out);
     let mut seen = HashSet::new();
@@ -569,7 +569,7 @@ impl Static<'_> {
 }
 
 /// Severity counts of a report.
-pub fn counts(diags: &[Diagnostic]) -> (usize, usize) {
+pub(crate) fn counts(diags: &[Diagnostic]) -> (usize, usize) {
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)

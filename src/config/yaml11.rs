@@ -21,7 +21,7 @@ use super::value::Value;
 
 /// The tag a plain scalar resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Implicit {
+pub(crate) enum Implicit {
     /// `tag:yaml.org,2002:null`
     Null,
     /// `tag:yaml.org,2002:bool`
@@ -70,7 +70,7 @@ static TIMESTAMP_PARTS: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Resolves the tag of a plain (unquoted, untagged) scalar.
-pub fn resolve_plain(text: &str) -> Implicit {
+pub(crate) fn resolve_plain(text: &str) -> Implicit {
     // PyYAML keys its resolvers by first character and tries them in the
     // order they were registered; only the candidates for that character run.
     let Some(first) = text.chars().next() else {
@@ -106,7 +106,7 @@ pub fn resolve_plain(text: &str) -> Implicit {
 
 /// Why a scalar could not be constructed (PyYAML raised here).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScalarError {
+pub(crate) struct ScalarError {
     /// The message, lowercase, user values in backticks.
     pub message: String,
 }
@@ -116,7 +116,7 @@ fn err(message: String) -> ScalarError {
 }
 
 /// Builds the value of a scalar whose tag is known.
-pub fn construct(tag: Implicit, text: &str) -> Result<Value, ScalarError> {
+pub(crate) fn construct(tag: Implicit, text: &str) -> Result<Value, ScalarError> {
     match tag {
         Implicit::Null => Ok(Value::Null),
         Implicit::Str => Ok(Value::Str(text.to_owned())),
@@ -138,7 +138,7 @@ pub fn construct(tag: Implicit, text: &str) -> Result<Value, ScalarError> {
 }
 
 /// Decodes `!!binary` text (whitespace ignored, as base64.decodebytes did).
-pub fn construct_binary(text: &str) -> Result<Value, ScalarError> {
+pub(crate) fn construct_binary(text: &str) -> Result<Value, ScalarError> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())

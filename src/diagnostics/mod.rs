@@ -276,7 +276,7 @@ impl SourceCode for Source {
 
 /// Sorts diagnostics by source position (diagnostics without one last),
 /// errors before warnings at the same place.
-pub fn sort(diags: &mut [Diagnostic]) {
+pub(crate) fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by_key(|d| {
         (
             d.labels.first().map_or(usize::MAX, |l| l.span.start),

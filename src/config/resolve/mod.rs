@@ -79,7 +79,7 @@ pub struct Resolved {
 /// Resolves `flavor` in `doc`.
 ///
 /// `file_exists` answers the privileged key's existence check.
-pub fn resolve(
+pub(crate) fn resolve(
     doc: Document,
     flavor: &str,
     inherit: Inherit,
