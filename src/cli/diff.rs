@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use serde_json::json;
 
-use super::{ConfigArgs, Context, InheritArg, looks_like_file};
+use super::{ConfigArgs, Context, InheritArg, TextOrJson, TextOrJsonArgs, looks_like_file};
 use crate::config::{Env, Value, render, typed};
 use crate::inspect::diff::{self, Change, Side};
 
@@ -37,15 +36,8 @@ pub(super) struct Args {
     /// Print secrets as they are
     #[arg(long)]
     show_secrets: bool,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[command(flatten)]
+    output: TextOrJsonArgs,
 }
 
 /// Runs `regconf diff`.
@@ -103,8 +95,8 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     };
     let (ll, rl) = (label(&args.a, &left_env.1), label(&b, &right_env.1));
     let changes = diff::diff(&left, &right, &source, args.show_secrets);
-    let text = match args.format {
-        Format::Json => {
+    let text = match args.output.format {
+        TextOrJson::Json => {
             let side = |s: &Option<Side>| {
                 s.as_ref()
                     .map(|s| json!({ "value": typed::to_json_value(&s.value), "origin": s.origin }))
@@ -122,7 +114,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             .expect("JSON serialises")
                 + "\n"
         }
-        Format::Text => text(&changes, &ll, &rl, source.name()),
+        TextOrJson::Text => text(&changes, &ll, &rl, source.name()),
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     u8::from(!changes.is_empty())

@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use serde_json::json;
 
-use super::{ConfigArgs, Context, SetArgs, looks_like_file};
+use super::{ConfigArgs, Context, SetArgs, TextOrJson, TextOrJsonArgs, looks_like_file};
 use crate::config::env::Given;
 use crate::config::origin::Injected;
 use crate::config::{Value, render};
@@ -33,15 +32,8 @@ pub(super) struct Args {
     /// Print secrets (keys, passwords) as they are
     #[arg(long)]
     show_secrets: bool,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[command(flatten)]
+    output: TextOrJsonArgs,
 }
 
 /// Runs `regconf explain`.
@@ -62,8 +54,8 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         }
     };
     let lineage = explain::lineage(&source, &resolved);
-    let text = match args.format {
-        Format::Json => {
+    let text = match args.output.format {
+        TextOrJson::Json => {
             let value = json!({
                 "file": source.name(),
                 "flavor": resolved.flavor,
@@ -72,7 +64,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             });
             serde_json::to_string_pretty(&value).expect("JSON serialises") + "\n"
         }
-        Format::Text => {
+        TextOrJson::Text => {
             let mut out = format!(
                 "flavor `{}` of {}: {}\n",
                 resolved.flavor,

@@ -106,6 +106,21 @@ pub(crate) struct SetArgs {
     pub set: Vec<String>,
 }
 
+// `--format` of the commands that print text for people or JSON for
+// programs. (A plain comment: clap would read a doc comment as help.)
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct TextOrJsonArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    pub format: TextOrJson,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum TextOrJson {
+    Text,
+    Json,
+}
+
 /// Whether a positional argument names a configuration file rather than a
 /// key or a flavor (`.yml`/`.yaml`, or a path with `/`).
 pub(crate) fn looks_like_file(s: &str) -> bool {

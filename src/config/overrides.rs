@@ -30,7 +30,7 @@ use super::origin::{KeyPath, Origin};
 use super::parse;
 use super::resolve::Resolved;
 use super::source::Source;
-use super::value::{Key, Map, Value};
+use super::value::{Key, Map, Value, at_path};
 use crate::diagnostics::Diagnostic;
 
 /// One `--set KEY=VALUE`.
@@ -201,16 +201,6 @@ fn from_figment(v: &FValue, like: Option<&Value>) -> Value {
     }
 }
 
-fn lookup<'m>(map: &'m Map, path: &[Key]) -> Option<&'m Value> {
-    let (first, rest) = path.split_first()?;
-    let v = map.get(first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        lookup(v.as_map()?, rest)
-    }
-}
-
 fn insert(map: &mut Map, path: &[Key], value: Value) {
     let (first, rest) = path.split_first().expect("a key path is never empty");
     if rest.is_empty() {
@@ -263,7 +253,7 @@ pub(crate) fn apply(
                 continue;
             }
         };
-        let old = lookup(&resolved.config, &path).cloned();
+        let old = at_path(&resolved.config, &path).cloned();
         let value = from_figment(&merged, old.as_ref());
         let origin = Origin {
             cli: Some(o.shown()),

@@ -176,3 +176,15 @@ impl Value {
         self.as_map()?.get(&Key::Str(key.to_owned()))
     }
 }
+
+/// The value at a key path into nested mappings (`cache.host`), if every
+/// step is there.
+pub(crate) fn at_path<'m>(map: &'m Map, path: &[Key]) -> Option<&'m Value> {
+    let (first, rest) = path.split_first()?;
+    let v = map.get(first)?;
+    if rest.is_empty() {
+        Some(v)
+    } else {
+        at_path(v.as_map()?, rest)
+    }
+}

@@ -17,7 +17,7 @@ use crate::config::origin::{Injected, KeyPath, Origin, dotted};
 use crate::config::render;
 use crate::config::resolve::{Resolved, Rule, did_you_mean};
 use crate::config::source::{Source, Span};
-use crate::config::value::{Key, Map, Value};
+use crate::config::value::{Key, Map, Value, at_path};
 use crate::diagnostics::Diagnostic;
 use crate::model::{MASK, is_secret};
 
@@ -133,7 +133,7 @@ pub(crate) fn explain(
         }
         Some(k) => {
             let path: KeyPath = k.split('.').map(Key::from).collect();
-            match get(&resolved.config, &path) {
+            match at_path(&resolved.config, &path) {
                 Some(v) => Ok(vec![ctx.one(&path, v)]),
                 None => Err(unknown_key(resolved, k)),
             }
@@ -186,16 +186,6 @@ pub(crate) fn leaves(map: &Map, path: &mut KeyPath, f: &mut dyn FnMut(&KeyPath, 
             _ => f(path, v),
         }
         path.pop();
-    }
-}
-
-fn get<'m>(map: &'m Map, path: &[Key]) -> Option<&'m Value> {
-    let (first, rest) = path.split_first()?;
-    let v = map.get(first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        get(v.as_map()?, rest)
     }
 }
 

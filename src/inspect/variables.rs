@@ -19,7 +19,7 @@ use crate::config::origin::dotted;
 use crate::config::resolve::{Inherit, Resolved};
 use crate::config::source::{Source, Span};
 use crate::config::typed::{self, Mode};
-use crate::config::value::{Key, Value};
+use crate::config::value::{Value, at_path};
 use crate::diagnostics::Diagnostic;
 use crate::model::{MASK, is_secret};
 
@@ -72,7 +72,7 @@ pub(crate) fn variables(
         let raw = &source.text()[e.reference.start..e.reference.end];
         let unquoted = raw.trim().trim_matches(|c| c == '"' || c == '\'');
         let default = env::parse_ref(unquoted).and_then(|r| r.default.map(str::to_owned));
-        let type_name = value_at(&resolved.config, path).map_or("null", Value::type_name);
+        let type_name = at_path(&resolved.config, path).map_or("null", Value::type_name);
         let v = by_name.entry(e.name.clone()).or_insert_with(|| Variable {
             name: e.name.clone(),
             keys: Vec::new(),
@@ -102,16 +102,6 @@ pub(crate) fn variables(
             v
         })
         .collect()
-}
-
-fn value_at<'m>(map: &'m crate::config::value::Map, path: &[Key]) -> Option<&'m Value> {
-    let (first, rest) = path.split_first()?;
-    let v = map.get(first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        value_at(v.as_map()?, rest)
-    }
 }
 
 /// The variables without a default whose absence leaves a setting missing

@@ -24,6 +24,18 @@ pub(super) fn finish(
         let o = walker.provenance.get(&[Key::from(key)])?;
         o.env.as_ref().map(|e| e.reference).or(o.value_span)
     };
+    // A top-level key the loader refused, pointed at its value.
+    let report = |walker: &mut Walker<'_>, code, key: &str, message: String, help: &str| {
+        let mut d = Diagnostic::error(code, message)
+            .with_source(&file)
+            .in_flavor(flavor)
+            .at_key(key)
+            .help(help);
+        if let Some(span) = site(walker, key) {
+            d = d.label(span, "");
+        }
+        walker.problems.push(d);
+    };
     let key = Key::from("privileged_key");
     if let Some(value) = config.get(&key)
         && (value.is_truthy() || matches!(value, Value::Map(_)))
@@ -40,15 +52,13 @@ pub(super) fn finish(
                 )),
             };
             if let Some(message) = problem {
-                let mut d = Diagnostic::error("regconf::key::privileged_key_missing", message)
-                    .with_source(&file)
-                    .in_flavor(flavor)
-                    .at_key("privileged_key")
-                    .help("docker-registry opened this RSA public key at start; give the path of an existing file, or leave the key empty");
-                if let Some(span) = site(walker, "privileged_key") {
-                    d = d.label(span, "");
-                }
-                walker.problems.push(d);
+                report(
+                    walker,
+                    "regconf::key::privileged_key_missing",
+                    "privileged_key",
+                    message,
+                    "docker-registry opened this RSA public key at start; give the path of an existing file, or leave the key empty",
+                );
             }
         }
     }
@@ -73,21 +83,16 @@ pub(super) fn finish(
                     config.insert(key, Value::Bytes(b[start..end.max(start)].to_vec()));
                 }
                 other => {
-                    let mut d = Diagnostic::error(
+                    report(
+                        walker,
                         "regconf::key::index_endpoint_type",
+                        "index_endpoint",
                         format!(
                             "`index_endpoint` must be a URL string, not {}",
                             article(other.type_name())
                         ),
-                    )
-                    .with_source(&file)
-                    .in_flavor(flavor)
-                    .at_key("index_endpoint")
-                    .help("quote the value: `index_endpoint: 'https://index.example.com'`");
-                    if let Some(span) = site(walker, "index_endpoint") {
-                        d = d.label(span, "");
-                    }
-                    walker.problems.push(d);
+                        "quote the value: `index_endpoint: 'https://index.example.com'`",
+                    );
                 }
             }
         }
