@@ -13,10 +13,10 @@
 //! 5. `--set` [`overrides`] (layered with figment) after the flavor is
 //!    resolved.
 //!
-//! The questions operators ask of a resolved flavor live in
-//! `crate::inspect`, other registries' formats in `crate::export`: this room
-//! is the pipeline and the typed model conversion only, and depends on
-//! neither of them, nor on the command line or the registry.
+//! The questions operators ask of a resolved flavor live in the `inspect`
+//! room, other registries' formats in `export`: this room is the pipeline
+//! and the typed model conversion only, and depends on neither of them, nor
+//! on the command line or the registry.
 //!
 //! The environment arrives as an [`Env`] snapshot: nothing here reads the
 //! process environment or prints.

@@ -27,7 +27,7 @@
 //! what `serve` needs and reports set-but-empty variables.
 //!
 //! Why it lives in the pipeline's room rather than beside the operator
-//! questions in `crate::inspect`: its readers (`regconf validate`, and any
+//! questions in the `inspect` room: its readers (`regconf validate`, and any
 //! command that wants the same verdict before it starts, as `serve` does
 //! through [`typed`]) expect the checks the pipeline itself makes, and its
 //! pitfall pass reads what only the pipeline may read, the parsed nodes

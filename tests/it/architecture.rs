@@ -1,6 +1,8 @@
-//! The dependency rule of `src/lib.rs`, checked: the registry sees the
-//! configuration only through the typed model, and the model depends on
-//! nothing else in the crate.
+//! The dependency rules of `src/lib.rs`, checked: the registry sees the
+//! configuration only through the typed model; the model depends on nothing
+//! else in the crate; the config core is the pipeline alone, depending on no
+//! room that reads it; `inspect` and `export` read the pipeline's output and
+//! never parse; and no source file grows past 700 lines.
 
 use std::path::Path;
 
@@ -41,6 +43,8 @@ fn the_registry_sees_only_the_model() {
             "crate::config",
             "crate::cli",
             "crate::diagnostics",
+            "crate::inspect",
+            "crate::export",
             "super::super::config",
         ],
     );
@@ -60,6 +64,8 @@ fn the_model_depends_on_nothing_in_the_crate() {
             "crate::cli",
             "crate::diagnostics",
             "crate::registry",
+            "crate::inspect",
+            "crate::export",
         ],
     );
     assert!(
@@ -90,5 +96,107 @@ fn the_config_core_does_not_print_or_read_the_process_environment() {
         bad.is_empty(),
         "the config core prints or reads the environment:\n{}",
         bad.join("\n")
+    );
+}
+
+#[test]
+fn the_config_core_depends_on_no_room_that_reads_it() {
+    let bad = offenders(
+        "config",
+        &[
+            "crate::inspect",
+            "crate::export",
+            "crate::cli",
+            "crate::registry",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "the config core reaches out of the pipeline:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// What reading YAML yourself looks like: the parser, the composer's entry
+/// point, construction and YAML 1.1 typing. `inspect` may call the
+/// pipeline's entry points (`config::load`, `config::parse_source`) and read
+/// what they return, nodes included.
+const PARSING: &[&str] = &[
+    "saphyr",
+    "parse::parse(",
+    "construct::",
+    "Builder",
+    "yaml11",
+];
+
+/// What only the command line may do.
+const PRINTING: &[&str] = &[
+    "println!",
+    "eprintln!",
+    "std::io::stdout",
+    "std::io::stderr",
+    "std::env::var",
+];
+
+#[test]
+fn inspect_reads_the_pipeline_output_and_never_parses_or_prints() {
+    let forbidden: Vec<&str> = [
+        PARSING,
+        PRINTING,
+        &["crate::cli", "crate::registry", "crate::export"],
+    ]
+    .concat();
+    let bad = offenders("inspect", &forbidden);
+    assert!(
+        bad.is_empty(),
+        "inspect parses, prints or reaches past the pipeline:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn export_reads_only_the_model() {
+    let forbidden: Vec<&str> = [
+        PARSING,
+        PRINTING,
+        &[
+            "crate::config",
+            "crate::inspect",
+            "crate::cli",
+            "crate::registry",
+        ],
+    ]
+    .concat();
+    // the one thing borrowed from the pipeline: how a YAML string is quoted
+    let bad: Vec<_> = offenders("export", &forbidden)
+        .into_iter()
+        .filter(|l| !l.contains("use crate::config::render::yaml_string;"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "export reaches past the model:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn no_source_file_is_longer_than_700_lines() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    // Split by the registry half of issue 17, in its own branch; empty this
+    // list when that lands.
+    let pending = ["registry/store.rs", "registry/storage/objects.rs"];
+    let long: Vec<_> = files
+        .iter()
+        .filter(|f| !pending.iter().any(|p| f.ends_with(p)))
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 700).then(|| format!("{}: {n} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these along their concerns:\n{}",
+        long.join("\n")
     );
 }
