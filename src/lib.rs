@@ -3,9 +3,11 @@
 //! # Architecture
 //!
 //! ```text
-//! cli ──► inspect ──► config ──► model
-//!  │  ──► export ──────────────► model      registry ──► model
-//!  │  ──► config, registry       config, inspect, export ──► diagnostics
+//! cli ─┬─► inspect ──► config ──► model
+//!      ├─► export ──────────────► model   (quoting YAML strings as config does)
+//!      ├─► config
+//!      └─► registry ────────────► model
+//! cli, config, inspect, export ──► diagnostics
 //! model depends on nothing in the crate.
 //! ```
 //!
