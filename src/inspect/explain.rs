@@ -15,7 +15,7 @@ use super::flavors::{self, Inheritance};
 use crate::config::env::{self, Given};
 use crate::config::origin::{Injected, KeyPath, Origin, dotted};
 use crate::config::render;
-use crate::config::resolve::{Resolved, Rule, did_you_mean};
+use crate::config::resolve::{Inherit, Resolved, Rule, did_you_mean};
 use crate::config::source::{Source, Span};
 use crate::config::value::{Key, Map, Value, at_path};
 use crate::diagnostics::Diagnostic;
@@ -116,7 +116,7 @@ pub(crate) fn explain(
     key: Option<&str>,
     show_secrets: bool,
 ) -> Result<Vec<Explanation>, Diagnostic> {
-    let inheritance = flavors::inheritance(Arc::clone(source), crate::config::Inherit::Auto).ok();
+    let inheritance = flavors::inheritance(Arc::clone(source), Inherit::Auto).ok();
     let ctx = Ctx {
         resolved,
         source,
@@ -144,8 +144,8 @@ pub(crate) fn explain(
 /// The chain of flavors `flavor` inherits through (`prod`, `s3`, `common`).
 pub(crate) fn lineage(source: &Arc<Source>, resolved: &Resolved) -> Vec<String> {
     let inherit = match resolved.rule {
-        Rule::Explicit => crate::config::Inherit::Explicit,
-        Rule::Implicit => crate::config::Inherit::Implicit,
+        Rule::Explicit => Inherit::Explicit,
+        Rule::Implicit => Inherit::Implicit,
     };
     flavors::inheritance(Arc::clone(source), inherit)
         .map(|i| i.lineage(&resolved.flavor))

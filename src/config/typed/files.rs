@@ -16,15 +16,15 @@ use crate::model;
 /// A problem with a file: the setting naming it, a diagnostic code and
 /// the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Problem {
+pub(super) struct Problem {
     /// Dotted key path of the setting (`auth.htpasswd`, `tls.key`, ...).
-    pub(crate) key: &'static str,
+    pub(super) key: &'static str,
     /// Diagnostic code.
-    pub(crate) code: &'static str,
+    pub(super) code: &'static str,
     /// What is wrong.
-    pub(crate) message: String,
+    pub(super) message: String,
     /// What to do.
-    pub(crate) help: String,
+    pub(super) help: String,
 }
 
 fn expand(path: &str) -> String {
@@ -44,7 +44,7 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Checks the files of `config`.
-pub(crate) fn check(config: &model::Config) -> Vec<Problem> {
+pub(super) fn check(config: &model::Config) -> Vec<Problem> {
     let mut out = Vec::new();
     if let Some(path) = config.auth.htpasswd.as_deref().filter(|p| !p.is_empty()) {
         let problem = |message: String| {

@@ -21,7 +21,7 @@
 //! are their defaults, and a required value that only an unset variable can
 //! give is advice, not an error.
 
-pub(crate) mod files;
+mod files;
 mod keys;
 mod scalars;
 mod security;
