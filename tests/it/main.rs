@@ -37,3 +37,6 @@ mod reliability;
 
 // authentication, TLS, limits, hostile input, the config side (issue 8)
 mod security;
+
+// hostile configuration files and environments: no signal, no hang (issue 12)
+mod hostile_config;

@@ -139,6 +139,7 @@ pub(crate) fn resolve(
         }],
         provenance: Provenance::default(),
         problems: Vec::new(),
+        expanding: Vec::new(),
     };
     let Some(items) = section_items(&mut walker, &section, &source) else {
         return Err(walker.problems);

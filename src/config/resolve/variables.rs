@@ -36,7 +36,15 @@ pub(super) struct Walker<'a> {
     pub(super) texts: Vec<Text>,
     pub(super) provenance: Provenance,
     pub(super) problems: Vec<Diagnostic>,
+    /// The variables whose mappings are being walked, outermost first: a
+    /// variable met again inside its own value is a cycle, not a deeper walk.
+    pub(super) expanding: Vec<String>,
 }
+
+/// How deep a value may be when a variable's mapping starts inside it. The
+/// walk recurses once per level and one text nests at most
+/// [`parse::MAX_DEPTH`] deep, so a resolved value stays under twice that.
+const MAX_VARIABLE_DEPTH: usize = parse::MAX_DEPTH;
 
 impl Walker<'_> {
     pub(super) fn file(&self) -> &Arc<Source> {
@@ -188,9 +196,18 @@ impl Walker<'_> {
         let t = self.texts.len() - 1;
         if matches!(root.node.kind, NodeKind::Map(_)) && root.node.tag.is_none() {
             let flat = self.flatten(t, &root)?;
+            let var = self.texts[t].variable.as_ref().expect("a variable's text");
+            if let Some(d) = self.nesting_problem(var, path.len()) {
+                self.problems.push(d);
+                return None;
+            }
+            let name = var.name.clone();
             let items = self.items(t, &flat);
             origin.inside_variable = None;
-            return Some(Value::Map(self.walk(items, path)));
+            self.expanding.push(name);
+            let map = self.walk(items, path);
+            self.expanding.pop();
+            return Some(Value::Map(map));
         }
         match self.texts[t].builder.value(&root) {
             Ok(v) => Some(v),
@@ -200,6 +217,49 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+}
+
+impl Walker<'_> {
+    /// A variable whose mapping would be walked inside itself (docker-registry
+    /// recursed until Python gave up), or starting deeper than
+    /// [`MAX_VARIABLE_DEPTH`].
+    fn nesting_problem(&self, var: &EnvUse, depth: usize) -> Option<Diagnostic> {
+        let (code, message, help) = if let Some(at) =
+            self.expanding.iter().position(|n| *n == var.name)
+        {
+            let chain: Vec<String> = self.expanding[at..]
+                .iter()
+                .chain(std::iter::once(&var.name))
+                .map(|n| format!("`{n}`"))
+                .collect();
+            (
+                "regconf::env::cycle",
+                format!(
+                    "`{}` is used inside its own value: {}",
+                    var.name,
+                    chain.join(" → ")
+                ),
+                "a variable's value is read as YAML and its `_env:` values are filled in turn; docker-registry 0.9.1 failed on this loop (maximum recursion depth exceeded). Break it by giving one of these variables a value that does not name the next",
+            )
+        } else if depth >= MAX_VARIABLE_DEPTH {
+            (
+                "regconf::env::too_deep",
+                format!(
+                    "the mapping in `{}` would start {depth} levels deep, past the limit of {MAX_VARIABLE_DEPTH}",
+                    var.name
+                ),
+                "each variable whose value is a mapping is filled in turn, inside the value that reads it; nest the variables less deeply",
+            )
+        } else {
+            return None;
+        };
+        Some(
+            Diagnostic::error(code, message)
+                .with_source(self.file())
+                .label(var.reference, "the value that leads there")
+                .help(help),
+        )
     }
 }
 

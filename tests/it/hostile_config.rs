@@ -1,0 +1,190 @@
+//! Hostile configuration input (issue 12): whatever the file or the
+//! environment holds, every command ends within seconds with an answer or a
+//! diagnostic, never a signal.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{regconf, root, snapshot, transcript};
+
+/// Runs `cmd`, killing it and failing the test when it takes longer than
+/// `limit`; a command that ends by a signal fails the test too.
+fn bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // drain the pipes beside the wait, so a large answer cannot block it
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut b).unwrap();
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut b).unwrap();
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{cmd:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    assert!(
+        status.code().is_some(),
+        "{cmd:?} ended by a signal:\n{}",
+        transcript(&output)
+    );
+    output
+}
+
+/// Every command that loads a flavor, with its arguments for flavor `dev`
+/// of `config.yml`.
+fn every_command() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["render", "config.yml", "--flavor", "dev"],
+        vec!["validate", "config.yml", "--flavor", "dev"],
+        vec!["explain", "a", "config.yml", "--flavor", "dev"],
+        vec!["env", "config.yml", "--flavor", "dev"],
+        vec!["diff", "dev", "prod", "config.yml"],
+        vec![
+            "export",
+            "--to",
+            "distribution",
+            "config.yml",
+            "--flavor",
+            "dev",
+        ],
+        vec![
+            "serve",
+            "config.yml",
+            "--flavor",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ]
+}
+
+fn snap(name: &str, actual: &str) {
+    snapshot(
+        &root()
+            .join("tests/snapshots/hostile")
+            .join(format!("{name}.txt")),
+        actual,
+    );
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = regconf(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    bounded(cmd, Duration::from_secs(20))
+}
+
+/// A variable whose value names itself, directly or through another, made
+/// 0.9.1 fail with Python's recursion error and regconf overflow its stack.
+/// Now every command names the loop.
+#[test]
+fn variables_that_name_each_other_are_a_diagnostic_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        "dev:\n  a: _env:FOO\nprod:\n  a: 1\n",
+    )
+    .unwrap();
+    let envs: [&[(&str, &str)]; 2] = [
+        &[("FOO", "k: _env:FOO")],
+        &[("FOO", "k: _env:BAR"), ("BAR", "j: {x: _env:FOO}")],
+    ];
+    for env in envs {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        for args in every_command() {
+            let out = run(dir.path(), &args, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
+            assert!(
+                stderr.contains("regconf::env::cycle"),
+                "{args:?}: no cycle diagnostic:\n{stderr}"
+            );
+        }
+    }
+    let out = run(
+        dir.path(),
+        &["render", "config.yml", "--flavor", "dev"],
+        &[
+            ("FOO".to_owned(), "k: _env:BAR".to_owned()),
+            ("BAR".to_owned(), "j: {x: _env:FOO}".to_owned()),
+        ],
+    );
+    snap("env-cycle", &transcript(&out));
+}
+
+/// Variables whose values are deeply nested mappings, each naming the
+/// next: the walk stops at a depth limit with a diagnostic.
+#[test]
+fn deeply_nested_variables_stop_at_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        "dev:\n  a: _env:V0\nprod:\n  a: 1\n",
+    )
+    .unwrap();
+    let level =
+        |i: usize, n: usize| format!("{}_env:V{}{}", "{a: ".repeat(n), i + 1, "}".repeat(n));
+    let deep: Vec<(String, String)> = (0..70).map(|i| (format!("V{i}"), level(i, 250))).collect();
+    for args in every_command() {
+        let out = run(dir.path(), &args, &deep);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
+        assert!(
+            stderr.contains("regconf::env::too_deep"),
+            "{args:?}: no depth diagnostic:\n{stderr}"
+        );
+    }
+    let out = run(
+        dir.path(),
+        &["render", "config.yml", "--flavor", "dev"],
+        &deep,
+    );
+    snap("env-too_deep", &transcript(&out));
+    // within the limit the same shape resolves: two levels of 250
+    let two: Vec<(String, String)> = (0..2).map(|i| (format!("V{i}"), level(i, 250))).collect();
+    let out = run(
+        dir.path(),
+        &[
+            "render",
+            "--format",
+            "json",
+            "config.yml",
+            "--flavor",
+            "dev",
+        ],
+        &two,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("{\"a\":").count(), 501, "{text:.200}");
+}
