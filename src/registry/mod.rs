@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! http      routes, OCI error answers, access log, CORS      (http/)
-//! store     OCI meaning: blobs, uploads, manifests, tags      (store.rs, layout.rs)
+//! store     OCI meaning: blobs, uploads, manifests, tags      (store/, layout.rs)
 //! storage   bytes at paths, one driver per backend            (storage/)
 //! oci       names, tags, digests, manifest shapes (pure)      (oci.rs)
 //! index     the `/v1/search` repository index in SQLite       (index.rs)

@@ -1,7 +1,7 @@
 //! The storage driver interface: bytes at paths, nothing about OCI.
 //!
 //! A driver stores opaque objects under relative, `/`-separated paths. The
-//! OCI store above it (`store.rs`) decides which paths exist and what they
+//! OCI store above it (`store/`) decides which paths exist and what they
 //! mean; a driver must not interpret them. The trait is deliberately small
 //! (in the spirit of distribution's `StorageDriver`) so that object-store
 //! drivers (S3, GCS, Azure through `object_store`) can be added beside
