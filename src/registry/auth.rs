@@ -22,14 +22,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::http::error::oci_error;
 use crate::model;
 
 /// How long a verified user and password is trusted without bcrypt.
@@ -218,15 +218,9 @@ pub fn is_read(method: &Method) -> bool {
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] }).to_string();
-    let mut res = (status, Body::from(body)).into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut res = oci_error(status, code, message, serde_json::Value::Null);
     // Docker recognises a v2 registry by this header, on the 401 too.
-    h.insert(
+    res.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );

@@ -26,6 +26,11 @@ pub mod storage;
 pub mod store;
 pub mod tls;
 
+/// Test support shared with the integration tests (the moto launcher).
+#[cfg(test)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

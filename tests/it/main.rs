@@ -2,6 +2,10 @@
 
 mod common;
 
+// test support shared with the library's tests (moto, raw HTTP status)
+#[path = "../support/mod.rs"]
+mod support;
+
 // `regconf serve` as a child process, for reliability and security
 mod harness;
 

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use crate::common::regconf;
-use crate::harness::{
-    Rng, Server, agent, body, bytes, digest, files_under, manifest, raw, status_of,
-};
+use crate::harness::{Rng, Server, agent, body, bytes, digest, files_under, manifest, raw};
+use crate::support::http::status_of;
 
 const ALICE: (&str, &str) = ("alice", "alice-pw-9f3K");
 const BOB: (&str, &str) = ("bob", "bob-pw-77Qz");

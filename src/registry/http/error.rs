@@ -2,9 +2,11 @@
 //! `{"errors":[{"code","message","detail"}]}` body.
 //!
 //! Handlers return [`ApiError`]; store and validation errors convert into it
-//! here, so the mapping from failure to status lives in one place. Internal
-//! failures (storage I/O) are logged with their cause and answered with a
-//! generic 500 that does not leak paths.
+//! here, so the mapping from failure to status lives in one place. The body
+//! is written only by [`oci_error`], which the authentication layer (it
+//! answers before any handler) uses too. Internal failures (storage I/O)
+//! are logged with their cause and answered with a generic 500 that does
+//! not leak paths.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -166,23 +168,31 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let this = *self.0;
         let (status, code) = this.code.parts();
-        let mut err = json!({ "code": code, "message": this.message });
-        if !this.detail.is_null() {
-            err["detail"] = this.detail;
-        }
-        let body = json!({ "errors": [err] }).to_string();
-        let mut res = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut res = oci_error(status, code, &this.message, this.detail);
         for (k, v) in this.headers {
             res.headers_mut().insert(k, v);
         }
         res
     }
+}
+
+/// An OCI error answer: `status` with the JSON body
+/// `{"errors":[{"code","message"}]}`, plus `"detail"` unless it is null.
+/// The one place that writes this body; [`ApiError`] and the
+/// authentication layer (`registry::auth`) answer through it.
+pub(crate) fn oci_error(status: StatusCode, code: &str, message: &str, detail: Value) -> Response {
+    let mut err = json!({ "code": code, "message": message });
+    if !detail.is_null() {
+        err["detail"] = detail;
+    }
+    let body = json!({ "errors": [err] }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }

@@ -263,5 +263,3 @@ pub fn check_path(path: &str) -> Result<(), StorageError> {
 
 #[cfg(test)]
 pub(crate) mod conformance;
-#[cfg(test)]
-pub(crate) mod moto;

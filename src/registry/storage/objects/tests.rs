@@ -9,6 +9,7 @@ use futures::TryStreamExt;
 
 use super::*;
 use crate::model;
+use crate::registry::support::moto::Moto;
 
 #[tokio::test]
 async fn conformance_in_memory() {
@@ -17,7 +18,7 @@ async fn conformance_in_memory() {
     crate::registry::storage::conformance::run(&s).await;
 }
 
-fn moto_config(moto: &crate::registry::storage::moto::Moto, prefix: &str) -> model::S3 {
+fn moto_config(moto: &Moto, prefix: &str) -> model::S3 {
     model::S3 {
         boto_bucket: Some("conformance".into()),
         storage_path: prefix.into(),
@@ -33,10 +34,9 @@ fn moto_config(moto: &crate::registry::storage::moto::Moto, prefix: &str) -> mod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_s3_on_moto() {
-    let moto =
-        tokio::task::spawn_blocking(|| crate::registry::storage::moto::Moto::start("conformance"))
-            .await
-            .unwrap();
+    let moto = tokio::task::spawn_blocking(|| Moto::start("conformance"))
+        .await
+        .unwrap();
     let s = ObjectStorage::s3(&moto_config(&moto, "/registry")).unwrap();
     crate::registry::storage::conformance::run(&s).await;
 
@@ -65,7 +65,7 @@ async fn conformance_s3_on_moto() {
         .unwrap()
         .unwrap();
     assert!(
-        url.starts_with(&format!("{}/conformance/other/blob?", moto.endpoint)),
+        url.starts_with(&format!("{}/conformance/other/blob?", moto.endpoint())),
         "{url}"
     );
 }
