@@ -39,5 +39,6 @@ mod architecture;
 // crash safety, full disk, load (issue 8)
 mod reliability;
 
-// authentication, TLS, limits, hostile input, the config side (issue 8)
+// authentication, TLS, limits, hostile input, the config side (issue 8),
+// one file per concern under security/
 mod security;
