@@ -17,7 +17,7 @@ use crate::registry::store::StoreError;
 
 /// A registered OCI error code and its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     /// `BLOB_UNKNOWN` 404.
     BlobUnknown,
     /// `BLOB_UPLOAD_INVALID` 400.
@@ -38,8 +38,6 @@ pub enum Code {
     NameInvalid,
     /// `NAME_UNKNOWN` 404.
     NameUnknown,
-    /// `SIZE_INVALID` 400.
-    SizeInvalid,
     /// `SIZE_INVALID` 413 (a manifest over the limit).
     TooLarge,
     /// `UNSUPPORTED` 405 (method not allowed on the endpoint).
@@ -65,7 +63,6 @@ impl Code {
             Self::ManifestUnknown => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             Self::NameInvalid => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             Self::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-            Self::SizeInvalid => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Self::NotFound => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
@@ -78,7 +75,7 @@ impl Code {
 /// An error answer. Boxed, so that `Result<_, ApiError>` stays small on
 /// the success path.
 #[derive(Debug)]
-pub struct ApiError(Box<Inner>);
+pub(crate) struct ApiError(Box<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -90,7 +87,7 @@ struct Inner {
 
 impl ApiError {
     /// An error with a message and no detail.
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             code,
             message: message.into(),
@@ -101,13 +98,14 @@ impl ApiError {
 
     /// Adds a response header.
     #[must_use]
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.0.headers.push((name, value));
         self
     }
 
-    /// The code (for tests and logging).
-    pub fn code(&self) -> Code {
+    /// The code (for tests).
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> Code {
         self.0.code
     }
 }

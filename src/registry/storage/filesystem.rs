@@ -53,7 +53,7 @@ const TMP_DIR: &str = "_tmp";
 
 /// Files under one root directory.
 #[derive(Debug, Clone)]
-pub struct Filesystem {
+pub(crate) struct Filesystem {
     root: PathBuf,
 }
 
@@ -62,7 +62,7 @@ impl Filesystem {
     /// them when this process is the only one using the root (it holds the
     /// root's lock, kept until exit, so a crash releases it), else those
     /// older than [`STALE_TEMP`].
-    pub fn new(root: &str) -> Result<Self, DriverError> {
+    pub(crate) fn new(root: &str) -> Result<Self, DriverError> {
         let root_err = |source| DriverError::Root {
             path: root.to_owned(),
             source,

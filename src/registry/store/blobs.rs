@@ -15,7 +15,7 @@ use crate::registry::storage::ByteStream;
 
 impl Store {
     /// Size of a blob of the repository.
-    pub async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
+    pub(crate) async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
         if let Some(size) = self.blob_sizes.get(name, digest.as_str()) {
             return Ok(size);
         }
@@ -34,7 +34,7 @@ impl Store {
 
     /// Streams a blob (or `range` of it, which the caller has checked
     /// against [`Store::blob_size`]).
-    pub async fn blob_read(
+    pub(crate) async fn blob_read(
         &self,
         digest: &Digest,
         range: Option<std::ops::Range<u64>>,
@@ -47,7 +47,7 @@ impl Store {
 
     /// A URL where the client can fetch the blob directly (for
     /// `storage_redirect`), when the driver can issue one.
-    pub async fn blob_redirect(
+    pub(crate) async fn blob_redirect(
         &self,
         digest: &Digest,
         expires: Duration,
@@ -59,7 +59,7 @@ impl Store {
     }
 
     /// Removes a blob from the repository (the content stays for others).
-    pub async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
+    pub(crate) async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         self.linked_on_storage(name, digest).await?;
         let deleted = self.storage.delete(&layout::layer_link(name, digest)).await;
         // Even after a failed delete: the link may be gone.
@@ -69,7 +69,7 @@ impl Store {
     }
 
     /// Makes a blob of `from` part of `name`; `false` when `from` lacks it.
-    pub async fn blob_mount(
+    pub(crate) async fn blob_mount(
         &self,
         name: &Name,
         digest: &Digest,

@@ -17,7 +17,7 @@ use crate::registry::oci::{
 
 impl Store {
     /// A manifest by tag or digest.
-    pub async fn manifest_get(
+    pub(crate) async fn manifest_get(
         &self,
         name: &Name,
         reference: &Reference,
@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// Validates and stores a manifest, then points `reference` at it.
-    pub async fn manifest_put(
+    pub(crate) async fn manifest_put(
         &self,
         name: &Name,
         reference: &Reference,
@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// Deletes a tag, or a manifest with every tag pointing at it.
-    pub async fn manifest_delete(
+    pub(crate) async fn manifest_delete(
         &self,
         name: &Name,
         reference: &Reference,
@@ -220,7 +220,7 @@ impl Store {
     }
 
     /// The repository's tags, sorted.
-    pub async fn tags(&self, name: &Name) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn tags(&self, name: &Name) -> Result<Vec<String>, StoreError> {
         if self
             .storage
             .list(&layout::repository(name))
@@ -237,7 +237,7 @@ impl Store {
 
     /// Descriptors of the manifests whose subject is `subject`, optionally
     /// only those of `artifact_type`, in a stable order.
-    pub async fn referrers(
+    pub(crate) async fn referrers(
         &self,
         name: &Name,
         subject: &Digest,

@@ -77,7 +77,7 @@ use cache::RepoCache;
 use sessions::Sessions;
 
 /// A request body as the store reads it.
-pub type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
+pub(crate) type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// Why a store operation failed; `http::error` maps each to an OCI code.
 #[derive(Debug, thiserror::Error)]
@@ -126,26 +126,26 @@ pub enum StoreError {
 
 /// A manifest as stored and served: bytes exactly as pushed.
 #[derive(Debug, Clone)]
-pub struct StoredManifest {
+pub(crate) struct StoredManifest {
     /// Digest of `bytes`.
-    pub digest: Digest,
+    pub(crate) digest: Digest,
     /// Media type it was pushed with.
-    pub media_type: String,
+    pub(crate) media_type: String,
     /// The bytes.
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
 }
 
 /// What a manifest push produced.
 #[derive(Debug, Clone)]
-pub struct PutManifest {
+pub(crate) struct PutManifest {
     /// Digest of the stored bytes.
-    pub digest: Digest,
+    pub(crate) digest: Digest,
     /// The manifest's `subject`, for the `OCI-Subject` header.
-    pub subject: Option<Digest>,
+    pub(crate) subject: Option<Digest>,
 }
 
 /// The OCI store.
-pub struct Store {
+pub(crate) struct Store {
     storage: Arc<dyn Storage>,
     index: Option<Arc<Index>>,
     /// Upload sessions of this process.
@@ -162,7 +162,7 @@ pub struct Store {
 
 impl Store {
     /// A store over `storage`, keeping `index` (if any) current.
-    pub fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
+    pub(crate) fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
         let shared = storage.shared();
         Self {
             index,
@@ -176,12 +176,12 @@ impl Store {
     }
 
     /// Whether other processes may write this store's storage.
-    pub fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         self.shared
     }
 
     /// Records that the search index was just rebuilt from storage.
-    pub async fn index_rebuilt(&self) {
+    pub(crate) async fn index_rebuilt(&self) {
         *self.refreshed.lock().await = Some(std::time::Instant::now());
     }
 
@@ -189,7 +189,7 @@ impl Store {
     /// more than `max_age` ago (or never). This is how a process sees
     /// repositories pushed through other processes on shared storage.
     /// Concurrent callers wait for one rebuild rather than start several.
-    pub async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
+    pub(crate) async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
         let Some(index) = &self.index else {
             return Ok(());
         };
@@ -206,7 +206,7 @@ impl Store {
     }
 
     /// All repositories that have had a manifest, sorted.
-    pub async fn repositories(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn repositories(&self) -> Result<Vec<String>, StoreError> {
         let mut r = self.walk().await?.manifests;
         r.sort_unstable();
         Ok(r)
@@ -214,7 +214,7 @@ impl Store {
 
     /// Repositories that currently hold at least one manifest (what the
     /// search index lists), sorted.
-    pub async fn repositories_with_manifests(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn repositories_with_manifests(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         for r in self.repositories().await? {
             if let Ok(name) = Name::parse(&r)

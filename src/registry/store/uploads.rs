@@ -18,7 +18,7 @@ use crate::registry::oci::{Algorithm, Digest, Hasher, Name};
 
 impl Store {
     /// Starts an upload.
-    pub async fn upload_start(&self, name: &Name) -> Result<Uuid, StoreError> {
+    pub(crate) async fn upload_start(&self, name: &Name) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -113,7 +113,7 @@ impl Store {
     }
 
     /// Bytes received so far.
-    pub async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
+    pub(crate) async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
@@ -124,7 +124,7 @@ impl Store {
 
     /// Appends `body` to an upload. `start`, from `Content-Range`, must be
     /// where the upload ends. Returns the new size.
-    pub async fn upload_append(
+    pub(crate) async fn upload_append(
         &self,
         name: &Name,
         id: Uuid,
@@ -178,7 +178,7 @@ impl Store {
 
     /// Finishes an upload: appends `body`, checks the digest and publishes
     /// the blob. On a mismatch the upload is discarded and nothing is stored.
-    pub async fn upload_finish(
+    pub(crate) async fn upload_finish(
         &self,
         name: &Name,
         id: Uuid,
@@ -251,7 +251,7 @@ impl Store {
     }
 
     /// Abandons an upload.
-    pub async fn upload_cancel(&self, name: &Name, id: Uuid) -> Result<(), StoreError> {
+    pub(crate) async fn upload_cancel(&self, name: &Name, id: Uuid) -> Result<(), StoreError> {
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
@@ -264,7 +264,7 @@ impl Store {
     }
 
     /// Removes uploads started more than `max_age` ago; returns how many.
-    pub async fn purge_uploads(&self, max_age: Duration) -> Result<usize, StoreError> {
+    pub(crate) async fn purge_uploads(&self, max_age: Duration) -> Result<usize, StoreError> {
         let now = SystemTime::now();
         let mut purged = 0;
         for repo in self.walk().await?.uploads {

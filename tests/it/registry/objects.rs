@@ -261,7 +261,7 @@ fn drivers_serve_does_not_run_are_refused_at_start() {
             matches!(
                 &err,
                 regconf::registry::RegistryError::Storage(
-                    regconf::registry::storage::DriverError::Unsupported(d)
+                    regconf::registry::DriverError::Unsupported(d)
                 ) if *d == driver
             ),
             "{err:?}"

@@ -30,7 +30,7 @@ fn non_empty(v: Option<&String>) -> Option<&str> {
 
 impl ObjectStorage {
     /// `storage: s3` (and `cloudfronts3`, Ceph, moto, MinIO...).
-    pub fn s3(c: &model::S3) -> Result<Self, DriverError> {
+    pub(crate) fn s3(c: &model::S3) -> Result<Self, DriverError> {
         use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
             driver: "s3",
@@ -120,7 +120,7 @@ impl ObjectStorage {
     /// `oauth2: true` (or no keys) it uses the JSON API with Google's
     /// application default credentials (a service account file or the
     /// metadata server), the equivalent of the original OAuth plugin.
-    pub fn gcs(c: &model::Gcs) -> Result<Self, DriverError> {
+    pub(crate) fn gcs(c: &model::Gcs) -> Result<Self, DriverError> {
         let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
             driver: "gcs",
             key: "boto_bucket",
@@ -158,7 +158,7 @@ impl ObjectStorage {
     }
 
     /// `storage: azureblob`: the container of an account, with its key.
-    pub fn azure(c: &model::Azure) -> Result<Self, DriverError> {
+    pub(crate) fn azure(c: &model::Azure) -> Result<Self, DriverError> {
         let account =
             non_empty(c.azure_storage_account_name.as_ref()).ok_or(DriverError::Missing {
                 driver: "azureblob",

@@ -59,10 +59,10 @@ use super::{ByteStream, Meta, Storage, StorageError, Writer, check_path};
 /// Size of one multipart part: S3's minimum for all but the last, so a
 /// writer holds as little as S3 allows; 5 MiB parts still allow objects of
 /// 50 GB within S3's 10 000 parts.
-pub const PART_SIZE: usize = 5 << 20;
+pub(crate) const PART_SIZE: usize = 5 << 20;
 
 /// Parts uploaded at once by one writer.
-pub const MAX_CONCURRENCY: usize = 2;
+pub(crate) const MAX_CONCURRENCY: usize = 2;
 
 /// Largest object composed by a server-side copy (S3's `CopyObject` limit);
 /// larger ones are copied by streaming.
@@ -72,11 +72,11 @@ const SINGLE_COPY_LIMIT: u64 = 5 << 30;
 const PARTS: &str = ".parts";
 
 /// How long a redirect URL stays valid.
-pub const REDIRECT_TTL: Duration = Duration::from_secs(20 * 60);
+pub(crate) const REDIRECT_TTL: Duration = Duration::from_secs(20 * 60);
 
 /// A bucket (or container) of an object store, under a key prefix.
 #[derive(Debug, Clone)]
-pub struct ObjectStorage {
+pub(crate) struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     signer: Option<Arc<dyn Signer>>,
     /// Prefix without leading or trailing `/`; empty for none.
@@ -105,7 +105,11 @@ fn corrupt(path: &str, message: &str) -> StorageError {
 impl ObjectStorage {
     /// Wraps `store`; keys are `prefix/<path>` (`prefix` may have leading
     /// and trailing `/`, or be empty). `signer` issues redirect URLs.
-    pub fn new(store: Arc<dyn ObjectStore>, signer: Option<Arc<dyn Signer>>, prefix: &str) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        signer: Option<Arc<dyn Signer>>,
+        prefix: &str,
+    ) -> Self {
         let prefix = prefix
             .split('/')
             .filter(|c| !c.is_empty())
