@@ -252,6 +252,38 @@ pub(crate) fn from_config(
     }
 }
 
+/// The bytes of an object of `size` bytes that a `get` of `range` reads
+/// (all of them for `None`); `InvalidRange` when `range` is not within it.
+pub(crate) fn checked_range(
+    path: &str,
+    range: Option<Range<u64>>,
+    size: u64,
+) -> Result<Range<u64>, StorageError> {
+    let range = range.unwrap_or(0..size);
+    if range.start > range.end || range.end > size {
+        return Err(StorageError::InvalidRange {
+            path: path.to_owned(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(range)
+}
+
+/// Moves bytes from the front of `data` into `batch` until the batch holds
+/// `limit` bytes (allocating exactly `limit` on first use); returns whether
+/// the batch is full. Writers and the upload hasher batch their input so.
+pub(crate) fn fill_batch(batch: &mut Vec<u8>, data: &mut &[u8], limit: usize) -> bool {
+    if batch.capacity() == 0 {
+        batch.reserve_exact(limit);
+    }
+    let n = data.len().min(limit.saturating_sub(batch.len()));
+    batch.extend_from_slice(&data[..n]);
+    *data = &data[n..];
+    batch.len() >= limit
+}
+
 /// Refuses paths that could leave the driver's root: empty, absolute, or
 /// with empty, `.` or `..` components, or with a backslash or NUL.
 pub(crate) fn check_path(path: &str) -> Result<(), StorageError> {

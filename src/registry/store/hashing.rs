@@ -4,7 +4,7 @@
 
 use super::StoreError;
 use crate::registry::oci::Hasher;
-use crate::registry::storage::StorageError;
+use crate::registry::storage::{StorageError, fill_batch};
 
 /// Bytes of a request body hashed per blocking task.
 const HASH_BATCH: usize = 1 << 20;
@@ -45,13 +45,7 @@ impl BackgroundHash {
 
     pub(super) async fn update(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
         while !data.is_empty() {
-            if self.batch.capacity() == 0 {
-                self.batch.reserve_exact(HASH_BATCH);
-            }
-            let n = data.len().min(HASH_BATCH.saturating_sub(self.batch.len()));
-            self.batch.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.batch.len() >= HASH_BATCH {
+            if fill_batch(&mut self.batch, &mut data, HASH_BATCH) {
                 self.settle().await?;
                 let next = std::mem::take(&mut self.spare);
                 let batch = std::mem::replace(&mut self.batch, next);

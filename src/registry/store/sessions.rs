@@ -15,7 +15,8 @@ use crate::registry::oci::{Algorithm, Hasher, Name};
 /// checking it never waits for a chunk being written.
 pub(super) struct SessionEntry {
     pub(super) name: Name,
-    pub(super) state: tokio::sync::Mutex<Session>,
+    /// Shared so that a locked session can outlive the lookup that found it.
+    pub(super) state: Arc<tokio::sync::Mutex<Session>>,
 }
 
 /// The mutable part of an upload.
@@ -37,11 +38,11 @@ impl SessionEntry {
     pub(super) fn new(name: &Name, fresh: bool) -> SessionRef {
         Arc::new(Self {
             name: name.clone(),
-            state: tokio::sync::Mutex::new(Session {
+            state: Arc::new(tokio::sync::Mutex::new(Session {
                 size: 0,
                 hasher: fresh.then(|| Hasher::new(Algorithm::Sha256)),
                 closed: false,
-            }),
+            })),
         })
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::hashing::BackgroundHash;
@@ -93,22 +94,24 @@ impl Store {
         Ok(stored)
     }
 
-    /// Checks that an upload is still open and, when the request gives a
-    /// `Content-Range`, that it starts where the upload ends.
-    async fn check_start(
+    /// The session of upload `id`, locked for a write, once it is known
+    /// to be open and, when the request gives a `Content-Range`, to end
+    /// where the chunk starts.
+    async fn open_at(
         &self,
         name: &Name,
-        s: &mut Session,
         id: Uuid,
         start: Option<u64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<OwnedMutexGuard<Session>, StoreError> {
+        let entry = self.session(name, id).await?;
+        let mut s = entry.state.clone().lock_owned().await;
         if s.closed {
             return Err(StoreError::UploadUnknown(id.to_string()));
         }
-        let size = self.current_size(name, s, id).await?;
+        let size = self.current_size(name, &mut s, id).await?;
         match start {
             Some(start) if start != size => Err(StoreError::RangeInvalid { start, size }),
-            _ => Ok(()),
+            _ => Ok(s),
         }
     }
 
@@ -131,9 +134,7 @@ impl Store {
         start: Option<u64>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let entry = self.session(name, id).await?;
-        let mut s = entry.state.lock().await;
-        self.check_start(name, &mut s, id, start).await?;
+        let mut s = self.open_at(name, id, start).await?;
         self.append(name, &mut s, id, body).await
     }
 
@@ -186,9 +187,7 @@ impl Store {
         start: Option<u64>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let entry = self.session(name, id).await?;
-        let mut s = entry.state.lock().await;
-        self.check_start(name, &mut s, id, start).await?;
+        let mut s = self.open_at(name, id, start).await?;
         let result = self.finish(name, &mut s, id, digest, body).await;
         match &result {
             // A client may retry a chunk after an I/O failure; anything else

@@ -54,7 +54,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
-use super::{ByteStream, Meta, Storage, StorageError, Writer, check_path};
+use super::{ByteStream, Meta, Storage, StorageError, Writer, check_path, checked_range};
 
 /// Size of one multipart part: S3's minimum for all but the last, so a
 /// writer holds as little as S3 allows; 5 MiB parts still allow objects of
@@ -197,15 +197,7 @@ impl Storage for ObjectStorage {
         async move {
             let key = self.key(path)?;
             let l = self.layout(path, &key).await?;
-            let range = range.unwrap_or(0..l.size);
-            if range.start > range.end || range.end > l.size {
-                return Err(StorageError::InvalidRange {
-                    path: path.to_owned(),
-                    start: range.start,
-                    end: range.end,
-                    size: l.size,
-                });
-            }
+            let range = checked_range(path, range, l.size)?;
             Ok(self.stream(path, l.segments, range))
         }
         .boxed()
