@@ -13,6 +13,11 @@
 //!
 //! Methods return boxed futures rather than `async fn` so that the trait
 //! stays usable as `dyn Storage`.
+//!
+//! Rooms: this file (the trait, errors, `from_config`, helpers every driver
+//! shares), `filesystem.rs`, `objects/` (object stores: client building in
+//! `build.rs`, apart from the I/O) and `conformance.rs` (the suite every
+//! driver passes; test-only). See `README.md` beside this file.
 
 pub(crate) mod filesystem;
 pub(crate) mod objects;
