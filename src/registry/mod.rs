@@ -4,7 +4,7 @@
 //!
 //! It reads the configuration only through [`crate::model`]; it must not use
 //! `config`, `cli` or `diagnostics`, and it does not print (it logs through
-//! `tracing`; the front end installs the subscriber, see [`init_logging`]).
+//! `tracing`; the front end installs the subscriber, see `init_logging`).
 //!
 //! Layers, each depending only on the ones below it:
 //!
