@@ -41,16 +41,15 @@
 //!   digest → size, for `HEAD` and `GET` of blobs and the checks of a
 //!   manifest push), which saves two `stat`s per request. Blob content is
 //!   immutable (its path is its digest), so only `DELETE` of a blob drops
-//!   an entry. Every write in a repository bumps a
-//!   generation counter and drops that repository's entries; a read only
-//!   fills the cache if no write happened since it started, so a stale
-//!   entry can never be inserted after the invalidation that should have
-//!   removed it. The cache assumes this process is the only writer of its
-//!   storage.
+//!   an entry. Each cache has a generation counter that every write
+//!   affecting it bumps (see `cache.rs`); a read only fills the cache if no
+//!   such write happened since it started, so a stale entry can never be
+//!   inserted after the invalidation that should have removed it. The
+//!   caches assume this process is the only writer of its storage.
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
 //!   run on one bucket), nothing remembered between requests is trusted:
-//!   the manifest cache is off, an upload's hash state is used only while
+//!   both caches are off, an upload's hash state is used only while
 //!   the stored size still matches it (another process may have appended),
 //!   an upload is checked to still exist before each request, and the
 //!   search index is refreshed from storage ([`Store::refresh_index`]).
