@@ -22,24 +22,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::http::error::oci_error;
 use crate::model;
 
 /// How long a verified user and password is trusted without bcrypt.
-pub const CACHE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// Most remembered credentials; the cache is emptied when full.
 const CACHE_LIMIT: usize = 4096;
-
-/// The realm in `WWW-Authenticate`.
-pub const REALM: &str = "regconf";
 
 /// Why the htpasswd file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +65,7 @@ struct User {
 }
 
 /// The users allowed in, and what each may do.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     users: HashMap<String, User>,
     /// SHA-256 of `user\0password` → (read-only, verified at).
     cache: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
@@ -80,7 +77,7 @@ pub struct Authenticator {
 
 /// What a request's credentials amount to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// No (usable) credentials, or wrong ones; the user named, if any.
     Refused(Option<String>),
     /// A user of the file.
@@ -94,7 +91,7 @@ pub enum Outcome {
 
 /// Reads and parses the htpasswd file `path` (with `~` and `$VAR`
 /// expanded, as for other paths `serve` opens).
-pub fn read_htpasswd(path: &str) -> Result<Vec<model::security::HtpasswdUser>, AuthError> {
+pub(crate) fn read_htpasswd(path: &str) -> Result<Vec<model::security::HtpasswdUser>, AuthError> {
     let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
     let text = std::fs::read_to_string(&expanded).map_err(|source| AuthError::Read {
         path: path.to_owned(),
@@ -112,7 +109,7 @@ pub fn read_htpasswd(path: &str) -> Result<Vec<model::security::HtpasswdUser>, A
 
 impl Authenticator {
     /// The authenticator for `auth`, or `None` when authentication is off.
-    pub fn load(auth: &model::Auth) -> Result<Option<Arc<Self>>, AuthError> {
+    pub(crate) fn load(auth: &model::Auth) -> Result<Option<Arc<Self>>, AuthError> {
         let Some(path) = auth.htpasswd.as_deref().filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
@@ -129,7 +126,7 @@ impl Authenticator {
     }
 
     /// An authenticator for `(user, bcrypt hash, read-only)` entries.
-    pub fn new(users: impl IntoIterator<Item = (String, String, bool)>) -> Self {
+    pub(crate) fn new(users: impl IntoIterator<Item = (String, String, bool)>) -> Self {
         let users: HashMap<String, User> = users
             .into_iter()
             .map(|(u, hash, readonly)| (u, User { hash, readonly }))
@@ -158,7 +155,7 @@ impl Authenticator {
     }
 
     /// Checks the `Authorization` header of a request.
-    pub async fn check(&self, authorization: Option<&HeaderValue>) -> Outcome {
+    pub(crate) async fn check(&self, authorization: Option<&HeaderValue>) -> Outcome {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return Outcome::Refused(None);
         };
@@ -213,20 +210,14 @@ fn basic_credentials(v: &HeaderValue) -> Option<(String, String)> {
 }
 
 /// Whether a request only reads.
-pub fn is_read(method: &Method) -> bool {
+pub(crate) fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] }).to_string();
-    let mut res = (status, Body::from(body)).into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut res = oci_error(status, code, message, serde_json::Value::Null);
     // Docker recognises a v2 registry by this header, on the 401 too.
-    h.insert(
+    res.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
@@ -234,7 +225,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The `401` answer.
-pub fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     let mut res = error_response(
         StatusCode::UNAUTHORIZED,
         "UNAUTHORIZED",
@@ -249,7 +240,11 @@ pub fn unauthorized() -> Response {
 
 /// The middleware: lets a request through only with credentials that allow
 /// it.
-pub async fn layer(State(auth): State<Arc<Authenticator>>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(
+    State(auth): State<Arc<Authenticator>>,
+    req: Request,
+    next: Next,
+) -> Response {
     // CORS preflights carry no credentials by design; they reach no handler.
     let preflight = req.method() == Method::OPTIONS
         && req
@@ -280,7 +275,11 @@ pub async fn layer(State(auth): State<Arc<Authenticator>>, req: Request, next: N
 /// What `serve` says loudly at start when it faces a network without
 /// authentication, or sends passwords there in clear text; `None` on a
 /// loopback address.
-pub fn exposure_warning(listen: std::net::SocketAddr, auth: bool, tls: bool) -> Option<String> {
+pub(crate) fn exposure_warning(
+    listen: std::net::SocketAddr,
+    auth: bool,
+    tls: bool,
+) -> Option<String> {
     if listen.ip().to_canonical().is_loopback() {
         return None;
     }

@@ -58,7 +58,7 @@ pub enum IndexError {
 
 /// Where a SQLAlchemy SQLite URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// An in-memory database.
     Memory,
     /// A database file.
@@ -68,7 +68,7 @@ pub enum Location {
 /// Reads `sqlite:///path` URLs as SQLAlchemy does: what follows the third
 /// `/` is the path, so four slashes make it absolute. `~` and `$VAR` in the
 /// path are expanded.
-pub fn parse_url(url: &str) -> Result<Location, IndexError> {
+pub(crate) fn parse_url(url: &str) -> Result<Location, IndexError> {
     let rest = url
         .strip_prefix("sqlite://")
         .ok_or_else(|| IndexError::Scheme(url.to_owned()))?;
@@ -89,7 +89,7 @@ pub fn parse_url(url: &str) -> Result<Location, IndexError> {
 }
 
 /// The name shown for a repository: top-level ones under `library/`.
-pub fn display_name(repo: &str) -> String {
+pub(crate) fn display_name(repo: &str) -> String {
     if repo.contains('/') {
         repo.to_owned()
     } else {
@@ -98,14 +98,14 @@ pub fn display_name(repo: &str) -> String {
 }
 
 /// The repository index.
-pub struct Index {
+pub(crate) struct Index {
     conn: Arc<Mutex<Connection>>,
     label: String,
 }
 
 impl Index {
     /// Opens (creating) the database the URL names.
-    pub fn open(url: &str) -> Result<Self, IndexError> {
+    pub(crate) fn open(url: &str) -> Result<Self, IndexError> {
         let location = parse_url(url)?;
         let label = match &location {
             Location::Memory => ":memory:".to_owned(),
@@ -163,7 +163,7 @@ impl Index {
     }
 
     /// Replaces the whole index with `repos`.
-    pub async fn rebuild(&self, repos: Vec<String>) -> Result<(), IndexError> {
+    pub(crate) async fn rebuild(&self, repos: Vec<String>) -> Result<(), IndexError> {
         let conn = self.conn.clone();
         let label = self.label.clone();
         let r = tokio::task::spawn_blocking(move || {
@@ -194,7 +194,7 @@ impl Index {
     }
 
     /// Records a repository.
-    pub async fn add(&self, repo: String) {
+    pub(crate) async fn add(&self, repo: String) {
         self.run(move |c| {
             c.prepare_cached("INSERT OR IGNORE INTO repository (name) VALUES (?1)")?
                 .execute([repo])
@@ -203,7 +203,7 @@ impl Index {
     }
 
     /// Forgets a repository.
-    pub async fn remove(&self, repo: String) {
+    pub(crate) async fn remove(&self, repo: String) {
         self.run(move |c| {
             c.prepare_cached("DELETE FROM repository WHERE name = ?1")?
                 .execute([repo])
@@ -213,7 +213,7 @@ impl Index {
 
     /// Display names containing `q` (case-insensitive), sorted; all when
     /// `q` is empty.
-    pub async fn search(&self, q: &str) -> Vec<String> {
+    pub(crate) async fn search(&self, q: &str) -> Vec<String> {
         let q = q.to_lowercase();
         self.run(move |c| {
             let mut st = c.prepare_cached(

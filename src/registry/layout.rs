@@ -21,27 +21,27 @@ use uuid::Uuid;
 use super::oci::{Algorithm, Digest, Name, Tag};
 
 /// Root of all repositories.
-pub const REPOSITORIES: &str = "repositories";
+pub(crate) const REPOSITORIES: &str = "repositories";
 
 /// Marker directory of a repository that has had a manifest.
-pub const MANIFESTS_DIR: &str = "_manifests";
+pub(crate) const MANIFESTS_DIR: &str = "_manifests";
 
 /// Marker directory of uploads.
-pub const UPLOADS_DIR: &str = "_uploads";
+pub(crate) const UPLOADS_DIR: &str = "_uploads";
 
 /// Content of a blob.
-pub fn blob_data(d: &Digest) -> String {
+pub(crate) fn blob_data(d: &Digest) -> String {
     let hex = d.hex();
     format!("blobs/{}/{}/{hex}/data", d.algorithm().as_str(), &hex[..2])
 }
 
 /// A repository's directory.
-pub fn repository(name: &Name) -> String {
+pub(crate) fn repository(name: &Name) -> String {
     format!("{REPOSITORIES}/{name}")
 }
 
 /// The link that makes a blob part of a repository.
-pub fn layer_link(name: &Name, d: &Digest) -> String {
+pub(crate) fn layer_link(name: &Name, d: &Digest) -> String {
     format!(
         "{REPOSITORIES}/{name}/_layers/{}/{}/link",
         d.algorithm().as_str(),
@@ -50,7 +50,7 @@ pub fn layer_link(name: &Name, d: &Digest) -> String {
 }
 
 /// The link that makes a manifest part of a repository.
-pub fn revision_link(name: &Name, d: &Digest) -> String {
+pub(crate) fn revision_link(name: &Name, d: &Digest) -> String {
     format!(
         "{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions/{}/{}/link",
         d.algorithm().as_str(),
@@ -59,7 +59,7 @@ pub fn revision_link(name: &Name, d: &Digest) -> String {
 }
 
 /// Directory of one algorithm's revisions.
-pub fn revisions(name: &Name, alg: Algorithm) -> String {
+pub(crate) fn revisions(name: &Name, alg: Algorithm) -> String {
     format!(
         "{REPOSITORIES}/{name}/{MANIFESTS_DIR}/revisions/{}",
         alg.as_str()
@@ -67,17 +67,17 @@ pub fn revisions(name: &Name, alg: Algorithm) -> String {
 }
 
 /// Directory of a repository's tags.
-pub fn tags(name: &Name) -> String {
+pub(crate) fn tags(name: &Name) -> String {
     format!("{REPOSITORIES}/{name}/{MANIFESTS_DIR}/tags")
 }
 
 /// One tag.
-pub fn tag(name: &Name, t: &Tag) -> String {
+pub(crate) fn tag(name: &Name, t: &Tag) -> String {
     format!("{REPOSITORIES}/{name}/{MANIFESTS_DIR}/tags/{t}")
 }
 
 /// Directory of the referrers of `subject`.
-pub fn referrers(name: &Name, subject: &Digest) -> String {
+pub(crate) fn referrers(name: &Name, subject: &Digest) -> String {
     format!(
         "{REPOSITORIES}/{name}/_referrers/{}/{}",
         subject.algorithm().as_str(),
@@ -86,7 +86,7 @@ pub fn referrers(name: &Name, subject: &Digest) -> String {
 }
 
 /// The entry saying `referrer` refers to `subject`.
-pub fn referrer(name: &Name, subject: &Digest, referrer: &Digest) -> String {
+pub(crate) fn referrer(name: &Name, subject: &Digest, referrer: &Digest) -> String {
     format!(
         "{}/{}-{}",
         referrers(name, subject),
@@ -96,21 +96,21 @@ pub fn referrer(name: &Name, subject: &Digest, referrer: &Digest) -> String {
 }
 
 /// Directory of a repository's uploads.
-pub fn uploads(name: &str) -> String {
+pub(crate) fn uploads(name: &str) -> String {
     format!("{REPOSITORIES}/{name}/{UPLOADS_DIR}")
 }
 
 /// Directory of one upload.
-pub fn upload(name: &Name, id: Uuid) -> String {
+pub(crate) fn upload(name: &Name, id: Uuid) -> String {
     format!("{REPOSITORIES}/{name}/{UPLOADS_DIR}/{}", id.simple())
 }
 
 /// When an upload started (its modification time is what counts).
-pub fn upload_started(name: &Name, id: Uuid) -> String {
+pub(crate) fn upload_started(name: &Name, id: Uuid) -> String {
     format!("{}/startedat", upload(name, id))
 }
 
 /// The bytes of an upload so far.
-pub fn upload_data(name: &Name, id: Uuid) -> String {
+pub(crate) fn upload_data(name: &Name, id: Uuid) -> String {
     format!("{}/data", upload(name, id))
 }

@@ -38,10 +38,14 @@ use crate::model;
 /// The largest manifest the handler accepts, in bytes (a request
 /// extension set by [`layer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ManifestLimit(pub usize);
+pub(crate) struct ManifestLimit(pub usize);
 
 /// Tells handlers the manifest limit and bounds pauses in request bodies.
-pub async fn layer(State(limits): State<model::Limits>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(
+    State(limits): State<model::Limits>,
+    req: Request,
+    next: Next,
+) -> Response {
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     let mut req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
     req.extensions_mut().insert(ManifestLimit(
@@ -53,7 +57,7 @@ pub async fn layer(State(limits): State<model::Limits>, req: Request, next: Next
 /// A connection whose writes fail once they have waited `timeout` for the
 /// client to read. Reads pass through (their deadlines are hyper's header
 /// timeout and [`layer`]'s body timeout).
-pub struct WriteDeadline<T> {
+pub(crate) struct WriteDeadline<T> {
     inner: T,
     timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -61,7 +65,7 @@ pub struct WriteDeadline<T> {
 
 impl<T> WriteDeadline<T> {
     /// Wraps `inner`.
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         Self {
             inner,
             timeout,
@@ -157,7 +161,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the
 /// connections in flight to finish their requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,

@@ -4,27 +4,43 @@
 //!
 //! It reads the configuration only through [`crate::model`]; it must not use
 //! `config`, `cli` or `diagnostics`, and it does not print (it logs through
-//! `tracing`; the front end installs the subscriber, see [`init_logging`]).
+//! `tracing`; the front end installs the subscriber, see `init_logging`).
 //!
 //! Layers, each depending only on the ones below it:
 //!
 //! ```text
-//! http      routes, OCI error answers, access log, CORS      (http/)
-//! store     OCI meaning: blobs, uploads, manifests, tags      (store.rs, layout.rs)
-//! storage   bytes at paths, one driver per backend            (storage/)
-//! oci       names, tags, digests, manifest shapes (pure)      (oci.rs)
-//! index     the `/v1/search` repository index in SQLite       (index.rs)
+//! serve     listener, connection limits, TLS, authentication  (mod.rs, limits.rs, tls.rs, auth.rs)
+//! http      routes, OCI error answers, access log, CORS       (http/)
+//! store     OCI meaning: blobs, uploads, manifests, tags,      (store/, layout.rs)
+//!           upload sessions, caches; gc and mirroring will be
+//!           rooms of their own in store/, beside these
+//! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
+//!           objects/ with client building apart from I/O)
+//! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
+//! index     the `/v1/search` repository index in SQLite        (index.rs)
 //! ```
+//!
+//! Doors: only [`bind`], [`Server`], [`ServeOptions`], [`RegistryError`]
+//! (with [`DriverError`]) and [`check_driver`] are public, for the
+//! integration tests; `cli` also uses the `pub(crate)` logging helpers.
+//! Everything else is `pub(crate)` or private. The error types carried by
+//! `RegistryError`'s variants stay nominally `pub` because a public enum
+//! may not hold less visible types, but they are not exported.
 
-pub mod auth;
-pub mod http;
-pub mod index;
-pub mod layout;
-pub mod limits;
-pub mod oci;
-pub mod storage;
-pub mod store;
-pub mod tls;
+mod auth;
+mod http;
+mod index;
+mod layout;
+mod limits;
+mod oci;
+pub(crate) mod storage;
+mod store;
+mod tls;
+
+/// Test support shared with the integration tests (the moto launcher).
+#[cfg(test)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,14 +49,17 @@ use std::time::Duration;
 
 use crate::model;
 
-pub use http::router;
+/// The error a refused storage driver gives (see [`check_driver`]).
+pub use storage::DriverError;
+
+use http::router;
 
 /// On shared storage, `/v1/search` first rebuilds the index from storage
 /// when it is older than this.
-pub const SEARCH_REFRESH_ON_QUERY: Duration = Duration::from_secs(3);
+pub(crate) const SEARCH_REFRESH_ON_QUERY: Duration = Duration::from_secs(3);
 
 /// On shared storage, the index is also rebuilt from storage this often.
-pub const SEARCH_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const SEARCH_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How to run the server (what the configuration file does not say).
 #[derive(Debug, Clone)]
@@ -86,7 +105,7 @@ pub enum RegistryError {
 
 /// The `tracing` filter for the configured `loglevel` (docker-registry's
 /// Python names; `critical` has no tracing equivalent and maps to `error`).
-pub fn log_filter(config: &model::Config) -> &'static str {
+pub(crate) fn log_filter(config: &model::Config) -> &'static str {
     match config
         .loglevel
         .as_deref()
@@ -102,7 +121,7 @@ pub fn log_filter(config: &model::Config) -> &'static str {
 
 /// Installs a global log subscriber with [`log_filter`], unless one is
 /// installed already. Meant for the front end, which owns the output.
-pub fn init_logging(config: &model::Config) {
+pub(crate) fn init_logging(config: &model::Config) {
     let filter = tracing_subscriber::EnvFilter::new(log_filter(config));
     // An existing subscriber (tests, an embedding program) wins.
     let _ = tracing_subscriber::fmt()
@@ -128,7 +147,7 @@ pub fn check_driver(storage: &model::Storage) -> Result<(), RegistryError> {
 
 /// Builds storage, index and store for `config`, purges expired uploads
 /// and (re)builds the search index.
-pub async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
+pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
     let index = match config.search_backend.as_deref() {
@@ -264,13 +283,4 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         tls,
         limits: config.limits,
     })
-}
-
-/// Runs the registry for `config` until `shutdown` resolves.
-pub async fn serve(
-    config: &model::Config,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RegistryError> {
-    bind(config, options).await?.run(shutdown).await
 }

@@ -19,19 +19,17 @@ use sha2::Digest as _;
 const MAX_NAME_LEN: usize = 255;
 
 /// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// The empty JSON config of artifacts without a config.
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Why a value from a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     /// Not a repository name.
     #[error("invalid repository name `{0}`")]
     Name(String),
@@ -49,7 +47,7 @@ pub struct Name(String);
 
 impl Name {
     /// Checks `s` against the distribution-spec name grammar.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Invalid> {
         if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(valid_component) {
             return Err(Invalid::Name(s.to_owned()));
         }
@@ -57,7 +55,7 @@ impl Name {
     }
 
     /// The name as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -107,11 +105,11 @@ fn valid_component(c: &str) -> bool {
 
 /// A validated tag (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
+pub(crate) struct Tag(String);
 
 impl Tag {
     /// Checks `s` against the tag grammar.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Invalid> {
         let b = s.as_bytes();
         let ok = !b.is_empty()
             && b.len() <= 128
@@ -125,11 +123,6 @@ impl Tag {
             Err(Invalid::Tag(s.to_owned()))
         }
     }
-
-    /// The tag as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for Tag {
@@ -140,7 +133,7 @@ impl fmt::Display for Tag {
 
 /// A digest algorithm the registry verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// `sha256`, the default.
     Sha256,
     /// `sha512`.
@@ -149,7 +142,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The algorithm's name in a digest string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sha256 => "sha256",
             Self::Sha512 => "sha512",
@@ -175,7 +168,7 @@ pub struct Digest {
 impl Digest {
     /// Parses `algorithm:hex`; only registered algorithms with lowercase hex
     /// of the right length are accepted.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Invalid> {
         let invalid = || Invalid::Digest(s.to_owned());
         let (alg, hex) = s.split_once(':').ok_or_else(invalid)?;
         let algorithm = match alg {
@@ -197,24 +190,24 @@ impl Digest {
     }
 
     /// The sha256 digest of `data`.
-    pub fn sha256_of(data: &[u8]) -> Self {
+    pub(crate) fn sha256_of(data: &[u8]) -> Self {
         let mut h = Hasher::new(Algorithm::Sha256);
         h.update(data);
         h.finish()
     }
 
     /// The algorithm.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The hex part.
-    pub fn hex(&self) -> &str {
+    pub(crate) fn hex(&self) -> &str {
         &self.text[self.algorithm.as_str().len() + 1..]
     }
 
     /// The whole digest as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 }
@@ -227,7 +220,7 @@ impl fmt::Display for Digest {
 
 /// An incremental hash of one of the supported algorithms.
 #[derive(Clone)]
-pub enum Hasher {
+pub(crate) enum Hasher {
     /// sha256 state.
     Sha256(sha2::Sha256),
     /// sha512 state.
@@ -236,7 +229,7 @@ pub enum Hasher {
 
 impl Hasher {
     /// A fresh hasher.
-    pub fn new(algorithm: Algorithm) -> Self {
+    pub(crate) fn new(algorithm: Algorithm) -> Self {
         match algorithm {
             Algorithm::Sha256 => Self::Sha256(sha2::Sha256::new()),
             Algorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
@@ -244,7 +237,7 @@ impl Hasher {
     }
 
     /// The algorithm being computed.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         match self {
             Self::Sha256(_) => Algorithm::Sha256,
             Self::Sha512(_) => Algorithm::Sha512,
@@ -252,7 +245,7 @@ impl Hasher {
     }
 
     /// Feeds bytes.
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
             Self::Sha256(h) => h.update(data),
             Self::Sha512(h) => h.update(data),
@@ -260,7 +253,7 @@ impl Hasher {
     }
 
     /// The digest of everything fed so far.
-    pub fn finish(self) -> Digest {
+    pub(crate) fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Self::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
             Self::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
@@ -274,7 +267,7 @@ impl Hasher {
 
 /// What a manifest URL points at: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
+pub(crate) enum Reference {
     /// A mutable tag.
     Tag(Tag),
     /// An immutable digest.
@@ -283,7 +276,7 @@ pub enum Reference {
 
 impl Reference {
     /// A reference with a `:` must be a digest; anything else must be a tag.
-    pub fn parse(s: &str) -> Result<Self, Invalid> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Invalid> {
         if s.contains(':') {
             Digest::parse(s).map(Self::Digest)
         } else {
@@ -303,38 +296,38 @@ impl fmt::Display for Reference {
 
 /// A content descriptor as it appears inside a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     /// `mediaType`.
-    pub media_type: String,
+    pub(crate) media_type: String,
     /// `digest`.
-    pub digest: Digest,
+    pub(crate) digest: Digest,
     /// `size`.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Whether the descriptor has `urls` (a non-distributable layer that
     /// the registry is not expected to hold).
-    pub external: bool,
+    pub(crate) external: bool,
 }
 
 /// The facts about a manifest the registry needs to accept and serve it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The effective media type (field, else request `Content-Type`).
-    pub media_type: String,
+    pub(crate) media_type: String,
     /// Blobs it references (config and layers) for image manifests.
-    pub blobs: Vec<Descriptor>,
+    pub(crate) blobs: Vec<Descriptor>,
     /// Child manifests for indexes and manifest lists.
-    pub children: Vec<Descriptor>,
+    pub(crate) children: Vec<Descriptor>,
     /// `subject`, when present.
-    pub subject: Option<Descriptor>,
+    pub(crate) subject: Option<Descriptor>,
     /// `artifactType`, else the config's media type (referrers API rule).
-    pub artifact_type: Option<String>,
+    pub(crate) artifact_type: Option<String>,
     /// `annotations`, kept as JSON for the referrers index.
-    pub annotations: Option<Value>,
+    pub(crate) annotations: Option<Value>,
 }
 
 /// Why a manifest was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     /// Not valid JSON or not the expected shape.
     #[error("{0}")]
     Invalid(String),
@@ -346,7 +339,7 @@ pub enum ManifestError {
 impl Manifest {
     /// Reads a manifest's structure. `content_type` is the request header,
     /// used when the manifest carries no `mediaType` of its own.
-    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
+    pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
         let bad = |m: &str| ManifestError::Invalid(m.to_owned());
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| ManifestError::Invalid(format!("manifest is not valid json: {e}")))?;
@@ -417,7 +410,7 @@ impl Manifest {
 }
 
 /// Whether `t` is one of the manifest media types the registry stores.
-pub fn is_manifest_type(t: &str) -> bool {
+pub(crate) fn is_manifest_type(t: &str) -> bool {
     matches!(t, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST)
 }
 
@@ -454,7 +447,7 @@ fn descriptor(v: &Value) -> Result<Descriptor, ManifestError> {
 
 /// JSON text exactly as Python's `json.dumps` writes a string (the default
 /// `ensure_ascii=True`), so v1 answers match what docker-registry sent.
-pub fn python_json_string(s: &str, out: &mut String) {
+pub(crate) fn python_json_string(s: &str, out: &mut String) {
     use fmt::Write as _;
     out.push('"');
     for c in s.chars() {

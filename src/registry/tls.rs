@@ -42,22 +42,6 @@ pub enum TlsError {
     Incomplete,
 }
 
-impl TlsError {
-    /// The setting responsible: `tls.certificate` or `tls.key`.
-    pub fn key(&self) -> &'static str {
-        match self {
-            Self::Read { what, .. } | Self::Invalid { what, .. } => {
-                if *what == "key" {
-                    "tls.key"
-                } else {
-                    "tls.certificate"
-                }
-            }
-            Self::Incomplete => "tls",
-        }
-    }
-}
-
 fn read(what: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
     let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
     std::fs::read(&expanded).map_err(|source| TlsError::Read {
@@ -68,7 +52,7 @@ fn read(what: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
 }
 
 /// The rustls configuration for `tls`, or `None` when TLS is off.
-pub fn server_config(tls: &model::Tls) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+pub(crate) fn server_config(tls: &model::Tls) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     if !tls.enabled() {
         return Ok(None);
     }
@@ -121,6 +105,6 @@ pub fn server_config(tls: &model::Tls) -> Result<Option<Arc<ServerConfig>>, TlsE
 }
 
 /// The acceptor for `tls`, or `None` when TLS is off.
-pub fn acceptor(tls: &model::Tls) -> Result<Option<TlsAcceptor>, TlsError> {
+pub(crate) fn acceptor(tls: &model::Tls) -> Result<Option<TlsAcceptor>, TlsError> {
     Ok(server_config(tls)?.map(TlsAcceptor::from))
 }

@@ -191,12 +191,6 @@ pub fn raw(port: u16, request: &[u8], timeout: Duration) -> Vec<u8> {
     out
 }
 
-/// The status code of a raw HTTP answer, if it is one.
-pub fn status_of(answer: &[u8]) -> Option<u16> {
-    let text = std::str::from_utf8(answer.get(..answer.len().min(64))?).ok()?;
-    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
-
 /// An HTTP agent that reports statuses instead of failing on them.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()

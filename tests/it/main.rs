@@ -2,6 +2,10 @@
 
 mod common;
 
+// test support shared with the library's tests (moto, raw HTTP status)
+#[path = "../support/mod.rs"]
+mod support;
+
 // `regconf serve` as a child process, for reliability and security
 mod harness;
 
@@ -35,7 +39,8 @@ mod architecture;
 // crash safety, full disk, load (issue 8)
 mod reliability;
 
-// authentication, TLS, limits, hostile input, the config side (issue 8)
+// authentication, TLS, limits, hostile input, the config side (issue 8),
+// one file per concern under security/
 mod security;
 
 // hostile configuration files and environments: no signal, no hang (issue 12)

@@ -2,9 +2,11 @@
 //! `{"errors":[{"code","message","detail"}]}` body.
 //!
 //! Handlers return [`ApiError`]; store and validation errors convert into it
-//! here, so the mapping from failure to status lives in one place. Internal
-//! failures (storage I/O) are logged with their cause and answered with a
-//! generic 500 that does not leak paths.
+//! here, so the mapping from failure to status lives in one place. The body
+//! is written only by [`oci_error`], which the authentication layer (it
+//! answers before any handler) uses too. Internal failures (storage I/O)
+//! are logged with their cause and answered with a generic 500 that does
+//! not leak paths.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +17,7 @@ use crate::registry::store::StoreError;
 
 /// A registered OCI error code and its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     /// `BLOB_UNKNOWN` 404.
     BlobUnknown,
     /// `BLOB_UPLOAD_INVALID` 400.
@@ -36,8 +38,6 @@ pub enum Code {
     NameInvalid,
     /// `NAME_UNKNOWN` 404.
     NameUnknown,
-    /// `SIZE_INVALID` 400.
-    SizeInvalid,
     /// `SIZE_INVALID` 413 (a manifest over the limit).
     TooLarge,
     /// `UNSUPPORTED` 405 (method not allowed on the endpoint).
@@ -63,7 +63,6 @@ impl Code {
             Self::ManifestUnknown => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             Self::NameInvalid => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             Self::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-            Self::SizeInvalid => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Self::NotFound => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
@@ -76,7 +75,7 @@ impl Code {
 /// An error answer. Boxed, so that `Result<_, ApiError>` stays small on
 /// the success path.
 #[derive(Debug)]
-pub struct ApiError(Box<Inner>);
+pub(crate) struct ApiError(Box<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -88,7 +87,7 @@ struct Inner {
 
 impl ApiError {
     /// An error with a message and no detail.
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             code,
             message: message.into(),
@@ -99,13 +98,14 @@ impl ApiError {
 
     /// Adds a response header.
     #[must_use]
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.0.headers.push((name, value));
         self
     }
 
-    /// The code (for tests and logging).
-    pub fn code(&self) -> Code {
+    /// The code (for tests).
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> Code {
         self.0.code
     }
 }
@@ -166,23 +166,31 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let this = *self.0;
         let (status, code) = this.code.parts();
-        let mut err = json!({ "code": code, "message": this.message });
-        if !this.detail.is_null() {
-            err["detail"] = this.detail;
-        }
-        let body = json!({ "errors": [err] }).to_string();
-        let mut res = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut res = oci_error(status, code, &this.message, this.detail);
         for (k, v) in this.headers {
             res.headers_mut().insert(k, v);
         }
         res
     }
+}
+
+/// An OCI error answer: `status` with the JSON body
+/// `{"errors":[{"code","message"}]}`, plus `"detail"` unless it is null.
+/// The one place that writes this body; [`ApiError`] and the
+/// authentication layer (`registry::auth`) answer through it.
+pub(crate) fn oci_error(status: StatusCode, code: &str, message: &str, detail: Value) -> Response {
+    let mut err = json!({ "code": code, "message": message });
+    if !detail.is_null() {
+        err["detail"] = detail;
+    }
+    let body = json!({ "errors": [err] }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }

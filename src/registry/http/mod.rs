@@ -10,7 +10,7 @@
 
 mod blobs;
 mod catalog;
-pub mod error;
+pub(crate) mod error;
 mod manifests;
 mod tags;
 mod uploads;
@@ -39,35 +39,35 @@ use crate::model;
 const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 
 /// What the handlers share.
-pub struct State {
+pub(crate) struct State {
     /// The OCI store.
-    pub store: Store,
+    pub(crate) store: Store,
     /// Settings from the configuration, prepared once.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// The search index, when `search_backend` is set.
-    pub index: Option<Arc<super::index::Index>>,
+    pub(crate) index: Option<Arc<super::index::Index>>,
 }
 
 /// The configuration as the HTTP layer needs it.
-pub struct Settings {
+pub(crate) struct Settings {
     /// Flavor name, for `X-Docker-Registry-Config`.
-    pub flavor: HeaderValue,
+    pub(crate) flavor: HeaderValue,
     /// `debug`.
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// `X-Docker-Registry-Standalone` value.
-    pub standalone: HeaderValue,
+    pub(crate) standalone: HeaderValue,
     /// The body of `GET /`.
-    pub issue_body: Bytes,
+    pub(crate) issue_body: Bytes,
     /// CORS settings; inactive when `origins` is empty.
-    pub cors: model::Cors,
+    pub(crate) cors: model::Cors,
     /// `storage_redirect`: blob `GET`s answer 307 to a signed URL of the
     /// store when the driver can issue one.
-    pub storage_redirect: bool,
+    pub(crate) storage_redirect: bool,
 }
 
 impl Settings {
     /// Prepares the settings of `config`.
-    pub fn new(config: &model::Config) -> Self {
+    pub(crate) fn new(config: &model::Config) -> Self {
         let mut issue = String::new();
         super::oci::python_json_string(
             config.issue.as_deref().unwrap_or("docker-registry server"),
@@ -86,10 +86,10 @@ impl Settings {
 }
 
 /// Shared handler state.
-pub type AppState = Arc<State>;
+pub(crate) type AppState = Arc<State>;
 
 /// The registry's router.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(v1::root))
         .route("/_ping", get(v1::ping))

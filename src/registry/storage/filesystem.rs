@@ -25,7 +25,10 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
-use super::{ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_path};
+use super::{
+    ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_path, checked_range,
+    fill_batch,
+};
 
 /// Write granularity. Large enough to keep the number of blocking calls
 /// (and syscalls) per blob low, small enough to bound memory.
@@ -53,7 +56,7 @@ const TMP_DIR: &str = "_tmp";
 
 /// Files under one root directory.
 #[derive(Debug, Clone)]
-pub struct Filesystem {
+pub(crate) struct Filesystem {
     root: PathBuf,
 }
 
@@ -62,7 +65,7 @@ impl Filesystem {
     /// them when this process is the only one using the root (it holds the
     /// root's lock, kept until exit, so a crash releases it), else those
     /// older than [`STALE_TEMP`].
-    pub fn new(root: &str) -> Result<Self, DriverError> {
+    pub(crate) fn new(root: &str) -> Result<Self, DriverError> {
         let root_err = |source| DriverError::Root {
             path: root.to_owned(),
             source,
@@ -196,15 +199,7 @@ impl Storage for Filesystem {
                 Ok((f, size))
             })
             .await?;
-            let range = range.unwrap_or(0..size);
-            if range.start > range.end || range.end > size {
-                return Err(StorageError::InvalidRange {
-                    path: path.to_owned(),
-                    start: range.start,
-                    end: range.end,
-                    size,
-                });
-            }
+            let range = checked_range(path, range, size)?;
             let owned = path.to_owned();
             let reader = Reader {
                 path: owned,
@@ -494,13 +489,7 @@ impl Writer for FsWriter {
             self.size += data.len() as u64;
             let mut rest = &data[..];
             while !rest.is_empty() {
-                if self.buf.capacity() == 0 {
-                    self.buf.reserve_exact(CHUNK);
-                }
-                let n = rest.len().min(CHUNK.saturating_sub(self.buf.len()));
-                self.buf.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
-                if self.buf.len() >= CHUNK {
+                if fill_batch(&mut self.buf, &mut rest, CHUNK) {
                     self.flush().await?;
                 }
             }

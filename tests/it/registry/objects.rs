@@ -216,7 +216,7 @@ fn storage_redirect_sends_clients_to_a_presigned_url() {
     let r = curl(&[&reg.url(&format!("/v2/redir/repo/blobs/{dg}"))]);
     assert_eq!(r.status, 307, "{}", r.text());
     let location = r.header("location").expect("location");
-    let moto_url = format!("http://127.0.0.1:{}/{}/", moto::shared().port, moto::BUCKET);
+    let moto_url = format!("{}/{}/", moto::shared().endpoint(), moto::BUCKET);
     assert!(location.starts_with(&moto_url), "{location}");
     assert!(location.contains("X-Amz-Signature="), "{location}");
     // Following: the right bytes, from the store.
@@ -261,7 +261,7 @@ fn drivers_serve_does_not_run_are_refused_at_start() {
             matches!(
                 &err,
                 regconf::registry::RegistryError::Storage(
-                    regconf::registry::storage::DriverError::Unsupported(d)
+                    regconf::registry::DriverError::Unsupported(d)
                 ) if *d == driver
             ),
             "{err:?}"

@@ -1,0 +1,205 @@
+//! Building an [`ObjectStorage`] from the configuration: `storage: s3`,
+//! `gcs` and `azureblob`. This module only turns settings into a client;
+//! it does no I/O on objects (that is `mod.rs`, `staged.rs`, `writer.rs`).
+//!
+//! Credentials come only from the configuration: builders are created with
+//! `new()`, never `from_env()`, so `AWS_*`/`AZURE_*`/`GOOGLE_*` variables of
+//! the process are not picked up behind the user's back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::object_store::ClientOptions;
+
+use super::ObjectStorage;
+use crate::model;
+use crate::registry::storage::{DriverError, Storage};
+
+/// Client options for every backend: a short connect timeout, and no
+/// whole-request timeout (a blob streamed to a slow client may take long).
+fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout_disabled()
+}
+
+fn non_empty(v: Option<&String>) -> Option<&str> {
+    v.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+impl ObjectStorage {
+    /// `storage: s3` (and `cloudfronts3`, Ceph, moto, MinIO...).
+    pub(crate) fn s3(c: &model::S3) -> Result<Self, DriverError> {
+        use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
+            driver: "s3",
+            key: "boto_bucket",
+        })?;
+        let region = non_empty(c.s3_region.as_ref()).unwrap_or("us-east-1");
+        let scheme = if c.s3_secure { "https" } else { "http" };
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(region)
+            .with_client_options(client_options(!c.s3_secure));
+        b = match non_empty(c.boto_host.as_ref()) {
+            // Another S3-compatible store: path-style (as boto's
+            // OrdinaryCallingFormat), since virtual hosts need DNS.
+            Some(host) => {
+                let endpoint = match c.boto_port {
+                    Some(port) => format!("{scheme}://{host}:{port}"),
+                    None => format!("{scheme}://{host}"),
+                };
+                b.with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(false)
+                    .with_allow_http(!c.s3_secure)
+            }
+            None if !c.s3_secure => b
+                .with_endpoint(format!("http://{bucket}.s3.{region}.amazonaws.com"))
+                .with_virtual_hosted_style_request(true)
+                .with_allow_http(true),
+            None => b.with_virtual_hosted_style_request(true),
+        };
+        match (
+            non_empty(c.s3_access_key.as_ref()),
+            non_empty(c.s3_secret_key.as_ref()),
+        ) {
+            (Some(k), Some(s)) => {
+                b = b.with_access_key_id(k).with_secret_access_key(s);
+            }
+            (Some(_), None) => {
+                return Err(DriverError::Missing {
+                    driver: "s3",
+                    key: "s3_secret_key",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(DriverError::Missing {
+                    driver: "s3",
+                    key: "s3_access_key",
+                });
+            }
+            // No keys: the instance's role (metadata service), as boto did.
+            (None, None) => {}
+        }
+        if c.s3_encrypt {
+            // SSE-S3; the key type is not exported, so it is named by text.
+            let key: AmazonS3ConfigKey =
+                "aws_server_side_encryption"
+                    .parse()
+                    .map_err(|e| DriverError::Client {
+                        driver: "s3",
+                        source: Box::new(e),
+                    })?;
+            b = b.with_config(key, "AES256");
+        }
+        if let Some(proxy) = non_empty(c.boto_proxy.as_ref()) {
+            let auth = match (
+                non_empty(c.boto_proxy_user.as_ref()),
+                non_empty(c.boto_proxy_pass.as_ref()),
+            ) {
+                (Some(u), Some(p)) => format!("{u}:{p}@"),
+                (Some(u), None) => format!("{u}@"),
+                _ => String::new(),
+            };
+            let port = c
+                .boto_proxy_port
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            b = b.with_proxy_url(format!("http://{auth}{proxy}{port}"));
+        }
+        let s3 = Arc::new(b.build().map_err(|source| DriverError::Client {
+            driver: "s3",
+            source: Box::new(source),
+        })?);
+        Ok(Self::new(s3.clone(), Some(s3), &c.storage_path))
+    }
+
+    /// `storage: gcs`. With HMAC keys (`gs_access_key`/`gs_secret_key`)
+    /// it talks to GCS's S3-compatible XML API, as boto did; with
+    /// `oauth2: true` (or no keys) it uses the JSON API with Google's
+    /// application default credentials (a service account file or the
+    /// metadata server), the equivalent of the original OAuth plugin.
+    pub(crate) fn gcs(c: &model::Gcs) -> Result<Self, DriverError> {
+        let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
+            driver: "gcs",
+            key: "boto_bucket",
+        })?;
+        let client = |source| DriverError::Client {
+            driver: "gcs",
+            source: Box::new(source),
+        };
+        let keys = (
+            non_empty(c.gs_access_key.as_ref()),
+            non_empty(c.gs_secret_key.as_ref()),
+        );
+        if let (false, Some(key), Some(secret)) = (c.oauth2, keys.0, keys.1) {
+            let scheme = if c.gs_secure { "https" } else { "http" };
+            let s3 = ::object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region("auto")
+                .with_endpoint(format!("{scheme}://storage.googleapis.com"))
+                .with_virtual_hosted_style_request(false)
+                .with_access_key_id(key)
+                .with_secret_access_key(secret)
+                .with_client_options(client_options(!c.gs_secure))
+                .build()
+                .map_err(client)?;
+            let s3 = Arc::new(s3);
+            return Ok(Self::new(s3.clone(), Some(s3), &c.storage_path));
+        }
+        let gcs = ::object_store::gcp::GoogleCloudStorageBuilder::new()
+            .with_bucket_name(bucket)
+            .with_client_options(client_options(false))
+            .build()
+            .map_err(client)?;
+        let gcs = Arc::new(gcs);
+        Ok(Self::new(gcs.clone(), Some(gcs), &c.storage_path))
+    }
+
+    /// `storage: azureblob`: the container of an account, with its key.
+    pub(crate) fn azure(c: &model::Azure) -> Result<Self, DriverError> {
+        let account =
+            non_empty(c.azure_storage_account_name.as_ref()).ok_or(DriverError::Missing {
+                driver: "azureblob",
+                key: "azure_storage_account_name",
+            })?;
+        let key = non_empty(c.azure_storage_account_key.as_ref()).ok_or(DriverError::Missing {
+            driver: "azureblob",
+            key: "azure_storage_account_key",
+        })?;
+        let container = match c.azure_storage_container.trim() {
+            "" => "registry",
+            c => c,
+        };
+        let mut b = ::object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account(account)
+            .with_access_key(key)
+            .with_container_name(container)
+            .with_client_options(client_options(!c.azure_use_https));
+        if !c.azure_use_https {
+            b = b
+                .with_endpoint(format!("http://{account}.blob.core.windows.net"))
+                .with_allow_http(true);
+        }
+        let az = Arc::new(b.build().map_err(|source| DriverError::Client {
+            driver: "azureblob",
+            source: Box::new(source),
+        })?);
+        Ok(Self::new(az.clone(), Some(az), ""))
+    }
+}
+
+/// Builds the object-store driver for `storage`, or `None` for drivers
+/// that are not object stores.
+pub(in crate::registry::storage) fn from_config(
+    storage: &model::Storage,
+) -> Option<Result<Arc<dyn Storage>, DriverError>> {
+    let built = match storage {
+        model::Storage::S3(c) => ObjectStorage::s3(c),
+        model::Storage::Gcs(c) => ObjectStorage::gcs(c),
+        model::Storage::Azure(c) => ObjectStorage::azure(c),
+        _ => return None,
+    };
+    Some(built.map(|s| Arc::new(s) as Arc<dyn Storage>))
+}

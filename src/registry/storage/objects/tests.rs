@@ -1,0 +1,130 @@
+//! The object-store driver against the conformance suite (in memory and on
+//! moto), staged parts, and the builders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::*;
+use crate::model;
+use crate::registry::support::moto::Moto;
+
+#[tokio::test]
+async fn conformance_in_memory() {
+    let mem = Arc::new(::object_store::memory::InMemory::new());
+    let s = ObjectStorage::new(mem, None, "/registry/");
+    crate::registry::storage::conformance::run(&s).await;
+}
+
+fn moto_config(moto: &Moto, prefix: &str) -> model::S3 {
+    model::S3 {
+        boto_bucket: Some("conformance".into()),
+        storage_path: prefix.into(),
+        boto_host: Some("127.0.0.1".into()),
+        boto_port: Some(i64::from(moto.port)),
+        s3_access_key: Some("test".into()),
+        s3_secret_key: Some("test".into()),
+        s3_secure: false,
+        s3_encrypt: true,
+        ..model::S3::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_s3_on_moto() {
+    let moto = tokio::task::spawn_blocking(|| Moto::start("conformance"))
+        .await
+        .unwrap();
+    let s = ObjectStorage::s3(&moto_config(&moto, "/registry")).unwrap();
+    crate::registry::storage::conformance::run(&s).await;
+
+    // Staged parts, a multipart part and a presigned URL on a real server.
+    let s = ObjectStorage::s3(&moto_config(&moto, "other")).unwrap();
+    let big = Bytes::from(vec![3u8; PART_SIZE + 10]);
+    for chunk in [big.clone(), Bytes::from_static(b"tail")] {
+        let mut w = s.writer("up/data", true).await.unwrap();
+        w.write(chunk).await.unwrap();
+        w.commit().await.unwrap();
+    }
+    assert_eq!(s.stat("up/data").await.unwrap().size, PART_SIZE as u64 + 14);
+    s.rename("up/data", "blob").await.unwrap();
+    let got: Vec<Bytes> = s
+        .get("blob", Some(PART_SIZE as u64..PART_SIZE as u64 + 14))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(got.concat(), [&[3u8; 10][..], b"tail"].concat());
+    assert!(s.list("up").await.unwrap().is_empty());
+    let url = s
+        .redirect_url("blob", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        url.starts_with(&format!("{}/conformance/other/blob?", moto.endpoint())),
+        "{url}"
+    );
+}
+
+#[tokio::test]
+async fn staged_parts_compose() {
+    let mem = Arc::new(::object_store::memory::InMemory::new());
+    let s = ObjectStorage::new(mem.clone(), None, "p");
+    for chunk in [&b"ab"[..], b"", b"cde", b"f"] {
+        let mut w = s.writer("u/data", true).await.unwrap();
+        w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        w.commit().await.unwrap();
+    }
+    assert_eq!(s.stat("u/data").await.unwrap().size, 6);
+    assert_eq!(s.list("u").await.unwrap(), ["data"]);
+    assert!(s.list("u/data").await.unwrap().is_empty());
+    let got: Vec<Bytes> = s
+        .get("u/data", Some(1..5))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(got.concat(), b"bcde");
+    s.rename("u/data", "b/data").await.unwrap();
+    assert_eq!(&s.get_bytes("b/data").await.unwrap()[..], b"abcdef");
+    let left: Vec<_> = mem.list(None).try_collect().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(matches!(
+        s.stat("x/.parts/1").await,
+        Err(StorageError::InvalidPath(_))
+    ));
+}
+
+#[test]
+fn builders_need_their_keys() {
+    let e = ObjectStorage::s3(&model::S3::default()).unwrap_err();
+    assert_eq!(e.to_string(), "`storage: s3` needs `boto_bucket`");
+    let e = ObjectStorage::s3(&model::S3 {
+        boto_bucket: Some("b".into()),
+        s3_access_key: Some("k".into()),
+        ..model::S3::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "`storage: s3` needs `s3_secret_key`");
+    let e = ObjectStorage::azure(&model::Azure::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`storage: azureblob` needs `azure_storage_account_name`"
+    );
+    let s3 = ObjectStorage::s3(&model::S3 {
+        boto_bucket: Some("b".into()),
+        storage_path: "/registry/".into(),
+        boto_host: Some("127.0.0.1".into()),
+        boto_port: Some(9),
+        s3_access_key: Some("k".into()),
+        s3_secret_key: Some("s".into()),
+        ..model::S3::default()
+    })
+    .unwrap();
+    assert_eq!(s3.prefix, "registry");
+}

@@ -1,0 +1,265 @@
+//! Manifests, tags and referrers: read (through the manifest cache),
+//! validate and write, delete. A manifest is checked (its blobs and child
+//! manifests must be in the repository) before anything about it is
+//! written; then content, revision link, referrer and tag are written in
+//! that order, so that nothing points at what is not there yet.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{PutManifest, Store, StoreError, StoredManifest, not_found_as};
+use crate::registry::layout;
+use crate::registry::oci::{
+    Algorithm, Digest, Hasher, Manifest, ManifestError, Name, Reference, Tag,
+};
+
+impl Store {
+    /// A manifest by tag or digest.
+    pub(crate) async fn manifest_get(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        reference_text: &str,
+    ) -> Result<Arc<StoredManifest>, StoreError> {
+        if let Some(m) = self.manifests.get(name, reference_text) {
+            return Ok(m);
+        }
+        let generation = self.manifests.generation();
+        let unknown = || StoreError::ManifestUnknown(reference_text.to_owned());
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => {
+                let raw =
+                    not_found_as(self.storage.get_bytes(&layout::tag(name, t)).await, unknown)?;
+                std::str::from_utf8(&raw)
+                    .ok()
+                    .and_then(|s| Digest::parse(s.trim()).ok())
+                    .ok_or_else(unknown)?
+            }
+        };
+        let media = not_found_as(
+            self.storage
+                .get_bytes(&layout::revision_link(name, &digest))
+                .await,
+            unknown,
+        )?;
+        let bytes = not_found_as(
+            self.storage.get_bytes(&layout::blob_data(&digest)).await,
+            unknown,
+        )?;
+        let m = Arc::new(StoredManifest {
+            media_type: String::from_utf8_lossy(&media).trim().to_owned(),
+            digest,
+            bytes,
+        });
+        // Only fills if no write happened since this read began.
+        self.manifests
+            .fill(name, reference_text, m.clone(), generation);
+        Ok(m)
+    }
+
+    /// Validates and stores a manifest, then points `reference` at it.
+    pub(crate) async fn manifest_put(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifest, StoreError> {
+        let m = Manifest::parse(&bytes, content_type).map_err(|e| match e {
+            ManifestError::Invalid(m) => StoreError::ManifestInvalid(m),
+            e @ ManifestError::Unsupported(_) => StoreError::ManifestInvalid(e.to_string()),
+        })?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let mut h = Hasher::new(expected.algorithm());
+                h.update(&bytes);
+                let actual = h.finish();
+                if actual != *expected {
+                    return Err(StoreError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        for b in m.blobs.iter().filter(|b| !b.external) {
+            match self.linked(name, &b.digest).await {
+                Err(StoreError::BlobUnknown(d)) => return Err(StoreError::ManifestBlobUnknown(d)),
+                other => other?,
+            }
+        }
+        for c in &m.children {
+            match self
+                .storage
+                .stat(&layout::revision_link(name, &c.digest))
+                .await
+            {
+                Err(e) if e.is_not_found() => {
+                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+        // Content first, then the link that makes it visible, then the tag.
+        self.storage
+            .put_bytes(&layout::blob_data(&digest), bytes.clone())
+            .await?;
+        self.storage
+            .put_bytes(
+                &layout::revision_link(name, &digest),
+                Bytes::from(m.media_type.clone()),
+            )
+            .await?;
+        if let Some(subject) = &m.subject {
+            let mut d = json!({
+                "mediaType": m.media_type,
+                "digest": digest.as_str(),
+                "size": bytes.len(),
+            });
+            if let Some(t) = &m.artifact_type {
+                d["artifactType"] = Value::from(t.clone());
+            }
+            if let Some(a) = &m.annotations {
+                d["annotations"] = a.clone();
+            }
+            self.storage
+                .put_bytes(
+                    &layout::referrer(name, &subject.digest, &digest),
+                    Bytes::from(d.to_string()),
+                )
+                .await?;
+        }
+        if let Reference::Tag(t) = reference {
+            self.storage
+                .put_bytes(
+                    &layout::tag(name, t),
+                    Bytes::copy_from_slice(digest.as_str().as_bytes()),
+                )
+                .await?;
+        }
+        self.manifests.drop_repository(name);
+        if let Some(index) = &self.index {
+            index.add(name.as_str().to_owned()).await;
+        }
+        Ok(PutManifest {
+            digest,
+            subject: m.subject.map(|s| s.digest),
+        })
+    }
+
+    /// Deletes a tag, or a manifest with every tag pointing at it.
+    pub(crate) async fn manifest_delete(
+        &self,
+        name: &Name,
+        reference: &Reference,
+    ) -> Result<(), StoreError> {
+        let unknown = || StoreError::ManifestUnknown(reference.to_string());
+        let digest = match reference {
+            Reference::Tag(t) => {
+                let path = layout::tag(name, t);
+                not_found_as(self.storage.stat(&path).await, unknown)?;
+                self.storage.delete(&path).await?;
+                self.manifests.drop_repository(name);
+                return Ok(());
+            }
+            Reference::Digest(d) => d,
+        };
+        let link = layout::revision_link(name, digest);
+        not_found_as(self.storage.stat(&link).await, unknown)?;
+        let subject = match self.storage.get_bytes(&layout::blob_data(digest)).await {
+            Ok(b) => Manifest::parse(&b, None).ok().and_then(|m| m.subject),
+            Err(_) => None,
+        };
+        for t in self.storage.list(&layout::tags(name)).await? {
+            let Ok(tag) = Tag::parse(&t) else {
+                continue;
+            };
+            let path = layout::tag(name, &tag);
+            if let Ok(b) = self.storage.get_bytes(&path).await
+                && b.trim_ascii() == digest.as_str().as_bytes()
+            {
+                self.storage.delete(&path).await?;
+            }
+        }
+        // The revision directory, not just its link, so listings stay clean.
+        let dir = link.trim_end_matches("/link").to_owned();
+        self.storage.delete(&dir).await?;
+        if let Some(s) = subject {
+            self.storage
+                .delete(&layout::referrer(name, &s.digest, digest))
+                .await?;
+        }
+        self.manifests.drop_repository(name);
+        if let Some(index) = &self.index
+            && !self.has_manifests(name).await?
+        {
+            index.remove(name.as_str().to_owned()).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn has_manifests(&self, name: &Name) -> Result<bool, StoreError> {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            if !self
+                .storage
+                .list(&layout::revisions(name, alg))
+                .await?
+                .is_empty()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The repository's tags, sorted.
+    pub(crate) async fn tags(&self, name: &Name) -> Result<Vec<String>, StoreError> {
+        if self
+            .storage
+            .list(&layout::repository(name))
+            .await?
+            .is_empty()
+        {
+            return Err(StoreError::NameUnknown(name.clone()));
+        }
+        let mut tags = self.storage.list(&layout::tags(name)).await?;
+        tags.retain(|t| Tag::parse(t).is_ok());
+        tags.sort_unstable();
+        Ok(tags)
+    }
+
+    /// Descriptors of the manifests whose subject is `subject`, optionally
+    /// only those of `artifact_type`, in a stable order.
+    pub(crate) async fn referrers(
+        &self,
+        name: &Name,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let dir = layout::referrers(name, subject);
+        let mut entries = self.storage.list(&dir).await?;
+        entries.sort_unstable();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Ok(raw) = self.storage.get_bytes(&format!("{dir}/{e}")).await else {
+                continue;
+            };
+            let Ok(d) = serde_json::from_slice::<Value>(&raw) else {
+                continue;
+            };
+            if artifact_type
+                .is_none_or(|t| d.get("artifactType").and_then(Value::as_str) == Some(t))
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}

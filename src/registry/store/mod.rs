@@ -1,0 +1,270 @@
+//! OCI semantics over a storage driver: blobs, uploads, manifests, tags and
+//! referrers.
+//!
+//! The store decides what is visible when. Blobs are verified against their
+//! digest while they stream in and published with one atomic rename; a
+//! manifest is checked (its blobs and child manifests must be in the
+//! repository) before anything about it is written; a tag is one small
+//! object replaced atomically. The store knows nothing of HTTP: request
+//! bodies arrive as byte streams, answers leave as values and
+//! [`StoreError`]s.
+//!
+//! ## Rooms
+//!
+//! ```text
+//! mod.rs        Store, StoreError, repository listing, search index refresh
+//! blobs.rs      size, read, redirect, mount, delete, links
+//! uploads.rs    chunked and monolithic uploads, purge of abandoned ones
+//! manifests.rs  manifests, tags, referrers
+//! hashing.rs    the background hasher of upload bodies
+//! sessions.rs   the upload session map (`Sessions`)
+//! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests)
+//! ```
+//!
+//! Garbage collection and pull-through mirroring get modules of their own
+//! beside these (`gc.rs`, `mirror.rs`), not inside them: gc walks what
+//! `mod.rs` lists and deletes through `blobs`/`manifests`; a mirror fills
+//! the store through the same write paths as a push. Per-repository write
+//! locks belong beside the caches in [`Store`] and are taken by the write
+//! paths of `blobs`, `uploads` and `manifests`; a bound in bytes or a cache
+//! shared between processes goes into `cache.rs`.
+//!
+//! ## Rationale
+//!
+//! * Upload sessions keep their hash state in memory so a chunked upload is
+//!   hashed once, as it arrives. The state is dropped (and the data is
+//!   re-hashed at the end) whenever it may be out of step with the bytes on
+//!   storage: after a restart, after a chunk that failed half-way, or when
+//!   the client names another algorithm.
+//! * Manifest reads are cached (reference → bytes), because manifest `GET`
+//!   is the hottest path of a registry; so are blob sizes (repository and
+//!   digest → size, for `HEAD` and `GET` of blobs and the checks of a
+//!   manifest push), which saves two `stat`s per request. Blob content is
+//!   immutable (its path is its digest), so only `DELETE` of a blob drops
+//!   an entry. Each cache has a generation counter that every write
+//!   affecting it bumps (see `cache.rs`); a read only fills the cache if no
+//!   such write happened since it started, so a stale entry can never be
+//!   inserted after the invalidation that should have removed it. The
+//!   caches assume this process is the only writer of its storage.
+//! * When the driver says its storage is shared with other processes
+//!   ([`Storage::shared`]: object stores, where several `serve` processes
+//!   run on one bucket), nothing remembered between requests is trusted:
+//!   both caches are off, an upload's hash state is used only while
+//!   the stored size still matches it (another process may have appended),
+//!   an upload is checked to still exist before each request, and the
+//!   search index is refreshed from storage ([`Store::refresh_index`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use super::index::Index;
+use super::layout;
+use super::oci::{Digest, Name};
+use super::storage::{Storage, StorageError};
+
+mod blobs;
+mod cache;
+mod hashing;
+mod manifests;
+mod sessions;
+mod uploads;
+
+use cache::RepoCache;
+use sessions::Sessions;
+
+/// A request body as the store reads it.
+pub(crate) type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// Why a store operation failed; `http::error` maps each to an OCI code.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The blob is not in the repository.
+    #[error("blob `{0}` is unknown to the repository")]
+    BlobUnknown(Digest),
+    /// No such upload in the repository.
+    #[error("upload `{0}` is unknown")]
+    UploadUnknown(String),
+    /// The upload cannot continue as asked.
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// A chunk does not start where the upload ends.
+    #[error("chunk starts at {start} but the upload has {size} bytes")]
+    RangeInvalid {
+        /// Where the chunk claimed to start.
+        start: u64,
+        /// Bytes in the upload so far.
+        size: u64,
+    },
+    /// The content does not have the digest the client named.
+    #[error("content digest `{actual}` does not match `{expected}`")]
+    DigestMismatch {
+        /// What the client said.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The manifest is not in the repository.
+    #[error("manifest `{0}` is unknown to the repository")]
+    ManifestUnknown(String),
+    /// The manifest cannot be accepted.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// A blob or child manifest the manifest references is missing.
+    #[error("manifest references `{0}`, which is not in the repository")]
+    ManifestBlobUnknown(Digest),
+    /// No such repository.
+    #[error("repository `{0}` is unknown")]
+    NameUnknown(Name),
+    /// The storage driver failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A manifest as stored and served: bytes exactly as pushed.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredManifest {
+    /// Digest of `bytes`.
+    pub(crate) digest: Digest,
+    /// Media type it was pushed with.
+    pub(crate) media_type: String,
+    /// The bytes.
+    pub(crate) bytes: Bytes,
+}
+
+/// What a manifest push produced.
+#[derive(Debug, Clone)]
+pub(crate) struct PutManifest {
+    /// Digest of the stored bytes.
+    pub(crate) digest: Digest,
+    /// The manifest's `subject`, for the `OCI-Subject` header.
+    pub(crate) subject: Option<Digest>,
+}
+
+/// The OCI store.
+pub(crate) struct Store {
+    storage: Arc<dyn Storage>,
+    index: Option<Arc<Index>>,
+    /// Upload sessions of this process.
+    sessions: Sessions,
+    /// Manifests by repository and tag or digest.
+    manifests: RepoCache<Arc<StoredManifest>>,
+    /// Sizes of blobs linked into repositories.
+    blob_sizes: RepoCache<u64>,
+    /// Other processes write the same storage (see Rationale).
+    shared: bool,
+    /// When the search index was last rebuilt from storage.
+    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Store {
+    /// A store over `storage`, keeping `index` (if any) current.
+    pub(crate) fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
+        let shared = storage.shared();
+        Self {
+            index,
+            sessions: Sessions::default(),
+            manifests: RepoCache::new(!shared),
+            blob_sizes: RepoCache::new(!shared),
+            shared,
+            storage,
+            refreshed: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether other processes may write this store's storage.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Records that the search index was just rebuilt from storage.
+    pub(crate) async fn index_rebuilt(&self) {
+        *self.refreshed.lock().await = Some(std::time::Instant::now());
+    }
+
+    /// Rebuilds the search index from storage when it was last rebuilt
+    /// more than `max_age` ago (or never). This is how a process sees
+    /// repositories pushed through other processes on shared storage.
+    /// Concurrent callers wait for one rebuild rather than start several.
+    pub(crate) async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let mut last = self.refreshed.lock().await;
+        if last.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        let repos = self.repositories_with_manifests().await?;
+        if let Err(e) = index.rebuild(repos).await {
+            tracing::warn!(error = %e, "search index refresh failed");
+        }
+        *last = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// All repositories that have had a manifest, sorted.
+    pub(crate) async fn repositories(&self) -> Result<Vec<String>, StoreError> {
+        let mut r = self.walk().await?.manifests;
+        r.sort_unstable();
+        Ok(r)
+    }
+
+    /// Repositories that currently hold at least one manifest (what the
+    /// search index lists), sorted.
+    pub(crate) async fn repositories_with_manifests(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.repositories().await? {
+            if let Ok(name) = Name::parse(&r)
+                && self.has_manifests(&name).await?
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds repository directories under `repositories/`.
+    async fn walk(&self) -> Result<Walk, StoreError> {
+        let mut found = Walk::default();
+        let mut pending = vec![String::new()];
+        while let Some(prefix) = pending.pop() {
+            let dir = if prefix.is_empty() {
+                layout::REPOSITORIES.to_owned()
+            } else {
+                format!("{}/{prefix}", layout::REPOSITORIES)
+            };
+            for child in self.storage.list(&dir).await? {
+                if child == layout::MANIFESTS_DIR {
+                    found.manifests.push(prefix.clone());
+                } else if child == layout::UPLOADS_DIR {
+                    found.uploads.push(prefix.clone());
+                } else if !child.starts_with('_') {
+                    pending.push(if prefix.is_empty() {
+                        child
+                    } else {
+                        format!("{prefix}/{child}")
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[derive(Default)]
+struct Walk {
+    manifests: Vec<String>,
+    uploads: Vec<String>,
+}
+
+pub(super) fn not_found_as<T>(
+    r: Result<T, StorageError>,
+    f: impl FnOnce() -> StoreError,
+) -> Result<T, StoreError> {
+    match r {
+        Err(e) if e.is_not_found() => Err(f()),
+        other => Ok(other?),
+    }
+}

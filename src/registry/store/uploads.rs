@@ -1,0 +1,296 @@
+//! Uploads: start, append, status, finish (verify and publish the blob),
+//! cancel, and the purge of abandoned uploads. An upload's bytes live on
+//! storage; its hash state lives in the session map ([`super::sessions`])
+//! and is used only while it is known to match those bytes (see the
+//! store's Rationale).
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+use super::hashing::BackgroundHash;
+use super::sessions::{Session, SessionEntry, SessionRef};
+use super::{Body, Store, StoreError};
+use crate::registry::layout;
+use crate::registry::oci::{Algorithm, Digest, Hasher, Name};
+
+impl Store {
+    /// Starts an upload.
+    pub(crate) async fn upload_start(&self, name: &Name) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.storage
+            .put_bytes(
+                &layout::upload_started(name, id),
+                Bytes::from(now.to_string()),
+            )
+            .await?;
+        self.sessions.insert(id, SessionEntry::new(name, true));
+        Ok(id)
+    }
+
+    /// The session of upload `id` of `name`, recreated from storage after a
+    /// restart.
+    async fn session(&self, name: &Name, id: Uuid) -> Result<SessionRef, StoreError> {
+        let unknown = || StoreError::UploadUnknown(id.to_string());
+        let cached = self.sessions.get(id);
+        if let Some(s) = &cached {
+            // The id alone is not enough: it must be used under its own
+            // repository.
+            if s.name != *name {
+                return Err(unknown());
+            }
+            if !self.shared {
+                return Ok(s.clone());
+            }
+        }
+        // On shared storage another process may have finished or cancelled
+        // the upload: storage decides whether it still exists.
+        match self.storage.stat(&layout::upload_started(name, id)).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                if cached.is_some() {
+                    self.sessions.remove(id);
+                }
+                return Err(unknown());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        Ok(self.sessions.insert(id, SessionEntry::new(name, false)))
+    }
+
+    /// Bytes on storage for an upload whose hash state is unknown.
+    async fn stored_size(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
+        match self.storage.stat(&layout::upload_data(name, id)).await {
+            Ok(m) => Ok(m.size),
+            Err(e) if e.is_not_found() => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn current_size(
+        &self,
+        name: &Name,
+        s: &mut Session,
+        id: Uuid,
+    ) -> Result<u64, StoreError> {
+        if s.hasher.is_some() && !self.shared {
+            return Ok(s.size);
+        }
+        let stored = self.stored_size(name, id).await?;
+        if stored != s.size {
+            // Another process appended: the hash state is out of step.
+            s.hasher = None;
+        }
+        Ok(stored)
+    }
+
+    /// The session of upload `id`, locked for a write, once it is known
+    /// to be open and, when the request gives a `Content-Range`, to end
+    /// where the chunk starts.
+    async fn open_at(
+        &self,
+        name: &Name,
+        id: Uuid,
+        start: Option<u64>,
+    ) -> Result<OwnedMutexGuard<Session>, StoreError> {
+        let entry = self.session(name, id).await?;
+        let mut s = entry.state.clone().lock_owned().await;
+        if s.closed {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        let size = self.current_size(name, &mut s, id).await?;
+        match start {
+            Some(start) if start != size => Err(StoreError::RangeInvalid { start, size }),
+            _ => Ok(s),
+        }
+    }
+
+    /// Bytes received so far.
+    pub(crate) async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
+        let entry = self.session(name, id).await?;
+        let mut s = entry.state.lock().await;
+        if s.closed {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        self.current_size(name, &mut s, id).await
+    }
+
+    /// Appends `body` to an upload. `start`, from `Content-Range`, must be
+    /// where the upload ends. Returns the new size.
+    pub(crate) async fn upload_append(
+        &self,
+        name: &Name,
+        id: Uuid,
+        start: Option<u64>,
+        body: Body,
+    ) -> Result<u64, StoreError> {
+        let mut s = self.open_at(name, id, start).await?;
+        self.append(name, &mut s, id, body).await
+    }
+
+    async fn append(
+        &self,
+        name: &Name,
+        s: &mut Session,
+        id: Uuid,
+        mut body: Body,
+    ) -> Result<u64, StoreError> {
+        // Until the chunk is committed the hash state may not match storage.
+        let mut hasher = s.hasher.take().map(BackgroundHash::new);
+        let mut w = self
+            .storage
+            .writer(&layout::upload_data(name, id), true)
+            .await?;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    w.commit().await?;
+                    return Err(StoreError::UploadInvalid(format!(
+                        "request body ended early: {e}"
+                    )));
+                }
+            };
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk).await?;
+            }
+            w.write(chunk).await?;
+        }
+        let size = w.size();
+        let hasher = match hasher {
+            Some(h) => Some(h.finish().await?),
+            None => None,
+        };
+        w.commit().await?;
+        s.size = size;
+        s.hasher = hasher;
+        Ok(size)
+    }
+
+    /// Finishes an upload: appends `body`, checks the digest and publishes
+    /// the blob. On a mismatch the upload is discarded and nothing is stored.
+    pub(crate) async fn upload_finish(
+        &self,
+        name: &Name,
+        id: Uuid,
+        digest: &Digest,
+        start: Option<u64>,
+        body: Body,
+    ) -> Result<u64, StoreError> {
+        let mut s = self.open_at(name, id, start).await?;
+        let result = self.finish(name, &mut s, id, digest, body).await;
+        match &result {
+            // A client may retry a chunk after an I/O failure; anything else
+            // ends the upload, and a bad digest must leave nothing behind.
+            Err(StoreError::Storage(_)) => {}
+            _ => {
+                s.closed = true;
+                self.sessions.remove(id);
+                self.storage.delete(&layout::upload(name, id)).await?;
+            }
+        }
+        result
+    }
+
+    async fn finish(
+        &self,
+        name: &Name,
+        s: &mut Session,
+        id: Uuid,
+        digest: &Digest,
+        body: Body,
+    ) -> Result<u64, StoreError> {
+        let size = self.append(name, s, id, body).await?;
+        let data = layout::upload_data(name, id);
+        let actual = match s.hasher.take() {
+            Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
+            _ => self.rehash(&data, digest.algorithm()).await?,
+        };
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let target = layout::blob_data(digest);
+        match self.storage.rename(&data, &target).await {
+            Ok(()) => {}
+            // A zero-byte upload never created its data object.
+            Err(e) if e.is_not_found() && size == 0 => {
+                self.storage.put_bytes(&target, Bytes::new()).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.link_blob(name, digest).await?;
+        Ok(size)
+    }
+
+    async fn rehash(&self, path: &str, alg: Algorithm) -> Result<Digest, StoreError> {
+        let mut h = Hasher::new(alg);
+        match self.storage.get(path, None).await {
+            Ok(mut stream) => {
+                while let Some(chunk) = stream.try_next().await? {
+                    h.update(&chunk);
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(h.finish())
+    }
+
+    /// Abandons an upload.
+    pub(crate) async fn upload_cancel(&self, name: &Name, id: Uuid) -> Result<(), StoreError> {
+        let entry = self.session(name, id).await?;
+        let mut s = entry.state.lock().await;
+        if s.closed {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        s.closed = true;
+        self.sessions.remove(id);
+        self.storage.delete(&layout::upload(name, id)).await?;
+        Ok(())
+    }
+
+    /// Removes uploads started more than `max_age` ago; returns how many.
+    pub(crate) async fn purge_uploads(&self, max_age: Duration) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
+        let mut purged = 0;
+        for repo in self.walk().await?.uploads {
+            let Ok(name) = Name::parse(&repo) else {
+                continue;
+            };
+            for entry in self.storage.list(&layout::uploads(&repo)).await? {
+                let Ok(id) = Uuid::parse_str(&entry) else {
+                    continue;
+                };
+                let started = match self.storage.stat(&layout::upload_started(&name, id)).await {
+                    Ok(m) => m.modified,
+                    // A directory without its marker is debris: remove it.
+                    Err(e) if e.is_not_found() => SystemTime::UNIX_EPOCH,
+                    Err(e) => return Err(e.into()),
+                };
+                if now.duration_since(started).unwrap_or_default() > max_age {
+                    if let Some(s) = self.sessions.remove(id)
+                        && let Ok(mut s) = s.state.try_lock()
+                    {
+                        s.closed = true;
+                    }
+                    self.storage.delete(&layout::upload(&name, id)).await?;
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
+    }
+}

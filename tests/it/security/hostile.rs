@@ -1,0 +1,216 @@
+//! Random hostile requests and path traversal: no panic, bounded memory,
+//! nothing written outside `storage_path`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Rng, Server, agent, bytes, digest, files_under, raw};
+use crate::support::http::status_of;
+
+/// Random hostile requests: the server never panics, answers `/v2/`
+/// afterwards, keeps its memory bounded and never writes outside
+/// `storage_path`.
+#[test]
+fn hostile_requests_and_path_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Server::start(
+        d,
+        "f:\n  storage: local\n  storage_path: ./data/store\n  loglevel: error\n  limits:\n    header_timeout_secs: 2\n    idle_timeout_secs: 2\n",
+    );
+    let port = server.port;
+    let a = agent();
+    let outside = |d: &Path| -> Vec<_> {
+        files_under(d)
+            .into_iter()
+            .filter(|p| !p.starts_with("data/store"))
+            .collect()
+    };
+    let outside_before = outside(d);
+
+    // Traversal through names, references, digests and upload ids.
+    let up = a
+        .post(server.url("/v2/ok/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let loc = up.headers()["location"].to_str().unwrap().to_owned();
+    let id = loc.rsplit('/').next().unwrap().to_owned();
+    let traversal = [
+        (
+            "GET",
+            "/v2/../../etc/passwd/manifests/latest".to_owned(),
+            vec![400, 404],
+        ),
+        (
+            "GET",
+            "/v2/%2e%2e/%2e%2e/etc/tags/list".to_owned(),
+            vec![400, 404],
+        ),
+        (
+            "GET",
+            "/v2/a/..%2f..%2f/manifests/x".to_owned(),
+            vec![400, 404],
+        ),
+        (
+            "PUT",
+            "/v2/ok/manifests/..%2f..%2fescape".to_owned(),
+            vec![400, 404],
+        ),
+        ("PUT", "/v2/ok/manifests/.._.._escape".to_owned(), vec![400]),
+        (
+            "GET",
+            "/v2/ok/blobs/sha256:..%2f..%2f..%2fetc%2fpasswd".to_owned(),
+            vec![400, 404],
+        ),
+        (
+            "GET",
+            format!("/v2/ok/blobs/sha256:../../{}", "0".repeat(58)),
+            vec![400, 404],
+        ),
+        (
+            "GET",
+            "/v2/ok/blobs/uploads/..%2f..%2f_tmp".to_owned(),
+            vec![404],
+        ),
+        (
+            "PATCH",
+            "/v2/ok/blobs/uploads/../../../../tmp/x".to_owned(),
+            vec![400, 404, 405],
+        ),
+        (
+            "PUT",
+            format!(
+                "/v2/ok/blobs/uploads/{id}/..?digest=sha256:{}",
+                "a".repeat(64)
+            ),
+            vec![400, 404, 405],
+        ),
+        ("GET", format!("/v2/other/blobs/uploads/{id}"), vec![404]),
+        ("GET", "/v2/ok%00/tags/list".to_owned(), vec![400, 404]),
+        (
+            "GET",
+            "/v2/ok/tags/list?n=-1&last=../../..".to_owned(),
+            vec![200, 400, 404],
+        ),
+        (
+            "POST",
+            "/v2/ok/blobs/uploads/?mount=sha256:../../x&from=../..".to_owned(),
+            vec![202, 400],
+        ),
+        (
+            "GET",
+            format!("/v2/{}/tags/list", "a/".repeat(200) + "a"),
+            vec![400, 404],
+        ),
+    ];
+    for (method, path, want) in &traversal {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let got = raw(port, req.as_bytes(), Duration::from_secs(10));
+        let status = status_of(&got).unwrap_or(0);
+        assert!(
+            want.contains(&status),
+            "{method} {path}: {status}\n{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // The upload is still there under its own repository, and works.
+    let data = b"payload";
+    let dd = digest(data);
+    let r = a
+        .put(server.url(&format!("{loc}?digest={dd}")))
+        .send(&data[..])
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Randomised requests.
+    let mut rng = Rng::from_clock("hostile requests");
+    let methods = [
+        "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "BREW",
+        "G\0T", "",
+    ];
+    let paths = [
+        "/v2/",
+        "/v2/a/manifests/x",
+        "/v2/a/blobs/uploads/",
+        "/v2/_catalog?n=999999999999",
+        "/v2/a/blobs/sha256:0",
+        "/v1/search?q=%ff%fe",
+        "/%00",
+        "/v2/a/referrers/sha256:x",
+        "//v2//",
+        "/v2/a/blobs/uploads/00000000-0000-0000-0000-000000000000",
+        "*",
+        "http://evil/v2/",
+        "/v2/a/tags/list?n=0&last=%00",
+    ];
+    let mut tried = 0;
+    let start = Instant::now();
+    while tried < 1500 && start.elapsed() < Duration::from_secs(60) {
+        let method = methods[rng.below(methods.len() as u64) as usize];
+        let mut path = paths[rng.below(paths.len() as u64) as usize].to_owned();
+        match rng.below(6) {
+            0 => path.push_str(&"/..".repeat(rng.below(50) as usize)),
+            1 => path.push_str(&"%2e%2e%2f".repeat(rng.below(50) as usize)),
+            2 => path.push_str(&"x".repeat(rng.below(10_000) as usize)),
+            3 => {
+                path = String::from_utf8_lossy(&bytes(rng.next(), 1 + rng.below(200) as usize))
+                    .replace(['\r', '\n', ' '], "_")
+            }
+            _ => {}
+        }
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let body_len = rng.below(3000) as usize;
+        match rng.below(8) {
+            0 => req.push_str("Content-Length: 99999999999999999999\r\n"),
+            1 => req.push_str("Content-Length: -5\r\n"),
+            2 => req.push_str(&format!("Content-Length: {}\r\n", body_len + 100)),
+            3 => req.push_str("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+            4 => req.push_str("Content-Range: bytes=99-1\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n"),
+            5 => req.push_str(&format!("X-Garbage: {}\r\n", String::from_utf8_lossy(&bytes(rng.next(), 100)).replace(['\r', '\n'], ""))),
+            6 => req.push_str("Authorization: Basic !!!!\r\nRange: bytes=5-1,999999999999-\r\n"),
+            _ => req.push_str(&format!("Content-Length: {body_len}\r\n")),
+        }
+        req.push_str("Connection: close\r\n\r\n");
+        let mut wire = req.into_bytes();
+        wire.extend_from_slice(&bytes(rng.next(), body_len));
+        let got = raw(port, &wire, Duration::from_secs(5));
+        if let Some(s) = status_of(&got) {
+            assert!(
+                s != 500,
+                "500 for {}",
+                String::from_utf8_lossy(&wire[..wire.len().min(300)])
+            );
+        }
+        tried += 1;
+    }
+    // Many open connections, some sending a byte at a time.
+    let mut idle: Vec<_> = (0..200)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    for (i, s) in idle.iter_mut().enumerate().take(50) {
+        use std::io::Write;
+        let _ = s.write_all(&b"PUT /v2/a/manifests/x HTTP/1.1\r\n"[..(i % 20) + 1]);
+    }
+    assert_eq!(a.get(server.url("/v2/")).call().unwrap().status(), 200);
+    drop(idle);
+    eprintln!(
+        "hostile requests: {tried} random + {} traversal",
+        traversal.len()
+    );
+
+    assert!(server.alive(), "the server died");
+    assert_eq!(a.get(server.url("/v2/")).call().unwrap().status(), 200);
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    let hwm = server.vm_hwm_kib();
+    eprintln!("hostile requests: server VmHWM {hwm} KiB");
+    assert!(hwm < 200 * 1024, "peak memory {hwm} KiB");
+    // Nothing was written outside storage_path.
+    assert_eq!(outside_before, outside(d));
+    assert!(files_under(&d.join("data/store")).iter().all(|p| {
+        let s = p.to_string_lossy();
+        s.starts_with("blobs/") || s.starts_with("repositories/") || s.starts_with("_tmp/")
+    }));
+}

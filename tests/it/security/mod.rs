@@ -1,0 +1,39 @@
+//! Security of `regconf serve` and of the configuration side (issue 8):
+//! htpasswd authentication with read-only and read-write users, TLS, the
+//! limits, hostile requests, path traversal, and that a configuration can
+//! neither run code nor make regconf open files it was not told to.
+//! Loopback only; every test is bounded in time.
+//!
+//! One file per concern: `auth_tls` (logins, roles, TLS), `limits`
+//! (headers, bodies, slow and idle clients), `hostile` (random hostile
+//! requests, path traversal), `settings` (the `auth:`, `tls:` and `limits:`
+//! settings checked, and what a configuration cannot make regconf do).
+//! The helpers they share are here.
+
+mod auth_tls;
+mod hostile;
+mod limits;
+mod settings;
+
+use std::path::Path;
+
+pub(super) const ALICE: (&str, &str) = ("alice", "alice-pw-9f3K");
+pub(super) const BOB: (&str, &str) = ("bob", "bob-pw-77Qz");
+
+pub(super) fn htpasswd(dir: &Path) {
+    let mut text = String::from("# regconf test users\n");
+    for (u, p) in [ALICE, BOB] {
+        text.push_str(&format!("{u}:{}\n", bcrypt::hash(p, 5).unwrap()));
+    }
+    std::fs::write(dir.join("htpasswd"), text).unwrap();
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert, key) PEM.
+pub(super) fn self_signed(dir: &Path) -> (String, String) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
