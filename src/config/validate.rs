@@ -295,8 +295,17 @@ impl Scan<'_> {
                 if r.node.tag.is_none() {
                     self.mapping(r);
                 }
-                for (_, v) in pairs {
-                    self.node(v, in_list);
+                for (k, v) in pairs {
+                    // `<<: [*a, *b]` names mappings to merge; its sequence is
+                    // not a list value, so `_env:` in those mappings resolves.
+                    match &v.node.kind {
+                        NodeKind::Seq(items) if is_merge_key(k) => {
+                            for item in items {
+                                self.node(item, in_list);
+                            }
+                        }
+                        _ => self.node(v, in_list),
+                    }
                 }
             }
         }
@@ -395,7 +404,7 @@ impl Scan<'_> {
         };
         let mut sources: Vec<(Span, Ref)> = Vec::new();
         for (k, v) in pairs {
-            let is_merge = matches!(&k.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text == "<<" && k.node.tag.is_none());
+            let is_merge = is_merge_key(k);
             if !is_merge {
                 continue;
             }
@@ -584,4 +593,9 @@ pub fn counts(diags: &[Diagnostic]) -> (usize, usize) {
         .filter(|d| d.severity == Severity::Warning)
         .count();
     (errors, warnings)
+}
+
+/// A plain, untagged `<<` key: a merge key.
+fn is_merge_key(k: &Ref) -> bool {
+    matches!(&k.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text == "<<" && k.node.tag.is_none())
 }

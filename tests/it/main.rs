@@ -23,8 +23,11 @@ mod validate;
 // the committed JSON Schemas and `regconf schema`
 mod schema;
 
-// explain, env, diff, flavors, init, export, --set, secrets masked
+// explain, env, diff, flavors, init, --set, secrets masked
 mod operator;
+
+// export to distribution's format, loaded by distribution itself
+mod export;
 
 // regconf serve as a process
 mod serve;
