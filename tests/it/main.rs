@@ -32,6 +32,9 @@ mod export;
 // regconf serve as a process
 mod serve;
 
+// the seed's workflow with the real docker and podman clients (own dockerd)
+mod docker;
+
 // the dependency rule between modules
 mod architecture;
 
