@@ -2,14 +2,14 @@
 //! `/v1/search` and `docker search`, `docker pull` on a clean daemon,
 //! `docker login` against htpasswd; and one push/pull round trip with podman.
 //!
-//! The tests start their own `dockerd` (Debian's `docker.io`, as root) with
-//! everything in a temporary folder: no iptables, no bridge, its own socket,
-//! data and exec roots. Tests that run at the same time share one daemon; the
-//! last one to finish stops it (SIGTERM, then SIGKILL, its containerd too),
-//! also when a test fails. Images come from `docker import` of a tarball the
-//! test writes, since nothing can be pulled from the internet here. Loopback
-//! registries are insecure (plain HTTP) by default for dockerd and are
-//! reached with `--tls-verify=false` by podman.
+//! These tests and container_image.rs start their own `dockerd` (Debian's
+//! `docker.io`, as root) with everything in a temporary folder: no iptables,
+//! no bridge, its own socket, data and exec roots. Tests that run at the same
+//! time share one daemon; the last one to finish stops it (SIGTERM, then
+//! SIGKILL, its containerd too), also when a test fails. Images come from
+//! `docker import` of a tarball the test writes, since nothing can be pulled
+//! from the internet here. Loopback registries are insecure (plain HTTP) by
+//! default for dockerd and are reached with `--tls-verify=false` by podman.
 //!
 //! A daemon that cannot start fails the test with its log: no silent skip.
 

@@ -35,6 +35,9 @@ mod serve;
 // the seed's workflow with the real docker and podman clients (own dockerd)
 mod docker;
 
+// the container image built by scripts/build-image.sh, and `healthcheck`
+mod container_image;
+
 // the dependency rule between modules
 mod architecture;
 
