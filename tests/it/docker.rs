@@ -169,7 +169,27 @@ impl Drop for Daemon {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
         }
+        // dockerd leaves a bind mount of the host's network namespace
+        // (exec/netns/default), and overlay mounts if it was killed; unmount
+        // them, deepest first, so the folder can be removed.
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).status();
+        }
     }
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&format!("{dir}/")))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn tail(text: &str, lines: usize) -> String {
