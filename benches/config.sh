@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Benchmark of the configuration side, whole process, side by side in one run:
-# regconf (release build) against the reference resolver
-# (../shared/reference/v1_resolve.py), on docker-registry's 0.9.1 sample and
-# on generated files of chained flavors. Prints ratios, not just times: the
-# machines are shared and noisy.
+# regconf (release build) against the reference resolver (v1_resolve.py,
+# docker-registry's configuration model in Python; not part of this
+# repository), on our 0.9-style sample (tests/fixtures/samples/style-0.9.yml)
+# and on generated files of chained flavors. Prints ratios, not just times:
+# the machines are shared and noisy.
 #
-#   bash benches/config.sh            (installs hyperfine with apt-get if missing)
+#   bash benches/config.sh [REFERENCE]   (installs hyperfine with apt-get if missing)
+#
+# REFERENCE is the path of v1_resolve.py: the argument, else $REGCONF_REFERENCE,
+# else ../shared/reference/v1_resolve.py (where CI keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ref=${1:-${REGCONF_REFERENCE:-../shared/reference/v1_resolve.py}}
+if [ ! -f "$ref" ]; then
+  echo "benches/config.sh: reference resolver not found at $ref" >&2
+  echo "  it compares regconf with docker-registry's configuration model, v1_resolve.py" >&2
+  echo "  (Python 3 + PyYAML), which is not in this repository: pass its path as the" >&2
+  echo "  first argument or in REGCONF_REFERENCE" >&2
+  exit 2
+fi
 if ! command -v hyperfine >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null
 fi
 cargo build --release -q
 bin=target/release/regconf
-ref=../shared/reference/v1_resolve.py
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo '{}' > "$work/env.json"
-cp ../shared/reference/samples/docker-registry-0.9.1.yml "$work/sample.yml"
+cp tests/fixtures/samples/style-0.9.yml "$work/sample.yml"
 for n in 100 500 1000 10000 20000; do
   python3 benches/gen_flavors.py "$n" > "$work/chain-$n.yml"
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every regconf test on a fresh machine: installs what the tests need
-# when it is missing, then runs cargo's tests. `.ci/run` calls this script.
+# when it is missing, checks formatting and lints, then runs cargo's tests.
+# `.ci/run` calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,11 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# docker.rs and image.rs start their own dockerd; podman for one round trip
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+# scripts/build-image.sh checks the static binary with file(1)
+command -v file >/dev/null 2>&1 || need_apt+=(file)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,5 +32,11 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing ${need_pip[*]} (pip)"
   python3 -m pip install -q "${need_pip[@]}"
 fi
+
+# Style and lints first: what reviewers check, checked without anyone's reminder.
+echo "cargo fmt --check"
+cargo fmt --check
+echo "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -q -- -D warnings
 
 cargo test --all-targets "$@"

@@ -10,6 +10,7 @@ mod env;
 mod explain;
 mod export;
 mod flavors;
+mod healthcheck;
 mod init;
 mod render;
 mod schema;
@@ -79,6 +80,8 @@ enum Command {
     Schema(schema::Args),
     /// Run a container registry configured by one flavor.
     Serve(serve::Args),
+    /// Exit 0 if a running `serve` answers `GET /v2/` (for HEALTHCHECK).
+    Healthcheck(healthcheck::Args),
     /// Show where a setting's value comes from: file, merge keys, variable.
     Explain(explain::Args),
     /// List the environment variables a flavor reads.
@@ -297,6 +300,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Schema(args) => schema::run(&args),
         Command::Serve(args) => serve::run(&ctx, &args),
+        Command::Healthcheck(args) => healthcheck::run(&ctx, &args),
         Command::Explain(args) => explain::run(&ctx, &args),
         Command::Env(args) => env::run(&ctx, &args),
         Command::Diff(args) => diff::run(&ctx, &args),

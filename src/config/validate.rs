@@ -303,8 +303,17 @@ impl Scan<'_> {
                 if r.node.tag.is_none() {
                     self.mapping(r);
                 }
-                for (_, v) in pairs {
-                    self.node(v, in_list);
+                for (k, v) in pairs {
+                    // `<<: [*a, *b]` names mappings to merge; its sequence is
+                    // not a list value, so `_env:` in those mappings resolves.
+                    match &v.node.kind {
+                        NodeKind::Seq(items) if k.is_plain_merge_key() => {
+                            for item in items {
+                                self.node(item, in_list);
+                            }
+                        }
+                        _ => self.node(v, in_list),
+                    }
                 }
             }
         }

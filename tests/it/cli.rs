@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{regconf, root, shared, snapshot, transcript};
+use crate::common::{fixture, regconf, root, snapshot, transcript};
 
 fn snap(name: &str, actual: &str) {
     snapshot(
@@ -15,7 +15,7 @@ fn snap(name: &str, actual: &str) {
 
 fn sample(dir: &Path, file: &str) -> String {
     let to = dir.join(file);
-    std::fs::copy(shared().join("reference/samples").join(file), &to).unwrap();
+    std::fs::copy(fixture("samples").join(file), &to).unwrap();
     file.to_owned()
 }
 
@@ -39,7 +39,7 @@ fn render_without_a_file_uses_the_bundled_default() {
 #[test]
 fn render_picks_file_and_flavor_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sample(dir.path(), "docker-registry-0.9.1.yml");
+    let file = sample(dir.path(), "style-0.9.yml");
     // DOCKER_REGISTRY_CONFIG is relative to the current directory.
     let out = regconf(dir.path())
         .args(["render", "--format", "json"])
@@ -60,7 +60,7 @@ fn render_picks_file_and_flavor_from_the_environment() {
 #[test]
 fn render_says_when_common_is_the_implicit_base() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sample(dir.path(), "seed-sample.yml");
+    let file = sample(dir.path(), "style-seed.yml");
     let out = regconf(dir.path())
         .args(["render", &file, "--flavor", "prod"])
         .env("AWS_S3_BUCKET", "images")
@@ -77,7 +77,7 @@ fn render_says_when_common_is_the_implicit_base() {
 #[test]
 fn render_errors_are_diagnostics_with_exit_status_1() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sample(dir.path(), "docker-registry-0.9.1.yml");
+    let file = sample(dir.path(), "style-0.9.yml");
     let out = regconf(dir.path())
         .args(["render", &file, "--flavor", "prdo"])
         .output()

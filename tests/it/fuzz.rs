@@ -8,17 +8,13 @@ use proptest::prelude::*;
 use regconf::config::{self, Env, Inherit, Source};
 use regconf::diagnostics::report;
 
-use crate::common::shared;
+use crate::common::fixture;
 
 fn samples() -> Vec<String> {
-    [
-        "docker-registry-0.9.1.yml",
-        "docker-registry-0.6.9.yml",
-        "seed-sample.yml",
-    ]
-    .iter()
-    .map(|f| std::fs::read_to_string(shared().join("reference/samples").join(f)).unwrap())
-    .collect()
+    ["style-0.9.yml", "style-0.6.yml", "style-seed.yml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(fixture("samples").join(f)).unwrap())
+        .collect()
 }
 
 /// Pieces that tend to break YAML and the resolver.

@@ -27,11 +27,20 @@ mod validate;
 // the committed JSON Schemas and `regconf schema`
 mod schema;
 
-// explain, env, diff, flavors, init, export, --set, secrets masked
+// explain, env, diff, flavors, init, --set, secrets masked
 mod operator;
+
+// export to distribution's format, loaded by distribution itself
+mod export;
 
 // regconf serve as a process
 mod serve;
+
+// the seed's workflow with the real docker and podman clients (own dockerd)
+mod docker;
+
+// the container image built by scripts/build-image.sh, and `healthcheck`
+mod container_image;
 
 // the dependency rule between modules
 mod architecture;

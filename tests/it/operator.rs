@@ -1,27 +1,24 @@
 //! The operator commands (`explain`, `env`, `diff`, `flavors`, `init`,
-//! `export`, `completions`, `man`) and `--set`, as exact text; secrets never
-//! shown; the export loaded by the real distribution registry.
+//! `completions`, `man`) and `--set`, as exact text; secrets never shown.
+//! `export` is in export.rs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::common::{regconf, root, shared, snapshot, transcript};
+use crate::common::{fixture, regconf, root, snapshot, transcript};
 
-fn snap_path(name: &str) -> PathBuf {
+pub(crate) fn snap_path(name: &str) -> PathBuf {
     root()
         .join("tests/snapshots/operator")
         .join(format!("{name}.txt"))
 }
 
-fn samples() -> PathBuf {
-    shared().join("reference/samples")
+/// Our sample files in the styles of docker-registry 0.9, 0.6 and the seed.
+pub(crate) fn samples() -> PathBuf {
+    fixture("samples")
 }
 
 /// Runs regconf in `dir` with `args` and `env`, returning the transcript.
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut cmd = regconf(dir);
     cmd.args(args);
     for (k, v) in env {
@@ -106,33 +103,33 @@ fn masked_cases(tmp: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
             vec!["diff", "s3", "ceph-s3", "--format", "json"],
         ),
         (
-            "explain-091-storage_path-prod".into(),
+            "explain-09-storage_path-prod".into(),
             s.clone(),
             vec![
                 "explain",
                 "storage_path",
-                "docker-registry-0.9.1.yml",
+                "style-0.9.yml",
                 "--flavor",
                 "prod",
             ],
         ),
         (
-            "explain-091-secret-prod".into(),
+            "explain-09-secret-prod".into(),
             s.clone(),
             vec![
                 "explain",
                 "s3_secret_key",
-                "docker-registry-0.9.1.yml",
+                "style-0.9.yml",
                 "--flavor",
                 "prod",
             ],
         ),
         (
-            "explain-091-prod-json".into(),
+            "explain-09-prod-json".into(),
             s.clone(),
             vec![
                 "explain",
-                "docker-registry-0.9.1.yml",
+                "style-0.9.yml",
                 "--flavor",
                 "prod",
                 "--format",
@@ -140,11 +137,11 @@ fn masked_cases(tmp: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
             ],
         ),
         (
-            "env-091-prod-json".into(),
+            "env-09-prod-json".into(),
             s.clone(),
             vec![
                 "env",
-                "docker-registry-0.9.1.yml",
+                "style-0.9.yml",
                 "--flavor",
                 "prod",
                 "--format",
@@ -152,36 +149,36 @@ fn masked_cases(tmp: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
             ],
         ),
         (
-            "diff-091-test-prod".into(),
+            "diff-09-test-prod".into(),
             s.clone(),
-            vec!["diff", "test", "prod", "docker-registry-0.9.1.yml"],
+            vec!["diff", "test", "prod", "style-0.9.yml"],
         ),
         (
-            "explain-069-prod".into(),
+            "explain-06-prod".into(),
             s.clone(),
-            vec!["explain", "docker-registry-0.6.9.yml", "--flavor", "prod"],
+            vec!["explain", "style-0.6.yml", "--flavor", "prod"],
         ),
         (
-            "env-069-prod".into(),
+            "env-06-prod".into(),
             s.clone(),
-            vec!["env", "docker-registry-0.6.9.yml", "--flavor", "prod"],
+            vec!["env", "style-0.6.yml", "--flavor", "prod"],
         ),
         (
-            "diff-069-dev-prod".into(),
+            "diff-06-dev-prod".into(),
             s.clone(),
-            vec!["diff", "dev", "prod", "docker-registry-0.6.9.yml"],
+            vec!["diff", "dev", "prod", "style-0.6.yml"],
         ),
         (
             "explain-seed-prod".into(),
             s.clone(),
-            vec!["explain", "seed-sample.yml", "--flavor", "prod"],
+            vec!["explain", "style-seed.yml", "--flavor", "prod"],
         ),
         (
             "env-seed-prod-dotenv".into(),
             s.clone(),
             vec![
                 "env",
-                "seed-sample.yml",
+                "style-seed.yml",
                 "--flavor",
                 "prod",
                 "--format",
@@ -191,7 +188,7 @@ fn masked_cases(tmp: &Path) -> Vec<(String, PathBuf, Vec<&'static str>)> {
         (
             "diff-seed-dev-prod".into(),
             s,
-            vec!["diff", "dev", "prod", "seed-sample.yml"],
+            vec!["diff", "dev", "prod", "style-seed.yml"],
         ),
         (
             "explain-literal-dev".into(),
@@ -280,7 +277,7 @@ fn show_secrets_prints_them() {
         &[
             "explain",
             "s3_secret_key",
-            "docker-registry-0.9.1.yml",
+            "style-0.9.yml",
             "--flavor",
             "prod",
             "--show-secrets",
@@ -294,28 +291,22 @@ fn show_secrets_prints_them() {
 fn explain_a_value_from_a_set_variable() {
     let out = run(
         &samples(),
-        &[
-            "explain",
-            "loglevel",
-            "docker-registry-0.9.1.yml",
-            "--flavor",
-            "prod",
-        ],
+        &["explain", "loglevel", "style-0.9.yml", "--flavor", "prod"],
         &[("LOGLEVEL", "warning")],
     );
-    snapshot(&snap_path("explain-091-loglevel-set"), &out);
+    snapshot(&snap_path("explain-09-loglevel-set"), &out);
     let out = run(
         &samples(),
         &[
             "explain",
             "cors.headers",
-            "docker-registry-0.9.1.yml",
+            "style-0.9.yml",
             "--flavor",
             "dev",
         ],
         &[("CORS_HEADERS", "[Content-Type, X-Trace]")],
     );
-    snapshot(&snap_path("explain-091-cors-headers-set"), &out);
+    snapshot(&snap_path("explain-09-cors-headers-set"), &out);
 }
 
 #[test]
@@ -435,17 +426,17 @@ fn flavors_trees() {
         &run(tmp.path(), &["flavors"], &[]),
     );
     for (name, file) in [
-        ("flavors-091", "docker-registry-0.9.1.yml"),
-        ("flavors-069", "docker-registry-0.6.9.yml"),
-        ("flavors-seed", "seed-sample.yml"),
+        ("flavors-09", "style-0.9.yml"),
+        ("flavors-06", "style-0.6.yml"),
+        ("flavors-seed", "style-seed.yml"),
     ] {
         snapshot(&snap_path(name), &run(&samples(), &["flavors", file], &[]));
     }
     snapshot(
-        &snap_path("flavors-091-json"),
+        &snap_path("flavors-09-json"),
         &run(
             &samples(),
-            &["flavors", "docker-registry-0.9.1.yml", "--format", "json"],
+            &["flavors", "style-0.9.yml", "--format", "json"],
             &[],
         ),
     );
@@ -458,68 +449,6 @@ fn flavors_trees() {
         &snap_path("flavors-multi"),
         &run(tmp.path(), &["flavors", "multi.yml"], &[]),
     );
-}
-
-#[test]
-fn export_snapshots() {
-    let tmp = tempfile::tempdir().unwrap();
-    snapshot(
-        &snap_path("export-bundled-dev"),
-        &run(
-            tmp.path(),
-            &["export", "--to", "distribution", "--flavor", "dev"],
-            &[],
-        ),
-    );
-    let s3_env = [
-        ("AWS_BUCKET", "images"),
-        ("AWS_REGION", "eu-west-1"),
-        ("CORS_ORIGINS", "[https://ui.example]"),
-        ("CORS_METHODS", "[GET, HEAD]"),
-        ("MIRROR_SOURCE", "https://registry-1.docker.io"),
-        ("CACHE_REDIS_HOST", "redis"),
-        ("CACHE_REDIS_PORT", "6379"),
-    ];
-    snapshot(
-        &snap_path("export-bundled-prod"),
-        &run(
-            tmp.path(),
-            &["export", "--to", "distribution", "--flavor", "prod"],
-            &s3_env,
-        ),
-    );
-    snapshot(
-        &snap_path("export-bundled-glance"),
-        &run(
-            tmp.path(),
-            &["export", "--to", "distribution", "--flavor", "glance"],
-            &[],
-        ),
-    );
-    for (name, file, flavor) in [
-        ("export-091-gcs", "docker-registry-0.9.1.yml", "gcs"),
-        (
-            "export-091-azureblob",
-            "docker-registry-0.9.1.yml",
-            "azureblob",
-        ),
-        ("export-069-dev", "docker-registry-0.6.9.yml", "dev"),
-        ("export-seed-prod", "seed-sample.yml", "prod"),
-    ] {
-        snapshot(
-            &snap_path(name),
-            &run(
-                &samples(),
-                &["export", file, "--to", "distribution", "--flavor", flavor],
-                &[
-                    ("GCS_BUCKET", "images"),
-                    ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
-                    ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
-                    ("AWS_S3_BUCKET", "images"),
-                ],
-            ),
-        );
-    }
 }
 
 #[test]
@@ -551,8 +480,8 @@ fn env_check_fails_naming_each_missing_variable_then_passes() {
     snapshot(&snap_path("env-check-bundled-azureblob-passes"), &out);
     assert!(out.starts_with("status: 0\n"), "{out}");
     for (file, flavor, var) in [
-        ("docker-registry-0.9.1.yml", "prod", "AWS_BUCKET"),
-        ("seed-sample.yml", "prod", "AWS_S3_BUCKET"),
+        ("style-0.9.yml", "prod", "AWS_BUCKET"),
+        ("style-seed.yml", "prod", "AWS_S3_BUCKET"),
     ] {
         let out = run(
             &samples(),
@@ -686,192 +615,3 @@ fn completions_and_man() {
 }
 
 // Acceptance 3: the export loads in the real distribution registry.
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn has(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `GET path` on 127.0.0.1:port, answering the status code.
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
-/// A child process killed (by its PID) when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(port: u16, path: &str, child: &mut Child) -> (u16, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(r) = http(port, "GET", path, b"") {
-            return r;
-        }
-        if let Ok(Some(status)) = child.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.0.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the server exited ({status}) before answering:\n{err}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no answer on port {port} in 30s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs `docker-registry serve FILE` on a free port; `GET /v2/` must answer
-/// 200. Returns the port and the process.
-fn serve_distribution(config: &Path) -> (u16, Child) {
-    let port = free_port();
-    let mut child = Child(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(config)
-            .env_clear()
-            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker-registry starts"),
-    );
-    // Drain its log so that it never blocks on a full pipe.
-    let err = child.0.stderr.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
-    let (status, text) = wait_for(port, "/v2/", &mut child);
-    assert_eq!(status, 200, "GET /v2/ answered:\n{text}");
-    (port, child)
-}
-
-/// Pushes one blob through distribution (monolithic upload) and reads it
-/// back, so the storage settings are exercised, not only parsed.
-fn push_blob(port: u16) {
-    let data = b"regconf export check";
-    let digest = format!("sha256:{}", sha256_hex(data));
-    let (status, text) = http(port, "POST", "/v2/regconf/check/blobs/uploads/", b"").unwrap();
-    assert_eq!(status, 202, "upload start:\n{text}");
-    let location = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Location: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .unwrap()
-        .trim()
-        .to_owned();
-    let path = location
-        .split_once("//")
-        .map_or(location.as_str(), |(_, r)| &r[r.find('/').unwrap()..]);
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let (status, text) = http(port, "PUT", &format!("{path}{sep}digest={digest}"), data).unwrap();
-    assert_eq!(status, 201, "upload:\n{text}");
-    let (status, text) = http(
-        port,
-        "GET",
-        &format!("/v2/regconf/check/blobs/{digest}"),
-        b"",
-    )
-    .unwrap();
-    assert_eq!(status, 200, "blob read back:\n{text}");
-    assert!(text.ends_with("regconf export check"));
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-fn export(dir: &Path, flavor: &str, env: &[(&str, &str)]) -> PathBuf {
-    let mut cmd = regconf(dir);
-    cmd.args(["export", "--to", "distribution", "--flavor", flavor]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", transcript(&out));
-    let path = dir.join(format!("{flavor}-distribution.yml"));
-    std::fs::write(&path, &out.stdout).unwrap();
-    path
-}
-
-#[test]
-fn export_of_dev_runs_in_distribution() {
-    assert!(
-        has("docker-registry"),
-        "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let root_dir = tmp.path().join("images");
-    let config = export(
-        tmp.path(),
-        "dev",
-        &[("STORAGE_PATH", root_dir.to_str().unwrap())],
-    );
-    let (port, _child) = serve_distribution(&config);
-    push_blob(port);
-    assert!(root_dir.join("docker/registry/v2/blobs").is_dir());
-}
-
-#[test]
-fn export_of_an_s3_flavor_runs_in_distribution_against_moto() {
-    assert!(
-        has("docker-registry"),
-        "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
-    );
-    // moto's S3 server on a free port, with the bucket created; stopped when
-    // dropped
-    let moto = crate::registry::moto::Moto::start("exported");
-    let moto_port = moto.port;
-    let tmp = tempfile::tempdir().unwrap();
-    let port = moto_port.to_string();
-    let config = export(
-        tmp.path(),
-        "prod",
-        &[
-            ("AWS_BUCKET", "exported"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_HOST", "127.0.0.1"),
-            ("AWS_PORT", &port),
-            ("AWS_SECURE", "false"),
-            ("AWS_ENCRYPT", "false"),
-            ("AWS_KEY", "testing"),
-            ("AWS_SECRET", "testing"),
-        ],
-    );
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(
-        text.contains(&format!("regionendpoint: http://127.0.0.1:{port}")),
-        "{text}"
-    );
-    let (port, _child) = serve_distribution(&config);
-    push_blob(port);
-}

@@ -1,12 +1,12 @@
 //! `regconf validate`: one exact-text snapshot per diagnostic code, the JSON
-//! form, the three reference samples, and the acceptance points of issue 3.
+//! form, our three sample files (tests/fixtures/samples), and the acceptance points of issue 3.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regconf::diagnostics::CODES;
 
-use crate::common::{fixture, regconf, shared, snapshot, transcript};
+use crate::common::{fixture, regconf, snapshot, transcript};
 
 /// One case: fixture stem, extra arguments, environment.
 struct Case {
@@ -206,16 +206,12 @@ fn json_form() {
 }
 
 fn samples() -> PathBuf {
-    shared().join("reference/samples")
+    fixture("samples")
 }
 
 #[test]
 fn reference_samples() {
-    for stem in [
-        "docker-registry-0.9.1",
-        "docker-registry-0.6.9",
-        "seed-sample",
-    ] {
+    for stem in ["style-0.9", "style-0.6", "style-seed"] {
         let out = validate(&samples(), &format!("{stem}.yml"), &[])
             .output()
             .unwrap();
@@ -224,14 +220,10 @@ fn reference_samples() {
 }
 
 #[test]
-fn sample_091_is_valid_with_the_elliptics_warning() {
-    let out = validate(
-        &samples(),
-        "docker-registry-0.9.1.yml",
-        &["--format", "json"],
-    )
-    .output()
-    .unwrap();
+fn sample_09_is_valid_with_the_elliptics_warning() {
+    let out = validate(&samples(), "style-0.9.yml", &["--format", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let diags: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(diags.iter().all(|d| d["severity"] != "error"));
@@ -242,9 +234,9 @@ fn sample_091_is_valid_with_the_elliptics_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0]["code"], "regconf::value::verbosity_number");
     assert_eq!(warnings[0]["key"], "elliptics_verbosity");
-    assert_eq!(warnings[0]["line"], 190);
+    assert_eq!(warnings[0]["line"], 198);
     // --strict turns that warning into an error
-    let out = validate(&samples(), "docker-registry-0.9.1.yml", &["--strict"])
+    let out = validate(&samples(), "style-0.9.yml", &["--strict"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

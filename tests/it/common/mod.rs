@@ -12,11 +12,6 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared reference material beside the checkout.
-pub fn shared() -> PathBuf {
-    root().join("../shared")
-}
-
 /// A fixture path.
 pub fn fixture(rel: &str) -> PathBuf {
     root().join("tests/fixtures").join(rel)
