@@ -71,7 +71,7 @@ use regconf::model;
 use sha2::Digest as _;
 
 /// Seconds any external command may take.
-const TOOL_TIMEOUT: &str = "180";
+const TOOL_TIMEOUT: u64 = 180;
 
 /// A `regconf serve` process on a free loopback port.
 pub(crate) struct Registry {
@@ -377,8 +377,16 @@ pub(crate) fn start(dir: &Path) -> Registry {
 /// Runs `program args` under a time limit, failing clearly when the
 /// program is not installed.
 pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &str) -> Output {
+    // A command given its own, longer `--max-time` (curl) keeps it: the
+    // outer limit is only there for tools that hang.
+    let own = args
+        .windows(2)
+        .filter(|w| w[0] == "--max-time")
+        .filter_map(|w| w[1].parse::<u64>().ok())
+        .last();
+    let limit = own.map_or(TOOL_TIMEOUT, |s| s + 30).max(TOOL_TIMEOUT);
     let mut cmd = Command::new("timeout");
-    cmd.arg(TOOL_TIMEOUT).arg(program).args(args);
+    cmd.arg(limit.to_string()).arg(program).args(args);
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
@@ -392,7 +400,7 @@ pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &st
     );
     assert!(
         out.status.code() != Some(124),
-        "`{program} {}` timed out after {TOOL_TIMEOUT}s",
+        "`{program} {}` timed out after {limit}s",
         args.join(" ")
     );
     out
