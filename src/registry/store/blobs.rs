@@ -85,15 +85,6 @@ impl Store {
         }
     }
 
-    /// Whether the blob is part of the repository (the blob-size cache
-    /// answers for blobs read since start).
-    pub(super) async fn linked(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        if self.blob_sizes.get(name, digest.as_str()).is_some() {
-            return Ok(());
-        }
-        self.linked_on_storage(name, digest).await
-    }
-
     async fn linked_on_storage(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         match self.storage.stat(&layout::layer_link(name, digest)).await {
             Ok(_) => Ok(()),

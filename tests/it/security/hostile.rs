@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Rng, Server, agent, bytes, digest, files_under, raw};
+use crate::harness::{Rng, Server, agent, bytes, digest, files_under, manifest, push_blob, raw};
 use crate::support::http::status_of;
 
 /// Random hostile requests: the server never panics, answers `/v2/`
@@ -213,4 +213,77 @@ fn hostile_requests_and_path_traversal() {
         let s = p.to_string_lossy();
         s.starts_with("blobs/") || s.starts_with("repositories/") || s.starts_with("_tmp/")
     }));
+}
+
+/// Manifests against the OCI image-spec rules (issue 16): each wrong field
+/// is a 400 `MANIFEST_INVALID` naming the field, and nothing is stored.
+#[test]
+fn manifest_fields_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n",
+    );
+    let a = agent();
+    let base = server.url("");
+    let layer = b"nine byte";
+    let ld = digest(layer);
+    let config = b"{}";
+    let cd = digest(config);
+    assert_eq!(push_blob(&a, &base, "fields", layer, &ld), 201);
+    assert_eq!(push_blob(&a, &base, "fields", config, &cd), 201);
+    let good = manifest((&cd, 2), &[(ld.clone(), 9)]);
+    let tail = |extra: &str| format!("{},{extra}}}", good.strip_suffix('}').unwrap());
+    let cases = [
+        (
+            manifest((&cd, 2), &[(ld.clone(), 999)]),
+            "`layers[0].size` is 999",
+        ),
+        (manifest((&cd, 3), &[(ld.clone(), 9)]), "`config.size` is 3"),
+        (
+            tail(r#""annotations":{"a":[1,2]}"#),
+            "`annotations.a` must be a string",
+        ),
+        (
+            tail(r#""annotations":{"a":"b","a":"c"}"#),
+            "duplicate key `a`",
+        ),
+        (
+            tail(r#""schemaVersion":2"#),
+            "duplicate key `schemaVersion`",
+        ),
+        (
+            good.replace(",\"size\":9", ",\"size\":-9"),
+            "`layers[0].size` must be a non-negative integer",
+        ),
+        (
+            good.replace("\"application/vnd.oci.image.layer.v1.tar\"", "7"),
+            "`layers[0].mediaType` must be a string",
+        ),
+        (
+            tail(r#""artifactType":"not a type""#),
+            "`artifactType` is not a media type",
+        ),
+    ];
+    for (i, (m, want)) in cases.iter().enumerate() {
+        let r = a
+            .put(server.url(&format!("/v2/fields/manifests/c{i}")))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .send(m.as_bytes())
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = String::from_utf8(crate::harness::body(r)).unwrap();
+        assert_eq!(status, 400, "{m}\n{text}");
+        assert!(text.contains("MANIFEST_INVALID"), "{text}");
+        assert!(text.contains(want), "{m}\nwant {want}\n{text}");
+    }
+    let r = a.get(server.url("/v2/fields/tags/list")).call().unwrap();
+    let tags = String::from_utf8(crate::harness::body(r)).unwrap();
+    assert!(!tags.contains("\"c"), "{tags}");
+    let r = a
+        .put(server.url("/v2/fields/manifests/good"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .send(good.as_bytes())
+        .unwrap();
+    assert_eq!(r.status(), 201);
 }
