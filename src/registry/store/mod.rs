@@ -75,6 +75,12 @@ mod uploads;
 use cache::RepoCache;
 use sessions::Sessions;
 
+/// Most bytes the manifest cache holds (stated in the README).
+pub(crate) const MANIFEST_CACHE_BYTES: usize = 64 << 20;
+
+/// Most bytes the blob-size cache holds (about 50,000 entries).
+const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
+
 /// A request body as the store reads it.
 pub(crate) type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
@@ -166,8 +172,8 @@ impl Store {
         Self {
             index,
             sessions: Sessions::default(),
-            manifests: RepoCache::new(!shared),
-            blob_sizes: RepoCache::new(!shared),
+            manifests: RepoCache::new(!shared, MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
+            blob_sizes: RepoCache::new(!shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
             shared,
             storage,
             refreshed: tokio::sync::Mutex::new(None),
