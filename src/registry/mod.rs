@@ -119,6 +119,34 @@ pub(crate) fn log_filter(config: &model::Config) -> &'static str {
     }
 }
 
+/// A value from a request (user name, path, header) as it may appear in a
+/// log line: control characters (`\n`, `\r`, ESC, ...), Unicode's
+/// direction overrides and the backslash itself are escaped, so a client
+/// can neither forge a log line nor send a terminal escape through the
+/// log. Every attacker-controlled value is logged through this.
+pub(crate) struct LogSafe<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control()
+                    || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                {
+                    write!(f, "\\u{{{:x}}}", u32::from(c))?;
+                }
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Installs a global log subscriber with [`log_filter`], unless one is
 /// installed already. Meant for the front end, which owns the output.
 pub(crate) fn init_logging(config: &model::Config) {
@@ -283,4 +311,17 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         tls,
         limits: config.limits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogSafe;
+
+    #[test]
+    fn log_values_are_escaped() {
+        assert_eq!(
+            LogSafe("a\nb\r\u{1b}[31m\\\u{202e}é\u{7f}").to_string(),
+            r"a\nb\r\u{1b}[31m\\\u{202e}é\u{7f}"
+        );
+    }
 }
