@@ -127,7 +127,7 @@ impl From<StoreError> for ApiError {
             StoreError::BlobUnknown(_) => Code::BlobUnknown,
             StoreError::UploadUnknown(_) => Code::BlobUploadUnknown,
             StoreError::UploadInvalid(_) => Code::BlobUploadInvalid,
-            StoreError::RangeInvalid { size, .. } => {
+            StoreError::RangeInvalid { size, .. } | StoreError::ChunkLength { size, .. } => {
                 let range = format!("0-{}", size.saturating_sub(1));
                 let mut err = Self::new(Code::RangeInvalid, e.to_string());
                 if let Ok(v) = HeaderValue::from_str(&range) {

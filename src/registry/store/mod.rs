@@ -114,6 +114,21 @@ pub enum StoreError {
         /// Bytes in the upload so far.
         size: u64,
     },
+    /// A chunk's body is not as long as its `Content-Range` says.
+    #[error(
+        "the body is {} than `Content-Range` `{first}-{last}` says; the upload keeps {size} bytes",
+        if *longer { "longer" } else { "shorter" }
+    )]
+    ChunkLength {
+        /// First byte the range named.
+        first: u64,
+        /// Last byte the range named.
+        last: u64,
+        /// Whether the body was longer (else shorter).
+        longer: bool,
+        /// Bytes in the upload now.
+        size: u64,
+    },
     /// The content does not have the digest the client named.
     #[error("content digest `{actual}` does not match `{expected}`")]
     DigestMismatch {

@@ -287,3 +287,116 @@ fn manifest_fields_are_checked_and_named() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// `Range` on blob `GET` per RFC 9110, `PATCH` bodies against their
+/// `Content-Range`, and a repeated `q` on `/v1/search` (issue 16).
+#[test]
+fn ranges_chunk_lengths_and_repeated_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  search_backend: sqlalchemy\n  sqlalchemy_index_database: sqlite:///{}\n",
+            db.display()
+        ),
+    );
+    let a = agent();
+    let base = server.url("");
+    let data = b"nine byte";
+    let d = digest(data);
+    assert_eq!(push_blob(&a, &base, "ranges", data, &d), 201);
+    let url = server.url(&format!("/v2/ranges/blobs/{d}"));
+    for (range, status, content_range, want) in [
+        ("bytes=0-1,3-4", 200, None, &data[..]),
+        ("items=0-1", 200, None, &data[..]),
+        ("bytes=abc", 200, None, &data[..]),
+        ("bytes=5-4", 200, None, &data[..]),
+        ("bytes=", 200, None, &data[..]),
+        ("bytes=2-4", 206, Some("bytes 2-4/9"), &data[2..5]),
+        ("bytes=-3", 206, Some("bytes 6-8/9"), &data[6..]),
+        (
+            "bytes=0-18446744073709551615",
+            206,
+            Some("bytes 0-8/9"),
+            &data[..],
+        ),
+        (
+            "bytes=0-184467440737095516150",
+            206,
+            Some("bytes 0-8/9"),
+            &data[..],
+        ),
+        ("bytes=9-", 416, Some("bytes */9"), &b""[..]),
+        (
+            "bytes=18446744073709551615-",
+            416,
+            Some("bytes */9"),
+            &b""[..],
+        ),
+        (
+            "bytes=184467440737095516150-",
+            416,
+            Some("bytes */9"),
+            &b""[..],
+        ),
+    ] {
+        let r = a.get(&url).header("range", range).call().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{range}");
+        assert_eq!(
+            r.headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap()),
+            content_range,
+            "{range}"
+        );
+        if status != 416 {
+            assert_eq!(crate::harness::body(r), want, "{range}");
+        }
+    }
+
+    // A chunked PATCH body longer than its Content-Range: 416, and the
+    // upload keeps what the range named.
+    let r = a
+        .post(server.url("/v2/ranges/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let t = Duration::from_secs(10);
+    let patch = |range: &str, body: &[u8]| {
+        let mut req = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: {range}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"\r\n0\r\n\r\n");
+        let got = raw(server.port, &req, t);
+        (
+            status_of(&got),
+            String::from_utf8_lossy(&got).to_ascii_lowercase(),
+        )
+    };
+    let (status, got) = patch("0-3", data);
+    assert_eq!(status, Some(416), "{got}");
+    assert!(got.contains("\r\nrange: 0-3\r\n"), "{got}");
+    assert!(got.contains("blob_upload_invalid"), "{got}");
+    // Shorter than announced: refused the same way.
+    let (status, got) = patch("4-20", b" by");
+    assert_eq!(status, Some(416), "{got}");
+    assert!(got.contains("\r\nrange: 0-6\r\n"), "{got}");
+    let (status, got) = patch("7-8", b"te");
+    assert_eq!(status, Some(202), "{got}");
+    let r = a
+        .put(server.url(&format!("{loc}?digest={d}")))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Several `q`: the first counts, and the answer is JSON.
+    let r = a.get(server.url("/v1/search?q=a&q=b")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&crate::harness::body(r)).unwrap();
+    assert_eq!(v["query"], "a", "{v}");
+}
