@@ -173,6 +173,23 @@ pub fn check_driver(storage: &model::Storage) -> Result<(), RegistryError> {
     }
 }
 
+/// Upload sessions open at once, per connection `max_connections` allows:
+/// a client pushing an image opens a few (one per layer in flight).
+pub(crate) const UPLOADS_PER_CONNECTION: u64 = 16;
+
+/// Most upload sessions open at once: [`UPLOADS_PER_CONNECTION`] per
+/// allowed connection (16,384 with the defaults), so the session map is
+/// bounded by the limits rather than by the purge interval.
+fn max_uploads(limits: &model::Limits) -> usize {
+    usize::try_from(
+        limits
+            .max_connections
+            .max(1)
+            .saturating_mul(UPLOADS_PER_CONNECTION),
+    )
+    .unwrap_or(usize::MAX)
+}
+
 /// Builds storage, index and store for `config`, purges expired uploads
 /// and (re)builds the search index.
 pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
@@ -193,7 +210,7 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
     let shared = driver.shared();
-    let store = store::Store::new(driver, index.clone());
+    let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
     let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
     let purged = store.purge_uploads(max_age).await?;
     if purged > 0 {

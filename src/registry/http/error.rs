@@ -48,6 +48,8 @@ pub(crate) enum Code {
     Internal,
     /// `UNKNOWN` 507: storage is full; nothing of the request was kept.
     StorageFull,
+    /// `TOOMANYREQUESTS` 429 (as many uploads as allowed are open).
+    TooManyRequests,
 }
 
 impl Code {
@@ -68,6 +70,7 @@ impl Code {
             Self::NotFound => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Self::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
+            Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 }
@@ -144,6 +147,7 @@ impl From<StoreError> for ApiError {
                 return err;
             }
             StoreError::NameUnknown(_) => Code::NameUnknown,
+            StoreError::TooManyUploads(_) => Code::TooManyRequests,
             StoreError::Storage(crate::registry::storage::StorageError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::StorageFull =>
             {

@@ -129,6 +129,11 @@ pub enum StoreError {
         /// Bytes in the upload now.
         size: u64,
     },
+    /// As many uploads as allowed are open.
+    #[error(
+        "{0} uploads are open, the most this registry allows; finish or cancel one, or retry later"
+    )]
+    TooManyUploads(usize),
     /// The content does not have the digest the client named.
     #[error("content digest `{actual}` does not match `{expected}`")]
     DigestMismatch {
@@ -188,6 +193,8 @@ pub(crate) struct Store {
     shared: bool,
     /// When the search index was last rebuilt from storage.
     refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Most upload sessions open at once.
+    max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
     write_locks: Box<[tokio::sync::Mutex<()>]>,
 }
@@ -196,8 +203,13 @@ pub(crate) struct Store {
 const WRITE_LOCK_STRIPES: usize = 256;
 
 impl Store {
-    /// A store over `storage`, keeping `index` (if any) current.
-    pub(crate) fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
+    /// A store over `storage`, keeping `index` (if any) current, with at
+    /// most `max_uploads` uploads open at once.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        index: Option<Arc<Index>>,
+        max_uploads: usize,
+    ) -> Self {
         let shared = storage.shared();
         Self {
             index,
@@ -207,6 +219,7 @@ impl Store {
             shared,
             storage,
             refreshed: tokio::sync::Mutex::new(None),
+            max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),

@@ -18,20 +18,33 @@ use crate::registry::layout;
 use crate::registry::oci::{Algorithm, Digest, Hasher, Name};
 
 impl Store {
-    /// Starts an upload.
+    /// Starts an upload, unless as many as the store allows are open
+    /// (uploads end when finished, cancelled or purged).
     pub(crate) async fn upload_start(&self, name: &Name) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
+        // Counted before anything is written, so a refused start leaves
+        // nothing behind.
+        if !self
+            .sessions
+            .insert_new(id, SessionEntry::new(name, true), self.max_uploads)
+        {
+            return Err(StoreError::TooManyUploads(self.max_uploads));
+        }
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        self.storage
+        let started = self
+            .storage
             .put_bytes(
                 &layout::upload_started(name, id),
                 Bytes::from(now.to_string()),
             )
-            .await?;
-        self.sessions.insert(id, SessionEntry::new(name, true));
+            .await;
+        if let Err(e) = started {
+            self.sessions.remove(id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
