@@ -18,6 +18,7 @@
 //! Passwords and hashes are never logged; failed attempts are logged with
 //! the user name.
 
+use super::LogSafe;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,7 +117,7 @@ impl Authenticator {
         let users = read_htpasswd(path)?;
         for r in &auth.readonly {
             if !users.iter().any(|u| &u.user == r) {
-                tracing::warn!(user = %r, "`auth.readonly` names a user the htpasswd file does not have");
+                tracing::warn!(user = %LogSafe(r), "`auth.readonly` names a user the htpasswd file does not have");
             }
         }
         Ok(Some(Arc::new(Self::new(users.into_iter().map(|u| {
@@ -256,16 +257,16 @@ pub(crate) async fn layer(
     match auth.check(req.headers().get(header::AUTHORIZATION)).await {
         Outcome::Allowed { readonly, user } => {
             if readonly && !is_read(req.method()) {
-                tracing::warn!(user = %user, method = %req.method(), path = %req.uri().path(), "write refused to a read-only user");
+                tracing::warn!(user = %LogSafe(&user), method = %LogSafe(req.method().as_str()), path = %LogSafe(req.uri().path()), "write refused to a read-only user");
                 return error_response(StatusCode::FORBIDDEN, "DENIED", "this user may only read");
             }
             next.run(req).await
         }
         Outcome::Refused(user) => {
             if let Some(user) = user {
-                tracing::warn!(user = %user, method = %req.method(), path = %req.uri().path(), "authentication failed");
+                tracing::warn!(user = %LogSafe(&user), method = %LogSafe(req.method().as_str()), path = %LogSafe(req.uri().path()), "authentication failed");
             } else {
-                tracing::info!(method = %req.method(), path = %req.uri().path(), status = 401, "request without credentials");
+                tracing::info!(method = %LogSafe(req.method().as_str()), path = %LogSafe(req.uri().path()), status = 401, "request without credentials");
             }
             unauthorized()
         }

@@ -9,6 +9,12 @@
 //! | `idle_timeout_secs` | request bodies ([`layer`]: a body that sends nothing for this long fails) and answers ([`WriteDeadline`]: a client that stops reading is dropped) |
 //! | `max_manifest_bytes` | the manifest handler, through the [`ManifestLimit`] request extension |
 //!
+//! Derived from `max_connections`: an HTTP/2 connection carries at most
+//! [`H2_MAX_STREAMS`] requests at once (so requests in flight, and the
+//! buffers of their bodies, are at most that many per connection), and the
+//! store keeps at most `UPLOADS_PER_CONNECTION` (16) upload sessions per
+//! allowed connection (`429 TOOMANYREQUESTS` beyond).
+//!
 //! Plain connections speak HTTP/1.1 (registry clients do not use h2c, and
 //! HTTP/1.1 is where the header timeout also covers a silent client); TLS
 //! connections speak HTTP/2 or HTTP/1.1, as ALPN decides.
@@ -34,6 +40,11 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutBody;
 
 use crate::model;
+
+/// Requests in flight on one HTTP/2 connection (hyper's default is 200;
+/// registry clients use a handful, and Go's and curl's clients open another
+/// connection when a server allows fewer).
+pub(crate) const H2_MAX_STREAMS: u32 = super::UPLOADS_PER_CONNECTION as u32;
 
 /// The largest manifest the handler accepts, in bytes (a request
 /// extension set by [`layer`]).
@@ -183,7 +194,7 @@ pub(crate) async fn serve(
     http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(idle)
         .keep_alive_timeout(header_timeout);
     let http1 = Arc::new(http1);

@@ -119,6 +119,34 @@ pub(crate) fn log_filter(config: &model::Config) -> &'static str {
     }
 }
 
+/// A value from a request (user name, path, header) as it may appear in a
+/// log line: control characters (`\n`, `\r`, ESC, ...), Unicode's
+/// direction overrides and the backslash itself are escaped, so a client
+/// can neither forge a log line nor send a terminal escape through the
+/// log. Every attacker-controlled value is logged through this.
+pub(crate) struct LogSafe<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control()
+                    || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                {
+                    write!(f, "\\u{{{:x}}}", u32::from(c))?;
+                }
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Installs a global log subscriber with [`log_filter`], unless one is
 /// installed already. Meant for the front end, which owns the output.
 pub(crate) fn init_logging(config: &model::Config) {
@@ -145,6 +173,23 @@ pub fn check_driver(storage: &model::Storage) -> Result<(), RegistryError> {
     }
 }
 
+/// Upload sessions open at once, per connection `max_connections` allows:
+/// a client pushing an image opens a few (one per layer in flight).
+pub(crate) const UPLOADS_PER_CONNECTION: u64 = 16;
+
+/// Most upload sessions open at once: [`UPLOADS_PER_CONNECTION`] per
+/// allowed connection (16,384 with the defaults), so the session map is
+/// bounded by the limits rather than by the purge interval.
+fn max_uploads(limits: &model::Limits) -> usize {
+    usize::try_from(
+        limits
+            .max_connections
+            .max(1)
+            .saturating_mul(UPLOADS_PER_CONNECTION),
+    )
+    .unwrap_or(usize::MAX)
+}
+
 /// Builds storage, index and store for `config`, purges expired uploads
 /// and (re)builds the search index.
 pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
@@ -165,7 +210,7 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
     let shared = driver.shared();
-    let store = store::Store::new(driver, index.clone());
+    let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
     let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
     let purged = store.purge_uploads(max_age).await?;
     if purged > 0 {
@@ -283,4 +328,17 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         tls,
         limits: config.limits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogSafe;
+
+    #[test]
+    fn log_values_are_escaped() {
+        assert_eq!(
+            LogSafe("a\nb\r\u{1b}[31m\\\u{202e}é\u{7f}").to_string(),
+            r"a\nb\r\u{1b}[31m\\\u{202e}é\u{7f}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! OCI vocabulary: digests, references, repository names, tags, media types
-//! and the structural reading of manifests.
+//! and the structural reading of manifests (`manifest.rs`).
 //!
 //! Everything here is pure (no I/O, no async) and unit-tested. Every value
 //! that comes from a request passes through a constructor in this module
@@ -11,8 +11,11 @@
 
 use std::fmt;
 
-use serde_json::Value;
 use sha2::Digest as _;
+
+mod manifest;
+
+pub(crate) use manifest::{Descriptor, Manifest, ManifestError};
 
 /// Longest repository name accepted, as distribution does (the spec bounds
 /// host plus name by 255).
@@ -294,155 +297,9 @@ impl fmt::Display for Reference {
     }
 }
 
-/// A content descriptor as it appears inside a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Descriptor {
-    /// `mediaType`.
-    pub(crate) media_type: String,
-    /// `digest`.
-    pub(crate) digest: Digest,
-    /// `size`.
-    pub(crate) size: u64,
-    /// Whether the descriptor has `urls` (a non-distributable layer that
-    /// the registry is not expected to hold).
-    pub(crate) external: bool,
-}
-
-/// The facts about a manifest the registry needs to accept and serve it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Manifest {
-    /// The effective media type (field, else request `Content-Type`).
-    pub(crate) media_type: String,
-    /// Blobs it references (config and layers) for image manifests.
-    pub(crate) blobs: Vec<Descriptor>,
-    /// Child manifests for indexes and manifest lists.
-    pub(crate) children: Vec<Descriptor>,
-    /// `subject`, when present.
-    pub(crate) subject: Option<Descriptor>,
-    /// `artifactType`, else the config's media type (referrers API rule).
-    pub(crate) artifact_type: Option<String>,
-    /// `annotations`, kept as JSON for the referrers index.
-    pub(crate) annotations: Option<Value>,
-}
-
-/// Why a manifest was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ManifestError {
-    /// Not valid JSON or not the expected shape.
-    #[error("{0}")]
-    Invalid(String),
-    /// A media type the registry does not serve.
-    #[error("unsupported manifest media type `{0}`")]
-    Unsupported(String),
-}
-
-impl Manifest {
-    /// Reads a manifest's structure. `content_type` is the request header,
-    /// used when the manifest carries no `mediaType` of its own.
-    pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
-        let bad = |m: &str| ManifestError::Invalid(m.to_owned());
-        let v: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ManifestError::Invalid(format!("manifest is not valid json: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("manifest is not a json object"))?;
-        if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
-            return Err(bad("`schemaVersion` must be 2"));
-        }
-        let field = obj.get("mediaType").and_then(Value::as_str);
-        if obj.get("mediaType").is_some() && field.is_none() {
-            return Err(bad("`mediaType` must be a string"));
-        }
-        // Parameters such as `; charset=utf-8` are not part of the type.
-        let header = content_type
-            .map(|c| c.split(';').next().unwrap_or("").trim())
-            .filter(|c| !c.is_empty());
-        let media_type = match (field, header) {
-            (Some(f), _) => f.to_owned(),
-            (None, Some(h)) if is_manifest_type(h) => h.to_owned(),
-            // Neither says: OCI allows omitting `mediaType`, so go by shape.
-            (None, _) if obj.contains_key("manifests") => OCI_INDEX.to_owned(),
-            (None, _) if obj.contains_key("config") => OCI_MANIFEST.to_owned(),
-            (None, _) => return Err(bad("manifest has no `mediaType`")),
-        };
-        let mut m = Self {
-            media_type,
-            blobs: Vec::new(),
-            children: Vec::new(),
-            subject: None,
-            artifact_type: obj
-                .get("artifactType")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            annotations: obj.get("annotations").filter(|a| a.is_object()).cloned(),
-        };
-        match m.media_type.as_str() {
-            OCI_MANIFEST | DOCKER_MANIFEST => {
-                let config = descriptor(obj.get("config").ok_or_else(|| bad("missing `config`"))?)?;
-                let layers = obj
-                    .get("layers")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| bad("`layers` must be an array"))?;
-                if m.artifact_type.is_none() {
-                    m.artifact_type = Some(config.media_type.clone());
-                }
-                m.blobs.push(config);
-                for l in layers {
-                    m.blobs.push(descriptor(l)?);
-                }
-            }
-            OCI_INDEX | DOCKER_LIST => {
-                let list = obj
-                    .get("manifests")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| bad("`manifests` must be an array"))?;
-                for c in list {
-                    m.children.push(descriptor(c)?);
-                }
-            }
-            other => return Err(ManifestError::Unsupported(other.to_owned())),
-        }
-        if let Some(s) = obj.get("subject") {
-            m.subject = Some(descriptor(s)?);
-        }
-        Ok(m)
-    }
-}
-
 /// Whether `t` is one of the manifest media types the registry stores.
 pub(crate) fn is_manifest_type(t: &str) -> bool {
     matches!(t, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST)
-}
-
-fn descriptor(v: &Value) -> Result<Descriptor, ManifestError> {
-    let bad = |m: String| ManifestError::Invalid(m);
-    let o = v
-        .as_object()
-        .ok_or_else(|| bad("descriptor is not an object".into()))?;
-    let media_type = o
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("descriptor without `mediaType`".into()))?
-        .to_owned();
-    let d = o
-        .get("digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("descriptor without `digest`".into()))?;
-    let digest = Digest::parse(d).map_err(|e| bad(e.to_string()))?;
-    let size = o
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad(format!("descriptor `{d}` has no valid `size`")))?;
-    let external = o
-        .get("urls")
-        .and_then(Value::as_array)
-        .is_some_and(|u| !u.is_empty());
-    Ok(Descriptor {
-        media_type,
-        digest,
-        size,
-        external,
-    })
 }
 
 /// JSON text exactly as Python's `json.dumps` writes a string (the default
@@ -530,21 +387,6 @@ mod tests {
     fn references() {
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
         assert!(Reference::parse("sha256:totallywrong").is_err());
-    }
-
-    #[test]
-    fn manifest_shapes() {
-        let d = Digest::sha256_of(b"x");
-        let m = format!(
-            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{d}","size":1}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}}}"#
-        );
-        let p = Manifest::parse(m.as_bytes(), None).unwrap();
-        assert_eq!(p.media_type, OCI_MANIFEST);
-        assert_eq!(p.artifact_type.as_deref(), Some("c"));
-        assert!(p.subject.is_some());
-        assert!(Manifest::parse(b"{", None).is_err());
-        assert!(Manifest::parse(br#"{"schemaVersion":2,"mediaType":"x/y"}"#, None).is_err());
-        assert!(Manifest::parse(br#"{"schemaVersion":1}"#, None).is_err());
     }
 
     #[test]

@@ -37,15 +37,16 @@ pub(super) async fn get(
         h.insert("docker-content-digest", value(digest.as_str()));
         return Ok(res);
     }
-    let range = match header_str(headers, &header::RANGE) {
-        Some(r) => Some(parse_range(r, size).ok_or_else(|| {
-            ApiError::new(
+    let range = match header_str(headers, &header::RANGE).map(|r| (r, parse_range(r, size))) {
+        None | Some((_, Ranged::Whole)) => None,
+        Some((_, Ranged::Part(r))) => Some(r),
+        Some((r, Ranged::Unsatisfiable)) => {
+            return Err(ApiError::new(
                 Code::RangeInvalid,
-                format!("range `{r}` cannot be satisfied"),
+                format!("range `{}` cannot be satisfied", r.escape_default()),
             )
-            .with_header(header::CONTENT_RANGE, value(&format!("bytes */{size}")))
-        })?),
-        None => None,
+            .with_header(header::CONTENT_RANGE, value(&format!("bytes */{size}"))));
+        }
     };
     let (status, len) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
@@ -96,28 +97,68 @@ pub(super) async fn delete(
         .into_response())
 }
 
-/// A single `bytes=` range as a half-open interval within `size`.
-fn parse_range(spec: &str, size: u64) -> Option<std::ops::Range<u64>> {
-    let spec = spec.trim().strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().ok()?;
-            if n == 0 {
-                return None;
-            }
-            (size.saturating_sub(n), size)
-        }
-        (a, "") => (a.parse().ok()?, size),
-        (a, b) => {
-            let last: u64 = b.parse().ok()?;
-            (a.parse().ok()?, last.saturating_add(1).min(size))
-        }
+/// What a `Range` header asks of a blob of `size` bytes (RFC 9110, 14.2).
+#[derive(Debug, PartialEq, Eq)]
+enum Ranged {
+    /// Answer 200 with the whole blob: no range the registry serves (a
+    /// unit other than `bytes`, several ranges, a malformed or invalid
+    /// range-spec; RFC 9110 lets a server ignore those).
+    Whole,
+    /// Answer 206 with this half-open interval.
+    Part(std::ops::Range<u64>),
+    /// Answer 416: a valid single range that lies past the end.
+    Unsatisfiable,
+}
+
+/// Reads a `Range` header for a blob of `size` bytes. Positions are
+/// digits of any length; past `u64::MAX` they saturate, so 20 and 21
+/// digits give the same answer.
+fn parse_range(spec: &str, size: u64) -> Ranged {
+    let spec = spec.trim();
+    let Some((unit, set)) = spec.split_once('=') else {
+        return Ranged::Whole;
     };
-    (start < end && start < size).then_some(start..end)
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return Ranged::Whole;
+    }
+    let Some((a, b)) = set.trim().split_once('-') else {
+        return Ranged::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| {
+            s.bytes().fold(0u64, |n, c| {
+                n.saturating_mul(10).saturating_add(u64::from(c - b'0'))
+            })
+        })
+    };
+    match (a, b) {
+        ("", suffix) => match number(suffix) {
+            None => Ranged::Whole,
+            Some(0) => Ranged::Unsatisfiable,
+            Some(_) if size == 0 => Ranged::Unsatisfiable,
+            Some(n) => Ranged::Part(size.saturating_sub(n)..size),
+        },
+        (first, last) => {
+            let Some(first) = number(first) else {
+                return Ranged::Whole;
+            };
+            let last = if last.is_empty() {
+                None
+            } else {
+                match number(last) {
+                    Some(l) if l >= first => Some(l),
+                    // A last position before the first is an invalid spec.
+                    _ => return Ranged::Whole,
+                }
+            };
+            if first >= size {
+                return Ranged::Unsatisfiable;
+            }
+            let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+            Ranged::Part(first..end)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -126,13 +167,37 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some(0..10));
-        assert_eq!(parse_range("bytes=90-", 100), Some(90..100));
-        assert_eq!(parse_range("bytes=-10", 100), Some(90..100));
-        assert_eq!(parse_range("bytes=50-500", 100), Some(50..100));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-4", 100), None);
-        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
+        use super::Ranged::{Part, Unsatisfiable, Whole};
+        assert_eq!(parse_range("bytes=0-9", 100), Part(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-1000", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=50-500", 100), Part(50..100));
+        assert_eq!(parse_range("Bytes = 1-1", 100), Part(1..2));
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-4", 100), Whole);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=a-b", 100), Whole);
+        assert_eq!(parse_range("bytes=1", 100), Whole);
+        assert_eq!(parse_range("bytes 0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=+1-2", 100), Whole);
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551615", 100),
+            Part(0..100)
+        );
+        assert_eq!(
+            parse_range("bytes=0-184467440737095516150", 100),
+            Part(0..100)
+        );
+        assert_eq!(
+            parse_range("bytes=18446744073709551615-", 100),
+            Unsatisfiable
+        );
+        assert_eq!(
+            parse_range("bytes=184467440737095516150-", 100),
+            Unsatisfiable
+        );
     }
 }

@@ -48,6 +48,8 @@ pub(crate) enum Code {
     Internal,
     /// `UNKNOWN` 507: storage is full; nothing of the request was kept.
     StorageFull,
+    /// `TOOMANYREQUESTS` 429 (as many uploads as allowed are open).
+    TooManyRequests,
 }
 
 impl Code {
@@ -68,6 +70,7 @@ impl Code {
             Self::NotFound => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Self::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
+            Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 }
@@ -127,7 +130,7 @@ impl From<StoreError> for ApiError {
             StoreError::BlobUnknown(_) => Code::BlobUnknown,
             StoreError::UploadUnknown(_) => Code::BlobUploadUnknown,
             StoreError::UploadInvalid(_) => Code::BlobUploadInvalid,
-            StoreError::RangeInvalid { size, .. } => {
+            StoreError::RangeInvalid { size, .. } | StoreError::ChunkLength { size, .. } => {
                 let range = format!("0-{}", size.saturating_sub(1));
                 let mut err = Self::new(Code::RangeInvalid, e.to_string());
                 if let Ok(v) = HeaderValue::from_str(&range) {
@@ -144,6 +147,7 @@ impl From<StoreError> for ApiError {
                 return err;
             }
             StoreError::NameUnknown(_) => Code::NameUnknown,
+            StoreError::TooManyUploads(_) => Code::TooManyRequests,
             StoreError::Storage(crate::registry::storage::StorageError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::StorageFull =>
             {

@@ -64,13 +64,12 @@ pub(super) async fn put(
         .extensions
         .get::<crate::registry::limits::ManifestLimit>()
         .map_or(MAX_MANIFEST, |l| l.0);
-    if let Some(len) =
-        header_str(&req.headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
-        && len > max
-    {
+    let declared =
+        header_str(&req.headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
-    let bytes = read_limited(body, max).await?;
+    let bytes = read_limited(body, max, declared.unwrap_or(0)).await?;
     let put = state
         .store
         .manifest_put(name, &parsed, content_type.as_deref(), bytes)
@@ -111,11 +110,13 @@ pub(super) async fn delete(
         .into_response())
 }
 
-/// Reads a manifest body, refusing more than `max` bytes.
-async fn read_limited(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
+/// Reads a manifest body, refusing more than `max` bytes. `declared` (the
+/// `Content-Length`, at most `max`) sizes the buffer once, so a body costs
+/// its size rather than the doubling of a growing buffer.
+async fn read_limited(body: Body, max: usize, declared: usize) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt as _;
     let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
+    let mut buf = bytes::BytesMut::with_capacity(declared);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(Code::ManifestInvalid, format!("cannot read manifest: {e}"))

@@ -16,6 +16,7 @@ mod tags;
 mod uploads;
 mod v1;
 
+use crate::registry::LogSafe;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -292,8 +293,8 @@ async fn common(Extract(state): Extract<AppState>, req: Request, next: Next) -> 
         .or_else(|| axum::body::HttpBody::size_hint(res.body()).exact())
         .unwrap_or(0);
     tracing::info!(
-        method = %method,
-        path = %path,
+        method = %LogSafe(method.as_str()),
+        path = %LogSafe(&path),
         status = res.status().as_u16(),
         bytes,
         duration_ms = start.elapsed().as_secs_f64() * 1000.0,

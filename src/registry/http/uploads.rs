@@ -90,9 +90,10 @@ pub(super) async fn status(state: &AppState, name: &Name, id: &str) -> Result<Re
     Ok(in_progress(StatusCode::NO_CONTENT, name, id, size))
 }
 
-/// The first byte of a `Content-Range: <start>-<end>` chunk, checked
-/// against `Content-Length`.
-fn chunk_start(req: &Parts) -> Result<Option<u64>, ApiError> {
+/// The first and last byte of a `Content-Range: <start>-<end>` chunk,
+/// checked against `Content-Length` (a chunked body is checked by the store
+/// as it arrives).
+fn chunk_range(req: &Parts) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(raw) = header_str(&req.headers, &header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -120,7 +121,7 @@ fn chunk_start(req: &Parts) -> Result<Option<u64>, ApiError> {
     {
         return Err(bad());
     }
-    Ok(Some(start))
+    Ok(Some((start, end)))
 }
 
 /// `PATCH <location>`: one chunk (or a streamed upload without a range).
@@ -132,9 +133,9 @@ pub(super) async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = upload_id(id)?;
-    let start = chunk_start(req)?;
+    let range = chunk_range(req)?;
     let body = body_stream(body);
-    let size = state.store.upload_append(name, id, start, body).await?;
+    let size = state.store.upload_append(name, id, range, body).await?;
     Ok(in_progress(StatusCode::ACCEPTED, name, id, size))
 }
 
@@ -152,11 +153,11 @@ pub(super) async fn put(
     let digest = Digest::parse(&digest)?;
     // A zero-length last chunk may still carry a range; only check real ones.
     let has_body = header_str(&req.headers, &header::CONTENT_LENGTH).is_none_or(|l| l != "0");
-    let start = if has_body { chunk_start(req)? } else { None };
+    let range = if has_body { chunk_range(req)? } else { None };
     let body = body_stream(body);
     state
         .store
-        .upload_finish(name, id, &digest, start, body)
+        .upload_finish(name, id, &digest, range, body)
         .await?;
     Ok(created(name, &digest))
 }

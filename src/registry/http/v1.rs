@@ -3,7 +3,7 @@
 //! Python's `json.dumps` wrote them (`", "` and `": "` separators, sorted
 //! keys, ASCII escapes), so scripts that compared them keep working.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -64,18 +64,11 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Query of `/v1/search`.
-#[derive(serde::Deserialize)]
-pub(super) struct Search {
-    #[serde(default)]
-    q: String,
-}
-
-/// `GET /v1/search?q=<term>`.
-pub(super) async fn search(
-    State(state): State<AppState>,
-    Query(search): Query<Search>,
-) -> Response {
+/// `GET /v1/search?q=<term>`. With several `q`, the first one counts, as
+/// in docker-registry (Flask's `request.args.get`); the answer is JSON
+/// whatever the query holds.
+pub(super) async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let q = super::query_param(query.as_deref(), "q").unwrap_or_default();
     let Some(index) = &state.index else {
         return ApiError::new(
             Code::NotFound,
@@ -92,9 +85,9 @@ pub(super) async fn search(
         // A stale answer is better than none.
         tracing::warn!(error = %e, "search index refresh failed");
     }
-    let names = index.search(&search.q).await;
+    let names = index.search(&q).await;
     let mut body = format!("{{\"num_results\": {}, \"query\": ", names.len());
-    python_json_string(&search.q, &mut body);
+    python_json_string(&q, &mut body);
     body.push_str(", \"results\": [");
     for (i, n) in names.iter().enumerate() {
         if i > 0 {

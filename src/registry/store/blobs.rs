@@ -60,6 +60,8 @@ impl Store {
 
     /// Removes a blob from the repository (the content stays for others).
     pub(crate) async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
+        // Not between a manifest push's check of this blob and its write.
+        let _write = self.write_lock(name).await;
         self.linked_on_storage(name, digest).await?;
         let deleted = self.storage.delete(&layout::layer_link(name, digest)).await;
         // Even after a failed delete: the link may be gone.
@@ -85,15 +87,6 @@ impl Store {
         }
     }
 
-    /// Whether the blob is part of the repository (the blob-size cache
-    /// answers for blobs read since start).
-    pub(super) async fn linked(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        if self.blob_sizes.get(name, digest.as_str()).is_some() {
-            return Ok(());
-        }
-        self.linked_on_storage(name, digest).await
-    }
-
     async fn linked_on_storage(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         match self.storage.stat(&layout::layer_link(name, digest)).await {
             Ok(_) => Ok(()),
@@ -103,6 +96,7 @@ impl Store {
     }
 
     pub(super) async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
+        let _write = self.write_lock(name).await;
         let link = Bytes::copy_from_slice(digest.as_str().as_bytes());
         self.storage
             .put_bytes(&layout::layer_link(name, digest), link)

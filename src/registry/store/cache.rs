@@ -7,10 +7,14 @@
 //! can never be inserted after the invalidation that should have removed
 //! it. A cache built `enabled: false` (shared storage) remembers nothing.
 //!
-//! This is where a bound in bytes (instead of a count of entries) and a
-//! cache shared between processes plug in: callers only use `get`,
-//! `generation`, `fill`, `remove` and `drop_repository`. It must not do
-//! I/O or know what the values mean.
+//! Each cache is bounded in bytes: a weigher given at construction says
+//! what an entry costs (its key plus what the value holds); a fill that
+//! would pass the budget first evicts entries (in no particular order)
+//! until a quarter of the budget is free, and a value larger than an
+//! eighth of the budget is not cached at all. A cache shared between
+//! processes would plug in here: callers only use `get`, `generation`,
+//! `fill`, `remove` and `drop_repository`. It must not do I/O or know
+//! what the values mean beyond their weight.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -18,8 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::registry::oci::Name;
 
-/// Most entries of one cache before it is emptied and starts again.
-const CACHE_LIMIT: usize = 4096;
+/// What an entry costs beyond its key and value: the map's slot, the
+/// key's `String`, the allocator's rounding.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The entries and their total weight.
+struct Entries<V> {
+    map: HashMap<String, (V, usize)>,
+    bytes: usize,
+}
 
 /// Where a read began, for [`RepoCache::fill`].
 #[derive(Debug, Clone, Copy)]
@@ -27,9 +38,13 @@ pub(super) struct Generation(u64);
 
 /// A cache of values by repository and reference.
 pub(super) struct RepoCache<V> {
-    map: RwLock<HashMap<String, V>>,
+    map: RwLock<Entries<V>>,
     generation: AtomicU64,
     enabled: bool,
+    /// Most bytes the entries may weigh together.
+    budget: usize,
+    /// Bytes a value holds (beyond `size_of::<V>()`).
+    weigh: fn(&V) -> usize,
 }
 
 fn key(name: &Name, reference: &str) -> String {
@@ -41,13 +56,25 @@ fn key(name: &Name, reference: &str) -> String {
 }
 
 impl<V: Clone> RepoCache<V> {
-    /// An empty cache; a disabled one never holds anything.
-    pub(super) fn new(enabled: bool) -> Self {
+    /// An empty cache of at most `budget` bytes, `weigh` saying what a
+    /// value holds; a disabled one never holds anything.
+    pub(super) fn new(enabled: bool, budget: usize, weigh: fn(&V) -> usize) -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Entries {
+                map: HashMap::new(),
+                bytes: 0,
+            }),
             generation: AtomicU64::new(0),
             enabled,
+            budget,
+            weigh,
         }
+    }
+
+    /// Bytes the entries weigh together.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.read().bytes
     }
 
     /// The cached value, if any.
@@ -55,7 +82,10 @@ impl<V: Clone> RepoCache<V> {
         if !self.enabled {
             return None;
         }
-        self.read().get(&key(name, reference)).cloned()
+        self.read()
+            .map
+            .get(&key(name, reference))
+            .map(|(v, _)| v.clone())
     }
 
     /// Marks the start of a read whose result may [`fill`](Self::fill)
@@ -69,41 +99,102 @@ impl<V: Clone> RepoCache<V> {
         if !self.enabled {
             return;
         }
-        let mut map = self.write();
-        if self.generation.load(Ordering::Acquire) == since.0 {
-            if map.len() >= CACHE_LIMIT {
-                map.clear();
-            }
-            map.insert(key(name, reference), value);
+        let k = key(name, reference);
+        let weight = k.len() + std::mem::size_of::<V>() + (self.weigh)(&value) + ENTRY_OVERHEAD;
+        if weight > self.budget / 8 {
+            return;
         }
+        let mut e = self.write();
+        if self.generation.load(Ordering::Acquire) != since.0 {
+            return;
+        }
+        if e.bytes + weight > self.budget {
+            // Make room for more than this one entry, so that a full cache
+            // does not sweep on every fill.
+            let target = self.budget - self.budget / 4;
+            let mut evict = Vec::new();
+            let mut left = e.bytes;
+            for (k, (_, w)) in &e.map {
+                if left + weight <= target {
+                    break;
+                }
+                left -= w;
+                evict.push(k.clone());
+            }
+            for k in evict {
+                e.remove(&k);
+            }
+        }
+        e.remove(&k);
+        e.bytes += weight;
+        e.map.insert(k, (value, weight));
     }
 
     /// Forgets one entry after a write that affects it.
     pub(super) fn remove(&self, name: &Name, reference: &str) {
-        let mut map = self.write();
+        let mut e = self.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        map.remove(&key(name, reference));
+        e.remove(&key(name, reference));
     }
 
     /// Forgets every entry of `name` after a write in it.
     pub(super) fn drop_repository(&self, name: &Name) {
-        let mut map = self.write();
+        let mut e = self.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         let prefix = key(name, "");
-        map.retain(|k, _| !k.starts_with(&prefix));
+        let mut freed = 0;
+        e.map.retain(|k, (_, w)| {
+            let keep = !k.starts_with(&prefix);
+            if !keep {
+                freed += *w;
+            }
+            keep
+        });
+        e.bytes -= freed;
     }
 
     // A panic while holding the lock cannot leave the map inconsistent
-    // (every operation on it is a single insert/remove/get/clear).
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, V>> {
+    // (no operation on it can panic between changing `map` and `bytes`).
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries<V>> {
         self.map
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, V>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries<V>> {
         self.map
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<V> Entries<V> {
+    fn remove(&mut self, k: &str) {
+        if let Some((_, w)) = self.map.remove(k) {
+            self.bytes -= w;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_in_bytes() {
+        let c: RepoCache<Vec<u8>> = RepoCache::new(true, 64 << 10, Vec::len);
+        let name = Name::parse("a").unwrap();
+        for i in 0..200 {
+            let g = c.generation();
+            c.fill(&name, &i.to_string(), vec![0; 4000], g);
+            assert!(c.bytes() <= 64 << 10);
+        }
+        assert!(c.get(&name, "199").is_some());
+        // Too large for the cache: not kept.
+        let g = c.generation();
+        c.fill(&name, "big", vec![0; 9000], g);
+        assert!(c.get(&name, "big").is_none());
+        c.drop_repository(&name);
+        assert_eq!(c.bytes(), 0);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{PutManifest, Store, StoreError, StoredManifest, not_found_as};
 use crate::registry::layout;
 use crate::registry::oci::{
-    Algorithm, Digest, Hasher, Manifest, ManifestError, Name, Reference, Tag,
+    Algorithm, Descriptor, Digest, Hasher, Manifest, ManifestError, Name, Reference, Tag,
 };
 
 impl Store {
@@ -87,11 +87,14 @@ impl Store {
             }
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
+        // From the checks to the tag: nothing else writes the repository.
+        let _write = self.write_lock(name).await;
         for b in m.blobs.iter().filter(|b| !b.external) {
-            match self.linked(name, &b.digest).await {
+            let stored = match self.blob_size(name, &b.digest).await {
                 Err(StoreError::BlobUnknown(d)) => return Err(StoreError::ManifestBlobUnknown(d)),
                 other => other?,
-            }
+            };
+            check_size(b, stored)?;
         }
         for c in &m.children {
             match self
@@ -105,6 +108,13 @@ impl Store {
                 other => {
                     other?;
                 }
+            }
+            match self.storage.stat(&layout::blob_data(&c.digest)).await {
+                Err(e) if e.is_not_found() => {
+                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
+                }
+                Err(e) => return Err(e.into()),
+                Ok(meta) => check_size(c, meta.size)?,
             }
         }
         // Content first, then the link that makes it visible, then the tag.
@@ -127,7 +137,7 @@ impl Store {
                 d["artifactType"] = Value::from(t.clone());
             }
             if let Some(a) = &m.annotations {
-                d["annotations"] = a.clone();
+                d["annotations"] = Value::Object(a.clone());
             }
             self.storage
                 .put_bytes(
@@ -161,6 +171,7 @@ impl Store {
         reference: &Reference,
     ) -> Result<(), StoreError> {
         let unknown = || StoreError::ManifestUnknown(reference.to_string());
+        let _write = self.write_lock(name).await;
         let digest = match reference {
             Reference::Tag(t) => {
                 let path = layout::tag(name, t);
@@ -262,4 +273,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A descriptor's `size` must be the size of what it points at.
+fn check_size(d: &Descriptor, stored: u64) -> Result<(), StoreError> {
+    if d.size == stored {
+        return Ok(());
+    }
+    Err(StoreError::ManifestInvalid(format!(
+        "`{}.size` is {} but `{}` has {stored} bytes",
+        d.field, d.size, d.digest
+    )))
 }

@@ -24,10 +24,9 @@
 //! Garbage collection and pull-through mirroring get modules of their own
 //! beside these (`gc.rs`, `mirror.rs`), not inside them: gc walks what
 //! `mod.rs` lists and deletes through `blobs`/`manifests`; a mirror fills
-//! the store through the same write paths as a push. Per-repository write
-//! locks belong beside the caches in [`Store`] and are taken by the write
-//! paths of `blobs`, `uploads` and `manifests`; a bound in bytes or a cache
-//! shared between processes goes into `cache.rs`.
+//! the store through the same write paths as a push (taking the same
+//! repository write lock). A cache shared between processes goes into
+//! `cache.rs`.
 //!
 //! ## Rationale
 //!
@@ -46,6 +45,17 @@
 //!   such write happened since it started, so a stale entry can never be
 //!   inserted after the invalidation that should have removed it. The
 //!   caches assume this process is the only writer of its storage.
+//! * Every write in a repository is linearizable: manifest `PUT` (its
+//!   checks of blobs and children included), manifest and tag `DELETE`,
+//!   blob `DELETE` and the link that adds a blob take the repository's
+//!   write lock ([`Store::write_lock`]) for their whole run, so concurrent
+//!   writes end in a state some serial order gives. Reads take no lock:
+//!   each object they read is written atomically. The locks are striped
+//!   (a fixed array, the name's hash picks one), so their memory does not
+//!   grow with the number of repositories; two repositories sharing a
+//!   stripe only wait for each other. They order the writes of this
+//!   process; on shared storage, processes are not ordered among
+//!   themselves.
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
 //!   run on one bucket), nothing remembered between requests is trusted:
@@ -75,6 +85,12 @@ mod uploads;
 use cache::RepoCache;
 use sessions::Sessions;
 
+/// Most bytes the manifest cache holds (stated in the README).
+pub(crate) const MANIFEST_CACHE_BYTES: usize = 64 << 20;
+
+/// Most bytes the blob-size cache holds (about 50,000 entries).
+const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
+
 /// A request body as the store reads it.
 pub(crate) type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
@@ -98,6 +114,26 @@ pub enum StoreError {
         /// Bytes in the upload so far.
         size: u64,
     },
+    /// A chunk's body is not as long as its `Content-Range` says.
+    #[error(
+        "the body is {} than `Content-Range` `{first}-{last}` says; the upload keeps {size} bytes",
+        if *longer { "longer" } else { "shorter" }
+    )]
+    ChunkLength {
+        /// First byte the range named.
+        first: u64,
+        /// Last byte the range named.
+        last: u64,
+        /// Whether the body was longer (else shorter).
+        longer: bool,
+        /// Bytes in the upload now.
+        size: u64,
+    },
+    /// As many uploads as allowed are open.
+    #[error(
+        "{0} uploads are open, the most this registry allows; finish or cancel one, or retry later"
+    )]
+    TooManyUploads(usize),
     /// The content does not have the digest the client named.
     #[error("content digest `{actual}` does not match `{expected}`")]
     DigestMismatch {
@@ -157,21 +193,48 @@ pub(crate) struct Store {
     shared: bool,
     /// When the search index was last rebuilt from storage.
     refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Most upload sessions open at once.
+    max_uploads: usize,
+    /// Per-repository write locks, striped (see Rationale).
+    write_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
+/// Stripes of the repository write locks.
+const WRITE_LOCK_STRIPES: usize = 256;
+
 impl Store {
-    /// A store over `storage`, keeping `index` (if any) current.
-    pub(crate) fn new(storage: Arc<dyn Storage>, index: Option<Arc<Index>>) -> Self {
+    /// A store over `storage`, keeping `index` (if any) current, with at
+    /// most `max_uploads` uploads open at once.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        index: Option<Arc<Index>>,
+        max_uploads: usize,
+    ) -> Self {
         let shared = storage.shared();
         Self {
             index,
             sessions: Sessions::default(),
-            manifests: RepoCache::new(!shared),
-            blob_sizes: RepoCache::new(!shared),
+            manifests: RepoCache::new(!shared, MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
+            blob_sizes: RepoCache::new(!shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
             shared,
             storage,
             refreshed: tokio::sync::Mutex::new(None),
+            max_uploads,
+            write_locks: (0..WRITE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// The write lock of repository `name`; every write path in it holds
+    /// this for its whole run. Never take two at once.
+    pub(super) async fn write_lock(&self, name: &Name) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher as _, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(name.as_str());
+        // The remainder is below the stripe count, so it fits a usize.
+        let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
+        self.write_locks[i].lock().await
     }
 
     /// Whether other processes may write this store's storage.

@@ -63,6 +63,17 @@ impl Sessions {
         self.lock().entry(id).or_insert(s).clone()
     }
 
+    /// Adds the session of a new upload, unless `max` sessions are open
+    /// already (then `false`).
+    pub(super) fn insert_new(&self, id: Uuid, s: SessionRef, max: usize) -> bool {
+        let mut map = self.lock();
+        if map.len() >= max {
+            return false;
+        }
+        map.insert(id, s);
+        true
+    }
+
     /// Forgets the session of `id`, returning it.
     pub(super) fn remove(&self, id: Uuid) -> Option<SessionRef> {
         self.lock().remove(&id)

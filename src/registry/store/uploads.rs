@@ -18,20 +18,33 @@ use crate::registry::layout;
 use crate::registry::oci::{Algorithm, Digest, Hasher, Name};
 
 impl Store {
-    /// Starts an upload.
+    /// Starts an upload, unless as many as the store allows are open
+    /// (uploads end when finished, cancelled or purged).
     pub(crate) async fn upload_start(&self, name: &Name) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
+        // Counted before anything is written, so a refused start leaves
+        // nothing behind.
+        if !self
+            .sessions
+            .insert_new(id, SessionEntry::new(name, true), self.max_uploads)
+        {
+            return Err(StoreError::TooManyUploads(self.max_uploads));
+        }
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        self.storage
+        let started = self
+            .storage
             .put_bytes(
                 &layout::upload_started(name, id),
                 Bytes::from(now.to_string()),
             )
-            .await?;
-        self.sessions.insert(id, SessionEntry::new(name, true));
+            .await;
+        if let Err(e) = started {
+            self.sessions.remove(id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
@@ -125,26 +138,35 @@ impl Store {
         self.current_size(name, &mut s, id).await
     }
 
-    /// Appends `body` to an upload. `start`, from `Content-Range`, must be
-    /// where the upload ends. Returns the new size.
+    /// Appends `body` to an upload. `range` (first and last byte, from
+    /// `Content-Range`) must start where the upload ends and be as long as
+    /// the body. Returns the new size.
     pub(crate) async fn upload_append(
         &self,
         name: &Name,
         id: Uuid,
-        start: Option<u64>,
+        range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let mut s = self.open_at(name, id, start).await?;
-        self.append(name, &mut s, id, body).await
+        let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
+        self.append(name, &mut s, id, range, body).await
     }
 
+    /// Writes `body` at the end of the upload. With a `range`, a body
+    /// longer than it is cut at the range's end and refused: the upload
+    /// keeps the bytes the range named (and says so with its size), not
+    /// what the client did not announce.
     async fn append(
         &self,
         name: &Name,
         s: &mut Session,
         id: Uuid,
+        range: Option<(u64, u64)>,
         mut body: Body,
     ) -> Result<u64, StoreError> {
+        let declared = range.map(|(first, last)| last - first + 1);
+        let mut received = 0u64;
+        let mut longer = false;
         // Until the chunk is committed the hash state may not match storage.
         let mut hasher = s.hasher.take().map(BackgroundHash::new);
         let mut w = self
@@ -161,10 +183,24 @@ impl Store {
                     )));
                 }
             };
+            let mut chunk = chunk;
+            if let Some(d) = declared
+                && received + chunk.len() as u64 > d
+            {
+                // Fits: `d - received` is below this chunk's length.
+                chunk.truncate((d - received) as usize);
+                longer = true;
+            }
+            received += chunk.len() as u64;
             if let Some(h) = hasher.as_mut() {
                 h.update(&chunk).await?;
             }
-            w.write(chunk).await?;
+            if !chunk.is_empty() {
+                w.write(chunk).await?;
+            }
+            if longer {
+                break;
+            }
         }
         let size = w.size();
         let hasher = match hasher {
@@ -174,7 +210,17 @@ impl Store {
         w.commit().await?;
         s.size = size;
         s.hasher = hasher;
-        Ok(size)
+        match (declared, range) {
+            (Some(d), Some((first, last))) if longer || received != d => {
+                Err(StoreError::ChunkLength {
+                    first,
+                    last,
+                    longer,
+                    size,
+                })
+            }
+            _ => Ok(size),
+        }
     }
 
     /// Finishes an upload: appends `body`, checks the digest and publishes
@@ -184,11 +230,11 @@ impl Store {
         name: &Name,
         id: Uuid,
         digest: &Digest,
-        start: Option<u64>,
+        range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let mut s = self.open_at(name, id, start).await?;
-        let result = self.finish(name, &mut s, id, digest, body).await;
+        let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
+        let result = self.finish(name, &mut s, id, digest, range, body).await;
         match &result {
             // A client may retry a chunk after an I/O failure; anything else
             // ends the upload, and a bad digest must leave nothing behind.
@@ -208,9 +254,10 @@ impl Store {
         s: &mut Session,
         id: Uuid,
         digest: &Digest,
+        range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let size = self.append(name, s, id, body).await?;
+        let size = self.append(name, s, id, range, body).await?;
         let data = layout::upload_data(name, id);
         let actual = match s.hasher.take() {
             Some(h) if h.algorithm() == digest.algorithm() => h.finish(),

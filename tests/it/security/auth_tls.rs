@@ -6,7 +6,10 @@ use std::process::Command;
 
 use base64::Engine as _;
 
-use crate::harness::{Server, agent, body, bytes, digest, manifest};
+use std::time::Duration;
+
+use crate::harness::{Server, agent, body, bytes, digest, manifest, raw};
+use crate::support::http::status_of;
 
 use super::{ALICE, BOB, htpasswd, self_signed};
 
@@ -284,4 +287,46 @@ fn tls_with_curl_and_skopeo() {
     let key_body: String = key.lines().nth(1).unwrap().to_owned();
     assert!(!log.contains(&key_body), "key material in the log");
     assert!(!log.contains(ALICE.1));
+}
+
+/// Log injection (issue 16): a user name holding `\n` and ESC, a path
+/// holding `%0a` and a raw control byte in a header reach the log escaped;
+/// no forged line, no raw control byte.
+#[test]
+fn logged_values_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    htpasswd(d);
+    let server = Server::start(
+        d,
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: info\n  auth:\n    htpasswd: ./htpasswd\n    readonly: [bob]\n",
+    );
+    let t = Duration::from_secs(10);
+    // No `:` in it: Basic credentials end the user name at the first one.
+    let forged = "FORGED INFO regconf request method=GET";
+    let user = format!("evil\n{forged}\r\u{1b}[31mred\u{1b}]0;title\u{7}");
+    let auth = basic((&user, "pw"));
+    let req = format!(
+        "GET /v2/%0a{}/tags/list HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n",
+        forged.replace(' ', "%20")
+    );
+    assert_eq!(status_of(&raw(server.port, req.as_bytes(), t)), Some(401));
+    // Bob may only read: his refused write is logged with its path.
+    let req = format!(
+        "DELETE /v2/a%0d%0a{}/manifests/x HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        forged.replace(' ', "%20"),
+        basic(BOB)
+    );
+    assert_eq!(status_of(&raw(server.port, req.as_bytes(), t)), Some(403));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.log();
+    assert!(log.contains(r"evil\nFORGED"), "{log}");
+    assert!(log.contains(r"\u{1b}[31mred"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("FORGED"), "forged line: {line:?}\n{log}");
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\t'),
+            "raw control character: {line:?}"
+        );
+    }
 }

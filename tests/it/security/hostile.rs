@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Rng, Server, agent, bytes, digest, files_under, raw};
+use crate::harness::{Rng, Server, agent, bytes, digest, files_under, manifest, push_blob, raw};
 use crate::support::http::status_of;
 
 /// Random hostile requests: the server never panics, answers `/v2/`
@@ -213,4 +213,190 @@ fn hostile_requests_and_path_traversal() {
         let s = p.to_string_lossy();
         s.starts_with("blobs/") || s.starts_with("repositories/") || s.starts_with("_tmp/")
     }));
+}
+
+/// Manifests against the OCI image-spec rules (issue 16): each wrong field
+/// is a 400 `MANIFEST_INVALID` naming the field, and nothing is stored.
+#[test]
+fn manifest_fields_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n",
+    );
+    let a = agent();
+    let base = server.url("");
+    let layer = b"nine byte";
+    let ld = digest(layer);
+    let config = b"{}";
+    let cd = digest(config);
+    assert_eq!(push_blob(&a, &base, "fields", layer, &ld), 201);
+    assert_eq!(push_blob(&a, &base, "fields", config, &cd), 201);
+    let good = manifest((&cd, 2), &[(ld.clone(), 9)]);
+    let tail = |extra: &str| format!("{},{extra}}}", good.strip_suffix('}').unwrap());
+    let cases = [
+        (
+            manifest((&cd, 2), &[(ld.clone(), 999)]),
+            "`layers[0].size` is 999",
+        ),
+        (manifest((&cd, 3), &[(ld.clone(), 9)]), "`config.size` is 3"),
+        (
+            tail(r#""annotations":{"a":[1,2]}"#),
+            "`annotations.a` must be a string",
+        ),
+        (
+            tail(r#""annotations":{"a":"b","a":"c"}"#),
+            "duplicate key `a`",
+        ),
+        (
+            tail(r#""schemaVersion":2"#),
+            "duplicate key `schemaVersion`",
+        ),
+        (
+            good.replace(",\"size\":9", ",\"size\":-9"),
+            "`layers[0].size` must be a non-negative integer",
+        ),
+        (
+            good.replace("\"application/vnd.oci.image.layer.v1.tar\"", "7"),
+            "`layers[0].mediaType` must be a string",
+        ),
+        (
+            tail(r#""artifactType":"not a type""#),
+            "`artifactType` is not a media type",
+        ),
+    ];
+    for (i, (m, want)) in cases.iter().enumerate() {
+        let r = a
+            .put(server.url(&format!("/v2/fields/manifests/c{i}")))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .send(m.as_bytes())
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = String::from_utf8(crate::harness::body(r)).unwrap();
+        assert_eq!(status, 400, "{m}\n{text}");
+        assert!(text.contains("MANIFEST_INVALID"), "{text}");
+        assert!(text.contains(want), "{m}\nwant {want}\n{text}");
+    }
+    let r = a.get(server.url("/v2/fields/tags/list")).call().unwrap();
+    let tags = String::from_utf8(crate::harness::body(r)).unwrap();
+    assert!(!tags.contains("\"c"), "{tags}");
+    let r = a
+        .put(server.url("/v2/fields/manifests/good"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .send(good.as_bytes())
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// `Range` on blob `GET` per RFC 9110, `PATCH` bodies against their
+/// `Content-Range`, and a repeated `q` on `/v1/search` (issue 16).
+#[test]
+fn ranges_chunk_lengths_and_repeated_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  search_backend: sqlalchemy\n  sqlalchemy_index_database: sqlite:///{}\n",
+            db.display()
+        ),
+    );
+    let a = agent();
+    let base = server.url("");
+    let data = b"nine byte";
+    let d = digest(data);
+    assert_eq!(push_blob(&a, &base, "ranges", data, &d), 201);
+    let url = server.url(&format!("/v2/ranges/blobs/{d}"));
+    for (range, status, content_range, want) in [
+        ("bytes=0-1,3-4", 200, None, &data[..]),
+        ("items=0-1", 200, None, &data[..]),
+        ("bytes=abc", 200, None, &data[..]),
+        ("bytes=5-4", 200, None, &data[..]),
+        ("bytes=", 200, None, &data[..]),
+        ("bytes=2-4", 206, Some("bytes 2-4/9"), &data[2..5]),
+        ("bytes=-3", 206, Some("bytes 6-8/9"), &data[6..]),
+        (
+            "bytes=0-18446744073709551615",
+            206,
+            Some("bytes 0-8/9"),
+            &data[..],
+        ),
+        (
+            "bytes=0-184467440737095516150",
+            206,
+            Some("bytes 0-8/9"),
+            &data[..],
+        ),
+        ("bytes=9-", 416, Some("bytes */9"), &b""[..]),
+        (
+            "bytes=18446744073709551615-",
+            416,
+            Some("bytes */9"),
+            &b""[..],
+        ),
+        (
+            "bytes=184467440737095516150-",
+            416,
+            Some("bytes */9"),
+            &b""[..],
+        ),
+    ] {
+        let r = a.get(&url).header("range", range).call().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{range}");
+        assert_eq!(
+            r.headers()
+                .get("content-range")
+                .map(|v| v.to_str().unwrap()),
+            content_range,
+            "{range}"
+        );
+        if status != 416 {
+            assert_eq!(crate::harness::body(r), want, "{range}");
+        }
+    }
+
+    // A chunked PATCH body longer than its Content-Range: 416, and the
+    // upload keeps what the range named.
+    let r = a
+        .post(server.url("/v2/ranges/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let t = Duration::from_secs(10);
+    let patch = |range: &str, body: &[u8]| {
+        let mut req = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: {range}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"\r\n0\r\n\r\n");
+        let got = raw(server.port, &req, t);
+        (
+            status_of(&got),
+            String::from_utf8_lossy(&got).to_ascii_lowercase(),
+        )
+    };
+    let (status, got) = patch("0-3", data);
+    assert_eq!(status, Some(416), "{got}");
+    assert!(got.contains("\r\nrange: 0-3\r\n"), "{got}");
+    assert!(got.contains("blob_upload_invalid"), "{got}");
+    // Shorter than announced: refused the same way.
+    let (status, got) = patch("4-20", b" by");
+    assert_eq!(status, Some(416), "{got}");
+    assert!(got.contains("\r\nrange: 0-6\r\n"), "{got}");
+    let (status, got) = patch("7-8", b"te");
+    assert_eq!(status, Some(202), "{got}");
+    let r = a
+        .put(server.url(&format!("{loc}?digest={d}")))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Several `q`: the first counts, and the answer is JSON.
+    let r = a.get(server.url("/v1/search?q=a&q=b")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&crate::harness::body(r)).unwrap();
+    assert_eq!(v["query"], "a", "{v}");
 }

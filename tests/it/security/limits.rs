@@ -126,3 +126,87 @@ fn limits_headers_manifests_slow_and_idle_clients() {
     }
     assert!(server.alive());
 }
+
+/// Upload sessions are counted against the limits (issue 16): 16 per
+/// allowed connection, then `429 TOOMANYREQUESTS` until one ends.
+#[test]
+fn open_uploads_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  limits:\n    max_connections: 2\n",
+    );
+    let a = agent();
+    let start = || {
+        a.post(server.url("/v2/many/blobs/uploads/"))
+            .send_empty()
+            .unwrap()
+    };
+    let mut first = None;
+    for _ in 0..32 {
+        let r = start();
+        assert_eq!(r.status(), 202);
+        first.get_or_insert_with(|| r.headers()["location"].to_str().unwrap().to_owned());
+    }
+    let r = start();
+    assert_eq!(r.status(), 429);
+    let text = String::from_utf8(body(r)).unwrap();
+    assert!(text.contains("TOOMANYREQUESTS"), "{text}");
+    // Nothing was left on storage for the refused one.
+    let uploads = std::fs::read_dir(dir.path().join("store/repositories/many/_uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(uploads, 32);
+    let r = a.delete(server.url(&first.unwrap())).call().unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(start().status(), 202);
+}
+
+/// An HTTP/2 connection announces at most 16 concurrent streams (issue 16;
+/// hyper's default was 200).
+#[test]
+fn http2_streams_per_connection_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    super::self_signed(dir.path());
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  tls:\n    certificate: ./cert.pem\n    key: ./key.pem\n",
+    );
+    // Speak the HTTP/2 preface through openssl and read the server's
+    // SETTINGS frame (curl does not print it).
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    stdin.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    let _ = child.wait();
+    drop(stdin);
+    // The first frame is the server's SETTINGS: (id u16, value u32) pairs.
+    assert!(got.len() >= 9 && got[3] == 4, "{got:?}");
+    let len = usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
+    let settings: Vec<(u16, u32)> = got[9..9 + len]
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 16)), "{settings:?}");
+}

@@ -7,12 +7,14 @@
 //! One file per concern: `auth_tls` (logins, roles, TLS), `limits`
 //! (headers, bodies, slow and idle clients), `hostile` (random hostile
 //! requests, path traversal), `settings` (the `auth:`, `tls:` and `limits:`
-//! settings checked, and what a configuration cannot make regconf do).
+//! settings checked, and what a configuration cannot make regconf do),
+//! `memory` (hostile manifests and the manifest cache, issue 16).
 //! The helpers they share are here.
 
 mod auth_tls;
 mod hostile;
 mod limits;
+mod memory;
 mod settings;
 
 use std::path::Path;

@@ -1,6 +1,9 @@
 //! Reliability of `regconf serve` (issue 8): SIGKILL at random points of
-//! large, chunked and manifest pushes; a full disk; 32 clients for 60 s.
+//! large, chunked and manifest pushes; a full disk; 32 clients for 60 s;
+//! and (issue 16, `races`) concurrent writes to one repository.
 //! Loopback only; every test is bounded in time and count.
+
+mod races;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,139 @@
+//! Concurrent writes to one repository (issue 16): a `DELETE` of a
+//! manifest by digest racing a `PUT` of the same manifest under a new tag,
+//! and a tag moved between manifests meanwhile. Every write must end in a
+//! state some serial order gives: no 5xx, and every listed tag names a
+//! manifest that `GET` serves. On local storage and on S3 (moto).
+
+use std::time::Instant;
+
+use crate::harness::{Server, agent, body, digest, manifest, push_blob};
+use crate::registry::moto;
+
+const ROUNDS: usize = 300;
+
+fn race(server: &Server, what: &str) {
+    let a = agent();
+    let base = server.url("");
+    let config = b"{}";
+    let cd = digest(config);
+    let layers: Vec<(String, usize)> = (0..2)
+        .map(|i| {
+            let data = format!("layer {i}").into_bytes();
+            let d = digest(&data);
+            assert_eq!(push_blob(&a, &base, "race/app", &data, &d), 201);
+            (d, data.len())
+        })
+        .collect();
+    assert_eq!(push_blob(&a, &base, "race/app", config, &cd), 201);
+    // Two manifests: the one deleted and re-pushed, and the one the moving
+    // tag also points at in turn.
+    let m = manifest((&cd, config.len()), &layers[..1]);
+    let other = manifest((&cd, config.len()), &layers[1..]);
+    let md = digest(m.as_bytes());
+    let put = |a: &ureq::Agent, tag: &str, text: &str| {
+        a.put(format!("{base}/v2/race/app/manifests/{tag}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .send(text.as_bytes())
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    let mut statuses = std::collections::BTreeMap::<(&str, u16), usize>::new();
+    for round in 0..ROUNDS {
+        assert_eq!(put(&a, &format!("r{round}"), &m), 201);
+        let (deleted, pushed, moved) = std::thread::scope(|s| {
+            let del = s.spawn(|| {
+                agent()
+                    .delete(format!("{base}/v2/race/app/manifests/{md}"))
+                    .call()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            });
+            let push = s.spawn(|| put(&agent(), &format!("n{round}"), &m));
+            let text = if round % 2 == 0 { &other } else { &m };
+            let mv = s.spawn(move || put(&agent(), "moving", text));
+            (
+                del.join().unwrap(),
+                push.join().unwrap(),
+                mv.join().unwrap(),
+            )
+        });
+        for (op, st) in [("delete", deleted), ("put", pushed), ("move", moved)] {
+            *statuses.entry((op, st)).or_default() += 1;
+            assert!(
+                (200..300).contains(&st) || st == 404,
+                "{what}: round {round}: {op} answered {st}"
+            );
+        }
+    }
+    let r = a
+        .get(format!("{base}/v2/race/app/tags/list"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    let tags: Vec<&str> = list["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    let dangling: Vec<&&str> = tags
+        .iter()
+        .filter(|t| {
+            a.get(format!("{base}/v2/race/app/manifests/{t}"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .call()
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+                != 200
+        })
+        .collect();
+    eprintln!(
+        "{what}: {ROUNDS} rounds in {:?}, {} tags listed, statuses {statuses:?}",
+        start.elapsed(),
+        tags.len()
+    );
+    assert!(
+        dangling.is_empty(),
+        "{what}: tags listed but not served: {dangling:?}"
+    );
+    assert!(server.alive());
+    let log = server.log();
+    assert!(!log.contains("storage failure"), "{what}: {log}");
+}
+
+#[test]
+fn delete_and_put_of_one_manifest_race_cleanly_on_local_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n",
+    );
+    race(&server, "local");
+    // No temporary file stays behind (the driver's lock file stays).
+    let left: Vec<_> = crate::harness::files_under(&dir.path().join("store"))
+        .into_iter()
+        .filter(|p| p.starts_with("_tmp") && !p.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn delete_and_put_of_one_manifest_race_cleanly_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap()
+        .trim_start_matches('.')
+        .to_owned();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "f:\n  storage: s3\n  boto_bucket: {}\n  storage_path: /tests/{name}\n  s3_region: us-east-1\n  s3_access_key: test\n  s3_secret_key: test\n  s3_secure: false\n  boto_host: 127.0.0.1\n  boto_port: {}\n  loglevel: error\n",
+            moto::BUCKET,
+            moto::shared().port
+        ),
+    );
+    race(&server, "s3");
+}
