@@ -13,6 +13,18 @@ pub struct Source {
     name: String,
     text: String,
     line_starts: Vec<usize>,
+    /// Characters before every multiple of [`STRIDE`] bytes, so that a
+    /// column costs at most `STRIDE` bytes of counting however long the
+    /// line (one is empty for ASCII text, where bytes are characters).
+    char_marks: Vec<usize>,
+}
+
+/// Bytes between two entries of `char_marks`.
+const STRIDE: usize = 4096;
+
+/// Whether a byte starts a character (is not a UTF-8 continuation byte).
+fn starts_char(b: u8) -> bool {
+    b & 0xC0 != 0x80
 }
 
 impl Source {
@@ -21,10 +33,22 @@ impl Source {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let char_marks = if text.is_ascii() {
+            Vec::new()
+        } else {
+            let mut marks = vec![0];
+            let mut count = 0;
+            for chunk in text.as_bytes().chunks(STRIDE) {
+                count += chunk.iter().filter(|&&b| starts_char(b)).count();
+                marks.push(count);
+            }
+            marks
+        };
         Arc::new(Source {
             name: name.into(),
             text,
             line_starts,
+            char_marks,
         })
     }
 
@@ -41,10 +65,54 @@ impl Source {
     /// Line (1-based) and column (1-based, in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let line = self.line_index(offset);
         let start = self.line_starts[line];
-        let col = self.text[start..offset].chars().count();
+        let col = self.chars_before(offset) - self.chars_before(start);
         (line + 1, col + 1)
+    }
+
+    /// Characters in the text before byte `offset` (a character boundary).
+    fn chars_before(&self, offset: usize) -> usize {
+        if self.char_marks.is_empty() {
+            return offset;
+        }
+        let mark = offset / STRIDE;
+        let counted = self.text.as_bytes()[mark * STRIDE..offset]
+            .iter()
+            .filter(|&&b| starts_char(b))
+            .count();
+        self.char_marks[mark] + counted
+    }
+
+    /// The line (0-based) that holds byte `offset`.
+    pub(crate) fn line_index(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.line_starts.partition_point(|&s| s <= offset) - 1
+    }
+
+    /// How many lines the text has (a final newline starts an empty one).
+    pub(crate) fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// Where line `line` (0-based) starts, where its text ends (before
+    /// `\r\n` or `\n`), and where the next line starts.
+    pub(crate) fn line_bounds(&self, line: usize) -> (usize, usize, usize) {
+        let start = self.line_starts[line];
+        let next = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        let bytes = self.text.as_bytes();
+        let mut end = next;
+        if end > start && bytes[end - 1] == b'\n' {
+            end -= 1;
+            if end > start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        (start, end, next)
     }
 
     /// The text of the line (without its newline) that holds `offset`.

@@ -10,12 +10,11 @@
 //! Message style: lowercase, no trailing period, user values in backticks,
 //! the origin last.
 
+mod excerpt;
 pub mod report;
 
 use std::fmt;
 use std::sync::Arc;
-
-use miette::{LabeledSpan, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 use crate::config::source::{Source, Span};
 
@@ -218,6 +217,8 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Code, severity and help; the source and labels are drawn through an
+/// excerpt by [`report::human`], never read from the source directly.
 impl miette::Diagnostic for Diagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.code))
@@ -235,44 +236,6 @@ impl miette::Diagnostic for Diagnostic {
         self.help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
-    }
-
-    fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_deref().map(|s| s as &dyn SourceCode)
-    }
-
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.source.as_ref()?;
-        Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
-            let span = SourceSpan::new(l.span.start.into(), l.span.len());
-            let text = (!l.text.is_empty()).then(|| l.text.clone());
-            if i == 0 {
-                LabeledSpan::new_primary_with_span(text, span)
-            } else {
-                LabeledSpan::new_with_span(text, span)
-            }
-        })))
-    }
-}
-
-impl SourceCode for Source {
-    fn read_span<'a>(
-        &'a self,
-        span: &SourceSpan,
-        context_lines_before: usize,
-        context_lines_after: usize,
-    ) -> Result<Box<dyn SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner = self
-            .text()
-            .read_span(span, context_lines_before, context_lines_after)?;
-        Ok(Box::new(MietteSpanContents::new_named(
-            self.name().to_owned(),
-            inner.data(),
-            *inner.span(),
-            inner.line(),
-            inner.column(),
-            inner.line_count(),
-        )))
     }
 }
 

@@ -188,3 +188,62 @@ fn deeply_nested_variables_stop_at_a_limit() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("{\"a\":").count(), 501, "{text:.200}");
 }
+
+/// Runs every command on `text` as `config.yml`: each ends with status 1
+/// and a diagnostic naming `code`; returns `validate`'s transcript.
+fn every_command_refuses(text: &[u8], code: &str) -> String {
+    commands_refuse(text, code, every_command())
+}
+
+/// [`every_command_refuses`] for the commands `commands`.
+fn commands_refuse(text: &[u8], code: &str, commands: Vec<Vec<&str>>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yml"), text).unwrap();
+    let mut validate = String::new();
+    for args in commands {
+        let out = run(dir.path(), &args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr:.4000}");
+        assert!(
+            stderr.contains(code),
+            "{args:?}: no {code}:\n{stderr:.4000}"
+        );
+        if args[0] == "validate" {
+            validate = transcript(&out);
+        }
+    }
+    validate
+}
+
+/// miette pads to a label's column with a width argument, which panics past
+/// 65,535 columns: a label far along a line made every command exit 101.
+/// Long lines are now cut to a window around the label.
+#[test]
+fn labels_far_along_a_line_are_shown_in_a_window() {
+    let prod = "\nprod:\n  a: 1\n";
+    let syntax = format!("dev:\n  a: {} [: {prod}", "x".repeat(70_000));
+    let text = every_command_refuses(syntax.as_bytes(), "regconf::yaml::syntax");
+    snap("long-line-syntax", &text);
+    let key = format!("dev:\n  {}: 1{prod}", "k".repeat(10_000_000));
+    every_command_refuses(key.as_bytes(), "regconf::yaml::syntax");
+    let seq = format!("dev:\n  a: [{}]]{prod}", "1, ".repeat(1_000_000));
+    every_command_refuses(seq.as_bytes(), "regconf::yaml::syntax");
+    // a label on a valid line, past the limit, with text on both sides
+    let flow = format!(
+        "dev: {{storage_path: '{}', standalone: maybe, loglevel: info}}{prod}",
+        "x".repeat(70_000)
+    );
+    // only the commands that check types refuse it; the others must simply
+    // end without a signal
+    let checking = every_command()
+        .into_iter()
+        .filter(|a| ["validate", "serve"].contains(&a[0]))
+        .collect();
+    let text = commands_refuse(flow.as_bytes(), "regconf::type::not_exactly_true", checking);
+    snap("long-line-label", &text);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yml"), &flow).unwrap();
+    for args in every_command() {
+        run(dir.path(), &args, &[]);
+    }
+}
