@@ -37,6 +37,7 @@ pub const CODES: &[&str] = &[
     "regconf::file::env_file",
     "regconf::file::exists",
     "regconf::file::not_utf8",
+    "regconf::file::too_large",
     "regconf::file::unreadable",
     "regconf::file::unwritable",
     "regconf::flavor::empty_file",

@@ -247,3 +247,111 @@ fn labels_far_along_a_line_are_shown_in_a_window() {
         run(dir.path(), &args, &[]);
     }
 }
+
+/// Makes a FIFO at `path` (nobody ever writes to it).
+fn fifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A configuration file, an environment file or a file a flavor names that
+/// is a device, a FIFO or a directory made regconf read forever or wait
+/// forever; a large one was read whole. Each is refused, naming what it is
+/// or the limit.
+#[test]
+fn special_and_oversized_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fifo(&d.join("fifo"));
+    std::fs::create_dir(d.join("folder")).unwrap();
+    std::fs::write(d.join("big.pem"), "a".repeat(2 << 20)).unwrap();
+    let big = std::fs::File::create(d.join("big.yml")).unwrap();
+    big.set_len(65 << 20).unwrap();
+    std::fs::write(
+        d.join("ok.yml"),
+        "dev:\n  loglevel: info\nprod:\n  loglevel: info\n",
+    )
+    .unwrap();
+    let specials = ["/dev/zero", "/dev/urandom", "fifo", "folder"];
+    let mut transcripts = String::new();
+    for args in every_command() {
+        for (file, what) in specials
+            .iter()
+            .zip(["a device", "a device", "a FIFO", "a directory"])
+        {
+            let args: Vec<&str> = args
+                .iter()
+                .map(|&a| if a == "config.yml" { *file } else { a })
+                .collect();
+            let out = run(d, &args, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
+            assert!(
+                stderr.contains("regconf::file::unreadable")
+                    && stderr.contains(&format!("it is {what}, not a regular file")),
+                "{args:?}:\n{stderr}"
+            );
+        }
+        let args: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == "config.yml" { "big.yml" } else { a })
+            .collect();
+        let out = run(d, &args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
+        assert!(
+            stderr.contains("regconf::file::too_large"),
+            "{args:?}:\n{stderr}"
+        );
+        if args[0] == "validate" {
+            transcripts.push_str(&transcript(&out));
+        }
+    }
+    // --env-file, where a command takes one
+    for args in [
+        vec!["validate", "ok.yml", "--flavor", "dev", "--env-file"],
+        vec!["env", "ok.yml", "--flavor", "dev", "--env-file"],
+        vec!["diff", "dev", "prod", "ok.yml", "--env-file"],
+    ] {
+        for file in ["fifo", "/dev/zero", "folder"] {
+            let mut args = args.clone();
+            args.push(file);
+            let out = run(d, &args, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}:\n{stderr}");
+            assert!(
+                stderr.contains("regconf::file::env_file") && stderr.contains("regular file"),
+                "{args:?}:\n{stderr}"
+            );
+        }
+    }
+    // files a flavor names: read by `validate --flavor` and by `serve`
+    std::fs::write(
+        d.join("files.yml"),
+        "dev:\n  auth: {htpasswd: /dev/zero}\n  tls: {certificate: fifo, key: big.pem}\n\
+         prod:\n  auth: {htpasswd: folder}\n  tls: {certificate: /dev/urandom, key: fifo}\n\
+         keyed:\n  privileged_key: fifo\nzero:\n  privileged_key: /dev/zero\n",
+    )
+    .unwrap();
+    for flavor in ["dev", "prod", "keyed", "zero"] {
+        for cmd in [
+            vec!["validate", "files.yml", "--flavor", flavor],
+            vec![
+                "serve",
+                "files.yml",
+                "--flavor",
+                flavor,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ] {
+            let out = run(d, &cmd, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd:?}:\n{stderr}");
+            if cmd[0] == "validate" {
+                transcripts.push_str(&transcript(&out));
+            }
+        }
+    }
+    snap("special-files", &transcripts);
+}
