@@ -70,6 +70,7 @@ pub const CODES: &[&str] = &[
     "regconf::type::not_exactly_true",
     "regconf::value::limit",
     "regconf::value::loglevel",
+    "regconf::value::range",
     "regconf::value::verbosity_number",
     "regconf::yaml::bad_scalar",
     "regconf::yaml::comment_in_value",

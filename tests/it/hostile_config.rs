@@ -355,3 +355,130 @@ fn special_and_oversized_files_are_refused() {
     }
     snap("special-files", &transcripts);
 }
+
+/// Numbers `validate` accepted crashed `serve`: a connection count past
+/// tokio's semaphore limit panicked at start, a header timeout near
+/// `i64::MAX` seconds panicked on every connection. Every number has a
+/// range now; out of it is refused with the range, through `--set` and
+/// through the file, and `serve` runs at the top of each range.
+#[test]
+fn numbers_out_of_their_range_are_refused_and_serve_runs_at_the_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("config.yml"),
+        "dev:\n  storage_path: _env:STORAGE_PATH\n  search_backend: ''\nprod:\n  loglevel: info\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("huge.yml"),
+        "dev:\n  limits:\n    max_connections: 4611686018427387904\n    header_timeout_secs: 9223372036854775807\n    idle_timeout_secs: 99999999999999999999999\n    max_header_bytes: '100'\n  upload_purge: {interval_secs: -1}\n  cors: {max_age: 4294967296}\nprod:\n  loglevel: info\n",
+    )
+    .unwrap();
+    let storage = [(
+        "STORAGE_PATH".to_owned(),
+        d.join("storage").display().to_string(),
+    )];
+    let mut transcripts = String::new();
+    for args in [
+        vec!["validate", "huge.yml", "--flavor", "dev"],
+        vec![
+            "serve",
+            "huge.yml",
+            "--flavor",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = run(d, &args, &storage);
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        transcripts.push_str(&transcript(&out));
+    }
+    for set in [
+        "limits.max_connections=4611686018427387904",
+        "limits.header_timeout_secs=9223372036854775807",
+    ] {
+        for cmd in ["validate", "serve"] {
+            let out = run(
+                d,
+                &[
+                    cmd,
+                    "config.yml",
+                    "--flavor",
+                    "dev",
+                    "--set",
+                    set,
+                    "--listen",
+                    "127.0.0.1:0",
+                ][..if cmd == "serve" { 8 } else { 6 }],
+                &storage,
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {set}:\n{stderr}");
+            assert!(
+                stderr.contains("regconf::value::limit"),
+                "{cmd} {set}:\n{stderr}"
+            );
+            assert!(
+                stderr.contains("must be from 1 to"),
+                "{cmd} {set}:\n{stderr}"
+            );
+        }
+    }
+    snap("number-ranges", &transcripts);
+    // the top of every range: serve starts and answers
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = regconf(d)
+        .args(["serve", "config.yml", "--flavor", "dev", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--set",
+            "limits.max_connections=1048576",
+            "--set",
+            "limits.header_timeout_secs=86400",
+            "--set",
+            "limits.idle_timeout_secs=86400",
+            "--set",
+            "limits.max_header_bytes=16777216",
+            "--set",
+            "limits.max_manifest_bytes=1073741824",
+            "--set",
+            "upload_purge.interval_secs=31536000",
+            "--set",
+            "upload_purge.max_age_secs=315360000",
+        ])
+        .env("STORAGE_PATH", d.join("storage"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/v2/");
+    let start = Instant::now();
+    let answer = loop {
+        let out = Command::new("curl")
+            .args(["-s", "-i", &url])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+            panic!("serve ended ({status}):\n{log}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

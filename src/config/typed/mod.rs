@@ -295,7 +295,7 @@ impl Conv<'_> {
             headers: self.strings(&mut s, "headers"),
             expose_headers: self.strings(&mut s, "expose_headers"),
             supports_credentials: self.truthy(&mut s, "supports_credentials").unwrap_or(false),
-            max_age: self.uint(&mut s, "max_age"),
+            max_age: self.ranged(&mut s, "max_age", model::Cors::MAX_AGE, None),
             send_wildcard: self.truthy(&mut s, "send_wildcard"),
             always_send: self.truthy(&mut s, "always_send"),
             automatic_options: self.truthy(&mut s, "automatic_options"),
@@ -308,10 +308,20 @@ impl Conv<'_> {
         let defaults = model::UploadPurge::default();
         let upload_purge = model::UploadPurge {
             max_age_secs: self
-                .uint(&mut s, "max_age_secs")
+                .ranged(
+                    &mut s,
+                    "max_age_secs",
+                    model::UploadPurge::MAX_AGE_SECS,
+                    Some(defaults.max_age_secs),
+                )
                 .unwrap_or(defaults.max_age_secs),
             interval_secs: self
-                .uint(&mut s, "interval_secs")
+                .ranged(
+                    &mut s,
+                    "interval_secs",
+                    model::UploadPurge::INTERVAL_SECS,
+                    Some(defaults.interval_secs),
+                )
                 .unwrap_or(defaults.interval_secs),
         };
         self.rest(&s, section_keys("upload_purge"), &[]);
