@@ -482,3 +482,104 @@ fn numbers_out_of_their_range_are_refused_and_serve_runs_at_the_ends() {
     child.wait().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// `~` and `$VAR` in the paths of the htpasswd file and the TLS files were
+/// expanded from the process environment, so `--env-file` was ignored there.
+/// They are expanded from the environment regconf resolved with.
+#[test]
+fn file_paths_expand_from_the_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("home")).unwrap();
+    // contents that are read and refused, so the message shows they were read
+    std::fs::write(d.join("users"), "not an htpasswd line\n").unwrap();
+    std::fs::write(d.join("home/cert.pem"), "no PEM here\n").unwrap();
+    std::fs::write(
+        d.join("config.yml"),
+        "dev:\n  auth: {htpasswd: $HTDIR/users}\n  tls: {certificate: ~/cert.pem, key: '${HTDIR}/users'}\nprod:\n  loglevel: info\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("vars.env"),
+        format!("HTDIR={}\nHOME={}\n", d.display(), d.join("home").display()),
+    )
+    .unwrap();
+    let out = run(
+        d,
+        &[
+            "validate",
+            "config.yml",
+            "--flavor",
+            "dev",
+            "--env-file",
+            "vars.env",
+        ],
+        &[],
+    );
+    let text = transcript(&out).replace(&d.display().to_string(), "TMP");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains("cannot read"), "{text}");
+    assert!(
+        text.contains("the htpasswd file `$HTDIR/users`: line 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`~/cert.pem` holds no PEM `CERTIFICATE`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`${HTDIR}/users` holds no PEM private key"),
+        "{text}"
+    );
+    snap("paths-from-env-file", &text);
+    // without the file, the variable is unset and the path used as written
+    let out = run(d, &["validate", "config.yml", "--flavor", "dev"], &[]);
+    let text = transcript(&out);
+    assert!(
+        text.contains("cannot read `$HTDIR/users`: no such file"),
+        "{text}"
+    );
+}
+
+/// A diagnostic masked its message, but the snippet it printed showed the
+/// lines around the flagged value as written, secrets included. Snippets
+/// hide the values of secret keys (in the file and in a variable's YAML),
+/// and `serve` hides the flavor's secret texts wherever they stand.
+#[test]
+fn secrets_never_show_in_snippets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("config.yml"),
+        "dev:\n  storage: s3\n  s3_access_key: AKIAHUNTER\n  s3_secret_key: hunter2\n  s3_bucket: b\n  s3_secure: maybe\n  boto_host: AKIAHUNTER\n  \
+         cache: {password: 'sw0rdfish', port: 70000000000000000000}\n  swift_password: _env:SWIFT_PASS:tops3cret\n  standalone: maybe\n\
+         prod:\n  loglevel: info\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["validate", "config.yml"],
+        vec!["validate", "config.yml", "--flavor", "dev"],
+        vec![
+            "serve",
+            "config.yml",
+            "--flavor",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = run(d, &args, &[]);
+        let text = transcript(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{text}");
+        for secret in ["hunter2", "sw0rdfish", "tops3cret"] {
+            assert!(!text.contains(secret), "{args:?} shows {secret}:\n{text}");
+        }
+        // `serve` knows the flavor's secret texts and hides them under any
+        // key (`boto_host` repeats the access key)
+        if args[0] == "serve" {
+            assert!(!text.contains("AKIAHUNTER"), "{args:?}:\n{text}");
+        }
+        // what is flagged is still shown
+        assert!(text.contains("s3_secure: maybe"), "{args:?}:\n{text}");
+    }
+}

@@ -156,6 +156,12 @@ impl Conv<'_> {
         self.ranged_as(sec, key, range, default, "regconf::value::range")
     }
 
+    /// A TCP port (0 to 65535; a string of digits too).
+    pub(super) fn port(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<i64> {
+        self.ranged(sec, key, 0..=65535, None)
+            .and_then(|p| i64::try_from(p).ok())
+    }
+
     /// [`Conv::ranged`] with the diagnostic code `code`.
     pub(super) fn ranged_as(
         &mut self,
@@ -174,7 +180,7 @@ impl Conv<'_> {
                 self.mismatch(
                     sec,
                     key,
-                    "a whole number",
+                    "an integer",
                     v,
                     "write a whole number, unquoted",
                 );
