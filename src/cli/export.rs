@@ -43,7 +43,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     let Some((source, resolved)) = ctx.resolve(&args.config, &args.set.set, &ctx.env) else {
         return 1;
     };
-    let (model, diags) = typed::to_model(&resolved, &source, typed::Mode::Environment);
+    let (model, diags) = typed::to_model(&resolved, &source, typed::Mode::Environment(&ctx.env));
     // What `serve` cannot run is no concern of another registry's.
     let errors: Vec<_> = diags
         .into_iter()

@@ -241,15 +241,22 @@ impl Context {
     }
 }
 
-/// Reads a configuration file as text.
+/// Reads a configuration file as text (a regular file of at most
+/// [`CONFIG_LIMIT`](crate::config::source::CONFIG_LIMIT) bytes).
 pub(crate) fn read_file(path: &Path) -> Result<Arc<Source>, Diagnostic> {
+    use crate::config::source::{CONFIG_LIMIT, ReadError, read_capped, size_text};
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::error(
-            "regconf::file::unreadable",
-            format!("cannot read `{shown}`: {}", io_reason(&e)),
+    let bytes = read_capped(path, CONFIG_LIMIT).map_err(|e| match e {
+        ReadError::TooLarge(limit) => Diagnostic::error(
+            "regconf::file::too_large",
+            format!("cannot read `{shown}`: {}", e.reason()),
         )
-        .help("give the path of the configuration file, or omit it to use $DOCKER_REGISTRY_CONFIG, ./config.yml or the bundled default")
+        .help(format!("a configuration file holds at most {}; check the path", size_text(limit))),
+        _ => Diagnostic::error(
+            "regconf::file::unreadable",
+            format!("cannot read `{shown}`: {}", e.reason()),
+        )
+        .help("give the path of the configuration file, or omit it to use $DOCKER_REGISTRY_CONFIG, ./config.yml or the bundled default"),
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         Diagnostic::error(
@@ -262,15 +269,6 @@ pub(crate) fn read_file(path: &Path) -> Result<Arc<Source>, Diagnostic> {
         .help("save the file as UTF-8")
     })?;
     Ok(Source::new(shown, text))
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        std::io::ErrorKind::IsADirectory => "it is a directory".to_owned(),
-        _ => e.to_string().to_lowercase(),
-    }
 }
 
 /// The command-line definition (for completions and the manual page).

@@ -193,6 +193,22 @@ fn mask(text: &str, secrets: &[String]) -> String {
     })
 }
 
+/// `source` with every secret's text replaced by as many `*` bytes, so the
+/// snippets a diagnostic prints hide them while its spans still fit. Texts
+/// under four bytes are left (masking every `1` or `on` of a file would hide
+/// the file, and such a text hides nothing); the renderer masks the values
+/// of secret keys whatever their length.
+fn mask_source(source: &Arc<Source>, secrets: &[String]) -> Arc<Source> {
+    let long: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
+    if !long.iter().any(|s| source.text().contains(s.as_str())) {
+        return Arc::clone(source);
+    }
+    let text = long.iter().fold(source.text().to_owned(), |t, s| {
+        t.replace(s.as_str(), &"*".repeat(s.len()))
+    });
+    Source::new(source.name(), text)
+}
+
 /// Log lines on stderr with the flavor's secrets masked.
 #[derive(Clone)]
 struct MaskedStderr(Arc<Vec<String>>);
@@ -228,16 +244,29 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
                     l.text = mask(&l.text, &secrets);
                 }
                 d.help = d.help.map(|h| mask(&h, &secrets));
+                d.source = d.source.map(|s| mask_source(&s, &secrets));
                 d
             })
             .collect();
         ctx.report(&masked);
     };
-    let (model, diags) = typed::to_model(&resolved, &source, typed::Mode::Environment);
+    let (mut model, diags) =
+        typed::to_model(&resolved, &source, typed::Mode::Environment(&ctx.env));
     let errors: Vec<Diagnostic> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() {
         report(errors);
         return 1;
+    }
+    // The registry opens the files the checks above read: the same paths,
+    // expanded from the same snapshot of the environment.
+    for path in [
+        &mut model.auth.htpasswd,
+        &mut model.tls.certificate,
+        &mut model.tls.key,
+    ] {
+        if let Some(p) = path.as_mut() {
+            *p = ctx.env.expand_path(p);
+        }
     }
     let listen = match listen_address(ctx, args.listen.as_deref()) {
         Ok(a) => a,

@@ -7,6 +7,7 @@ use clap::ValueEnum;
 
 use super::{ConfigArgs, Context};
 use crate::config::Env;
+use crate::config::source::{read_capped, size_text};
 use crate::config::validate::{self, Options};
 use crate::diagnostics::{Diagnostic, Severity, report};
 
@@ -43,21 +44,33 @@ enum Format {
     Json,
 }
 
+/// The most an environment file may hold: Linux passes a process at most a
+/// few MiB of arguments and environment together, so no environment a file
+/// stands for is larger.
+const ENV_FILE_LIMIT: u64 = 4 << 20;
+
 /// Reads `KEY=VALUE` lines; blank lines and `#` comments are skipped, and
 /// the value is taken as is (no quote removal), as `docker run --env-file`.
 pub(crate) fn read_env_file(path: &Path, mut env: Env) -> Result<Env, Box<Diagnostic>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let problem = |reason: String| {
         Box::new(
             Diagnostic::error(
                 "regconf::file::env_file",
-                format!(
-                    "cannot read the environment file `{shown}`: {}",
-                    e.to_string().to_lowercase()
-                ),
+                format!("cannot read the environment file `{shown}`: {reason}"),
             )
-            .help("give a file of `NAME=value` lines"),
+            .help(format!(
+                "give a file of `NAME=value` lines, at most {}",
+                size_text(ENV_FILE_LIMIT)
+            )),
         )
+    };
+    let bytes = read_capped(path, ENV_FILE_LIMIT).map_err(|e| problem(e.reason()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        problem(format!(
+            "it is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

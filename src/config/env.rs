@@ -47,6 +47,15 @@ impl Env {
         self.vars.get(name).map(String::as_str)
     }
 
+    /// `path` with `~` and `$VAR`/`${VAR}` expanded from this snapshot (`~`
+    /// is its `HOME`), as `serve` opens it; a path naming an unset
+    /// variable is used as written.
+    pub(crate) fn expand_path(&self, path: &str) -> String {
+        let lookup = |name: &str| Ok::<_, std::convert::Infallible>(self.get(name));
+        shellexpand::full_with_context(path, || self.get("HOME"), lookup)
+            .map_or_else(|_| path.to_owned(), std::borrow::Cow::into_owned)
+    }
+
     /// All variables, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))

@@ -62,8 +62,9 @@ pub fn load(
     resolve::resolve(doc, flavor, inherit, env, &readable_file)
 }
 
-/// Whether `path` opens for reading as a file (what `open(path, 'rb')`
-/// accepted in docker-registry: a directory does not).
+/// Whether `path` opens for reading as a regular file (what `open(path,
+/// 'rb')` accepted in docker-registry, less what would hang or never end:
+/// a FIFO, a device such as `/dev/zero`; a directory did not open either).
 pub(crate) fn readable_file(path: &str) -> bool {
-    std::fs::File::open(path).is_ok() && !Path::new(path).is_dir()
+    source::open_regular(Path::new(path)).is_ok()
 }

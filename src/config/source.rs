@@ -5,6 +5,8 @@
 //! byte range in one source. Line and column are computed on demand, so the
 //! parser stores two integers per position and nothing else.
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 
 /// A text the core parsed, with a name for messages.
@@ -13,6 +15,18 @@ pub struct Source {
     name: String,
     text: String,
     line_starts: Vec<usize>,
+    /// Characters before every multiple of [`STRIDE`] bytes, so that a
+    /// column costs at most `STRIDE` bytes of counting however long the
+    /// line (one is empty for ASCII text, where bytes are characters).
+    char_marks: Vec<usize>,
+}
+
+/// Bytes between two entries of `char_marks`.
+const STRIDE: usize = 4096;
+
+/// Whether a byte starts a character (is not a UTF-8 continuation byte).
+fn starts_char(b: u8) -> bool {
+    b & 0xC0 != 0x80
 }
 
 impl Source {
@@ -21,10 +35,22 @@ impl Source {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let char_marks = if text.is_ascii() {
+            Vec::new()
+        } else {
+            let mut marks = vec![0];
+            let mut count = 0;
+            for chunk in text.as_bytes().chunks(STRIDE) {
+                count += chunk.iter().filter(|&&b| starts_char(b)).count();
+                marks.push(count);
+            }
+            marks
+        };
         Arc::new(Source {
             name: name.into(),
             text,
             line_starts,
+            char_marks,
         })
     }
 
@@ -41,10 +67,54 @@ impl Source {
     /// Line (1-based) and column (1-based, in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let line = self.line_index(offset);
         let start = self.line_starts[line];
-        let col = self.text[start..offset].chars().count();
+        let col = self.chars_before(offset) - self.chars_before(start);
         (line + 1, col + 1)
+    }
+
+    /// Characters in the text before byte `offset` (a character boundary).
+    fn chars_before(&self, offset: usize) -> usize {
+        if self.char_marks.is_empty() {
+            return offset;
+        }
+        let mark = offset / STRIDE;
+        let counted = self.text.as_bytes()[mark * STRIDE..offset]
+            .iter()
+            .filter(|&&b| starts_char(b))
+            .count();
+        self.char_marks[mark] + counted
+    }
+
+    /// The line (0-based) that holds byte `offset`.
+    pub(crate) fn line_index(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.line_starts.partition_point(|&s| s <= offset) - 1
+    }
+
+    /// How many lines the text has (a final newline starts an empty one).
+    pub(crate) fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// Where line `line` (0-based) starts, where its text ends (before
+    /// `\r\n` or `\n`), and where the next line starts.
+    pub(crate) fn line_bounds(&self, line: usize) -> (usize, usize, usize) {
+        let start = self.line_starts[line];
+        let next = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        let bytes = self.text.as_bytes();
+        let mut end = next;
+        if end > start && bytes[end - 1] == b'\n' {
+            end -= 1;
+            if end > start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        (start, end, next)
     }
 
     /// The text of the line (without its newline) that holds `offset`.
@@ -116,4 +186,99 @@ impl CharIndex {
             Some(t) => t.get(char_index).copied().unwrap_or(self.len),
         }
     }
+}
+
+/// The most a configuration file may hold: real ones hold kilobytes, and
+/// the limit leaves room for generated files many times the size of any
+/// seen (the 50 MB benchmark in `benches/hostile.sh` among them) while
+/// keeping what a mistaken path can make regconf hold in memory bounded.
+pub(crate) const CONFIG_LIMIT: u64 = 64 << 20;
+
+/// Why a file was not read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// The path names something that is not a regular file (the kind).
+    NotRegular(&'static str),
+    /// The file holds more than the limit (bytes).
+    TooLarge(u64),
+}
+
+impl ReadError {
+    /// The reason, lowercase, for a message after "cannot read `PATH`: ".
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            ReadError::Io(e) => match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+                std::io::ErrorKind::IsADirectory => "it is a directory".to_owned(),
+                _ => {
+                    let text = e.to_string();
+                    text.split(" (os error")
+                        .next()
+                        .unwrap_or(&text)
+                        .to_lowercase()
+                }
+            },
+            ReadError::NotRegular(kind) => format!("it is {kind}, not a regular file"),
+            ReadError::TooLarge(limit) => {
+                format!("it holds more than {} (the limit)", size_text(*limit))
+            }
+        }
+    }
+}
+
+/// A size in the largest binary unit that divides it.
+pub(crate) fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Opens `path` for reading without waiting on a FIFO's writer, and refuses
+/// what is not a regular file, judged on the opened handle (so the answer
+/// holds for what is read, whatever the path names a moment later).
+pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let kind = file.metadata().map_err(ReadError::Io)?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    Err(ReadError::NotRegular(if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }))
+}
+
+/// Reads the regular file `path`, at most `limit` bytes of it (a file that
+/// grows past the limit while read is refused too).
+pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let file = open_regular(path)?;
+    let size = file.metadata().map_err(ReadError::Io)?.len();
+    if size > limit {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge(limit));
+    }
+    Ok(bytes)
 }

@@ -111,7 +111,9 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     if let Some(flavor) = opts.flavor {
         match super::load(Arc::clone(source), flavor, opts.inherit, opts.env) {
             Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
-                Ok(()) => out.extend(typed::to_model(&resolved, source, Mode::Environment).1),
+                Ok(()) => {
+                    out.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
+                }
                 Err(diags) => out.extend(diags),
             },
             Err(diags) => out.extend(diags),

@@ -10,12 +10,11 @@
 //! Message style: lowercase, no trailing period, user values in backticks,
 //! the origin last.
 
+mod excerpt;
 pub mod report;
 
 use std::fmt;
 use std::sync::Arc;
-
-use miette::{LabeledSpan, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 use crate::config::source::{Source, Span};
 
@@ -38,6 +37,7 @@ pub const CODES: &[&str] = &[
     "regconf::file::env_file",
     "regconf::file::exists",
     "regconf::file::not_utf8",
+    "regconf::file::too_large",
     "regconf::file::unreadable",
     "regconf::file::unwritable",
     "regconf::flavor::empty_file",
@@ -70,6 +70,7 @@ pub const CODES: &[&str] = &[
     "regconf::type::not_exactly_true",
     "regconf::value::limit",
     "regconf::value::loglevel",
+    "regconf::value::range",
     "regconf::value::verbosity_number",
     "regconf::yaml::bad_scalar",
     "regconf::yaml::comment_in_value",
@@ -218,6 +219,8 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Code, severity and help; the source and labels are drawn through an
+/// excerpt by [`report::human`], never read from the source directly.
 impl miette::Diagnostic for Diagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.code))
@@ -235,44 +238,6 @@ impl miette::Diagnostic for Diagnostic {
         self.help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
-    }
-
-    fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_deref().map(|s| s as &dyn SourceCode)
-    }
-
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.source.as_ref()?;
-        Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
-            let span = SourceSpan::new(l.span.start.into(), l.span.len());
-            let text = (!l.text.is_empty()).then(|| l.text.clone());
-            if i == 0 {
-                LabeledSpan::new_primary_with_span(text, span)
-            } else {
-                LabeledSpan::new_with_span(text, span)
-            }
-        })))
-    }
-}
-
-impl SourceCode for Source {
-    fn read_span<'a>(
-        &'a self,
-        span: &SourceSpan,
-        context_lines_before: usize,
-        context_lines_after: usize,
-    ) -> Result<Box<dyn SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner = self
-            .text()
-            .read_span(span, context_lines_before, context_lines_after)?;
-        Ok(Box::new(MietteSpanContents::new_named(
-            self.name().to_owned(),
-            inner.data(),
-            *inner.span(),
-            inner.line(),
-            inner.column(),
-            inner.line_count(),
-        )))
     }
 }
 

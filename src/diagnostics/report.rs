@@ -5,10 +5,100 @@
 //! JSON output is regconf's own: one object per problem with file, line and
 //! column, which miette's JSON handler does not give.
 
-use miette::{GraphicalReportHandler, GraphicalTheme};
+use std::fmt;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode, SourceSpan};
 use serde_json::json;
 
 use super::Diagnostic;
+use super::excerpt::Excerpt;
+
+/// Lines of context shown around a label.
+const CONTEXT_LINES: usize = 1;
+
+/// A diagnostic as miette draws it: its labels point into an [`Excerpt`]
+/// of the source instead of the source itself.
+struct Drawn<'a> {
+    diag: &'a Diagnostic,
+    excerpt: Option<Excerpt>,
+    labels: Vec<LabeledSpan>,
+}
+
+impl<'a> Drawn<'a> {
+    fn new(diag: &'a Diagnostic) -> Drawn<'a> {
+        let Some(source) = diag.source.as_deref().filter(|_| !diag.labels.is_empty()) else {
+            return Drawn {
+                diag,
+                excerpt: None,
+                labels: Vec::new(),
+            };
+        };
+        let spans: Vec<_> = diag
+            .labels
+            .iter()
+            .map(|l| Excerpt::narrow(source, l.span.start..l.span.end))
+            .collect();
+        let excerpt = Excerpt::new(source, &spans, CONTEXT_LINES);
+        let labels = diag
+            .labels
+            .iter()
+            .zip(&spans)
+            .enumerate()
+            .map(|(i, (l, s))| {
+                let (a, b) = (excerpt.map(source, s.start), excerpt.map(source, s.end));
+                let span = SourceSpan::new(a.into(), b.saturating_sub(a));
+                let text = (!l.text.is_empty()).then(|| l.text.clone());
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    LabeledSpan::new_with_span(text, span)
+                }
+            })
+            .collect();
+        Drawn {
+            diag,
+            excerpt: Some(excerpt),
+            labels,
+        }
+    }
+}
+
+impl fmt::Debug for Drawn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diag, f)
+    }
+}
+
+impl fmt::Display for Drawn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.diag, f)
+    }
+}
+
+impl std::error::Error for Drawn<'_> {}
+
+impl miette::Diagnostic for Drawn<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        miette::Diagnostic::code(self.diag)
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        miette::Diagnostic::severity(self.diag)
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        miette::Diagnostic::help(self.diag)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.excerpt.as_ref().map(|e| e as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.excerpt.as_ref()?;
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+}
 
 /// How to draw human-readable reports.
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +127,9 @@ pub fn human(diag: &Diagnostic, style: Style) -> String {
     };
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(style.width)
-        .with_context_lines(1);
+        .with_context_lines(CONTEXT_LINES);
     let mut out = String::new();
-    if handler.render_report(&mut out, diag).is_err() {
+    if handler.render_report(&mut out, &Drawn::new(diag)).is_err() {
         out = format!("{}: {}\n", diag.code, diag.message);
     }
     out

@@ -127,7 +127,7 @@ fn required_names(
     else {
         return BTreeSet::new();
     };
-    let (_, diags) = typed::to_model(&bare, source, Mode::Environment);
+    let (_, diags) = typed::to_model(&bare, source, Mode::Environment(&without));
     let missing: Vec<&Diagnostic> = diags
         .iter()
         .filter(|d| d.code == "regconf::storage::missing_key")

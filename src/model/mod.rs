@@ -27,11 +27,12 @@ pub mod security;
 pub mod storage;
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-pub use security::{Auth, Limits, Tls};
+pub use security::{Auth, LimitRanges, Limits, Tls};
 pub use storage::{Azure, Elliptics, Gcs, Glance, Oss, S3, Storage, Swift};
 
 /// Keys the model does not type, with their values as JSON (unknown keys,
@@ -130,6 +131,16 @@ pub struct UploadPurge {
     /// Seconds between purges (default 3600).
     pub interval_secs: u64,
 }
+
+impl UploadPurge {
+    /// Accepted `max_age_secs`: up to ten years.
+    pub const MAX_AGE_SECS: RangeInclusive<u64> = 0..=10 * 365 * DAY;
+    /// Accepted `interval_secs`: up to a year (0 purges every second).
+    pub const INTERVAL_SECS: RangeInclusive<u64> = 0..=365 * DAY;
+}
+
+/// Seconds in a day.
+const DAY: u64 = 24 * 3600;
 
 impl Default for UploadPurge {
     fn default() -> Self {
@@ -248,6 +259,11 @@ pub struct Cors {
     /// Keys not typed above, kept as written.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl Cors {
+    /// Accepted `max_age` (seconds a browser may keep a preflight answer).
+    pub const MAX_AGE: RangeInclusive<u64> = 0..=i32::MAX as u64;
 }
 
 /// Settings that hold secrets (dotted key paths, as written in a flavor).

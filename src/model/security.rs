@@ -5,6 +5,7 @@
 
 use schemars::JsonSchema;
 use serde::Serialize;
+use std::ops::RangeInclusive;
 
 /// HTTP Basic authentication against an htpasswd file (`auth:` section, a
 /// regconf extension). Off while `htpasswd` is empty. When on, every
@@ -83,6 +84,34 @@ pub struct Limits {
     /// Most connections served at once; further clients wait to be
     /// accepted. Default 1024.
     pub max_connections: u64,
+}
+
+/// The values each limit accepts: `validate` refuses others, and `serve`
+/// relies on them (a connection count tokio's semaphore takes, timeouts
+/// that a clock instant can be moved by without overflowing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRanges {
+    /// `max_manifest_bytes`: 1 KiB to 1 GiB (a manifest is held in memory).
+    pub max_manifest_bytes: RangeInclusive<u64>,
+    /// `max_header_bytes`: 8 KiB (hyper's least) to 16 MiB.
+    pub max_header_bytes: RangeInclusive<u64>,
+    /// `header_timeout_secs`: 1 second to a day.
+    pub header_timeout_secs: RangeInclusive<u64>,
+    /// `idle_timeout_secs`: 1 second to a day.
+    pub idle_timeout_secs: RangeInclusive<u64>,
+    /// `max_connections`: 1 to 1,048,576.
+    pub max_connections: RangeInclusive<u64>,
+}
+
+impl Limits {
+    /// The values each limit accepts.
+    pub const RANGES: LimitRanges = LimitRanges {
+        max_manifest_bytes: 1024..=1 << 30,
+        max_header_bytes: 8192..=16 << 20,
+        header_timeout_secs: 1..=86_400,
+        idle_timeout_secs: 1..=86_400,
+        max_connections: 1..=1 << 20,
+    };
 }
 
 impl Default for Limits {

@@ -11,6 +11,10 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use std::path::Path;
+
+use crate::config::Env;
+use crate::config::source::read_capped;
 use crate::model;
 
 /// A problem with a file: the setting naming it, a diagnostic code and
@@ -27,24 +31,20 @@ pub(super) struct Problem {
     pub(super) help: String,
 }
 
-fn expand(path: &str) -> String {
-    shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned())
-}
+/// The most a certificate chain or a key file may hold (a chain of a few
+/// certificates is a few KiB).
+const PEM_LIMIT: u64 = 1 << 20;
+/// The most an htpasswd file may hold: a bcrypt line is about 70 bytes, so
+/// over a hundred thousand users.
+const HTPASSWD_LIMIT: u64 = 8 << 20;
 
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(expand(path)).map_err(|e| {
-        let text = e.to_string();
-        let text = text
-            .split(" (os error")
-            .next()
-            .unwrap_or(&text)
-            .to_lowercase();
-        format!("cannot read `{path}`: {text}")
-    })
+fn read(path: &str, limit: u64, env: &Env) -> Result<Vec<u8>, String> {
+    read_capped(Path::new(&env.expand_path(path)), limit)
+        .map_err(|e| format!("cannot read `{path}`: {}", e.reason()))
 }
 
 /// Checks the files of `config`.
-pub(super) fn check(config: &model::Config) -> Vec<Problem> {
+pub(super) fn check(config: &model::Config, env: &Env) -> Vec<Problem> {
     let mut out = Vec::new();
     if let Some(path) = config.auth.htpasswd.as_deref().filter(|p| !p.is_empty()) {
         let problem = |message: String| {
@@ -55,7 +55,7 @@ pub(super) fn check(config: &model::Config) -> Vec<Problem> {
             help: "write the file with `htpasswd -B -c FILE USER` (bcrypt); other hash kinds are refused".to_owned(),
         }
         };
-        match read(path) {
+        match read(path, HTPASSWD_LIMIT, env) {
             Err(m) => out.push(problem(format!("the htpasswd file: {m}"))),
             Ok(bytes) => match model::security::parse_htpasswd(&String::from_utf8_lossy(&bytes)) {
                 Err((0, m)) => out.push(problem(format!("the htpasswd file `{path}` {m}"))),
@@ -87,7 +87,7 @@ pub(super) fn check(config: &model::Config) -> Vec<Problem> {
         help: "give PEM files: the certificate chain (server first) and its private key".to_owned(),
     };
     if let Some(path) = set(&config.tls.certificate) {
-        match read(&path) {
+        match read(&path, PEM_LIMIT, env) {
             Err(m) => out.push(tls_problem(
                 "tls.certificate",
                 format!("the TLS certificate: {m}"),
@@ -104,7 +104,7 @@ pub(super) fn check(config: &model::Config) -> Vec<Problem> {
         }
     }
     if let Some(path) = set(&config.tls.key) {
-        match read(&path) {
+        match read(&path, PEM_LIMIT, env) {
             Err(m) => out.push(tls_problem("tls.key", format!("the TLS key: {m}"))),
             Ok(pem) => {
                 if PrivateKeyDer::from_pem_slice(&pem).is_err() {

@@ -31,7 +31,7 @@ mod warnings;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::env::Given;
+use super::env::{Env, Given};
 use super::origin::{Origin, Provenance, dotted};
 use super::resolve::Resolved;
 use super::source::{Source, Span};
@@ -45,18 +45,19 @@ pub(crate) use warnings::comment_cut;
 
 /// How the values were resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub(crate) enum Mode<'e> {
     /// Every `_env:` took its default (static validation of every flavor).
     Static,
-    /// Resolved against an actual environment (`--flavor`, `serve`).
-    Environment,
+    /// Resolved against an actual environment (`--flavor`, `serve`), which
+    /// also expands `~` and `$VAR` in the paths of the files checked.
+    Environment(&'e Env),
 }
 
 /// Converts a resolved flavor to the model, reporting what does not fit.
 pub(crate) fn to_model(
     resolved: &Resolved,
     file: &Arc<Source>,
-    mode: Mode,
+    mode: Mode<'_>,
 ) -> (model::Config, Vec<Diagnostic>) {
     let mut c = Conv {
         prov: &resolved.provenance,
@@ -66,9 +67,9 @@ pub(crate) fn to_model(
         diags: Vec::new(),
     };
     let config = c.config(&resolved.config);
-    if mode == Mode::Environment {
+    if let Mode::Environment(env) = mode {
         c.env_pitfalls();
-        for p in files::check(&config) {
+        for p in files::check(&config, env) {
             let path: Vec<Key> = p.key.split('.').map(Key::from).collect();
             c.report(p.code, Severity::Error, &path, p.message, "", p.help);
         }
@@ -113,7 +114,7 @@ struct Conv<'a> {
     prov: &'a Provenance,
     file: &'a Arc<Source>,
     flavor: &'a str,
-    mode: Mode,
+    mode: Mode<'a>,
     diags: Vec<Diagnostic>,
 }
 
@@ -254,7 +255,7 @@ impl Conv<'_> {
         let mut s = self.section(&mut top, "email_exceptions");
         let mut email = model::EmailExceptions {
             smtp_host: self.string(&mut s, "smtp_host"),
-            smtp_port: self.int(&mut s, "smtp_port", true),
+            smtp_port: self.port(&mut s, "smtp_port"),
             smtp_login: self.string(&mut s, "smtp_login"),
             smtp_password: self.string(&mut s, "smtp_password"),
             smtp_secure: None,
@@ -295,7 +296,7 @@ impl Conv<'_> {
             headers: self.strings(&mut s, "headers"),
             expose_headers: self.strings(&mut s, "expose_headers"),
             supports_credentials: self.truthy(&mut s, "supports_credentials").unwrap_or(false),
-            max_age: self.uint(&mut s, "max_age"),
+            max_age: self.ranged(&mut s, "max_age", model::Cors::MAX_AGE, None),
             send_wildcard: self.truthy(&mut s, "send_wildcard"),
             always_send: self.truthy(&mut s, "always_send"),
             automatic_options: self.truthy(&mut s, "automatic_options"),
@@ -308,10 +309,20 @@ impl Conv<'_> {
         let defaults = model::UploadPurge::default();
         let upload_purge = model::UploadPurge {
             max_age_secs: self
-                .uint(&mut s, "max_age_secs")
+                .ranged(
+                    &mut s,
+                    "max_age_secs",
+                    model::UploadPurge::MAX_AGE_SECS,
+                    Some(defaults.max_age_secs),
+                )
                 .unwrap_or(defaults.max_age_secs),
             interval_secs: self
-                .uint(&mut s, "interval_secs")
+                .ranged(
+                    &mut s,
+                    "interval_secs",
+                    model::UploadPurge::INTERVAL_SECS,
+                    Some(defaults.interval_secs),
+                )
                 .unwrap_or(defaults.interval_secs),
         };
         self.rest(&s, section_keys("upload_purge"), &[]);
@@ -351,7 +362,7 @@ impl Conv<'_> {
         let mut s = self.section(top, key);
         let mut r = model::Redis {
             host: self.string(&mut s, "host"),
-            port: self.int(&mut s, "port", true),
+            port: self.port(&mut s, "port"),
             db: self.int(&mut s, "db", true),
             password: self.string(&mut s, "password"),
             extra: model::Extra::new(),
@@ -365,7 +376,7 @@ impl Conv<'_> {
         let Some(backend) = backend else { return };
         let severity = match self.mode {
             Mode::Static => Severity::Warning,
-            Mode::Environment => Severity::Error,
+            Mode::Environment(_) => Severity::Error,
         };
         if !backend.eq_ignore_ascii_case("sqlalchemy") {
             self.report("regconf::serve::search_backend",

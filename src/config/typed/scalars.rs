@@ -3,6 +3,8 @@
 //! nothing read (kept in `extra`, reported when unknown). Each problem is
 //! reported through [`Conv::report`]; nothing here decides a default.
 
+use std::ops::RangeInclusive;
+
 use super::{Conv, Sec};
 use crate::config::origin::dotted;
 use crate::config::resolve::did_you_mean;
@@ -141,22 +143,79 @@ impl Conv<'_> {
         None
     }
 
-    pub(super) fn uint(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<u64> {
-        let i = self.int(sec, key, true)?;
-        match u64::try_from(i) {
-            Ok(u) => Some(u),
-            Err(_) => {
-                let v = Value::Int(i);
+    /// A whole number in `range` (a string of digits too, as `int(value)`
+    /// read it). Out of the range, however large, is a `code` diagnostic
+    /// that gives the range; `default` is named in the help when there is one.
+    pub(super) fn ranged(
+        &mut self,
+        sec: &mut Sec<'_>,
+        key: &str,
+        range: RangeInclusive<u64>,
+        default: Option<u64>,
+    ) -> Option<u64> {
+        self.ranged_as(sec, key, range, default, "regconf::value::range")
+    }
+
+    /// A TCP port (0 to 65535; a string of digits too).
+    pub(super) fn port(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<i64> {
+        self.ranged(sec, key, 0..=65535, None)
+            .and_then(|p| i64::try_from(p).ok())
+    }
+
+    /// [`Conv::ranged`] with the diagnostic code `code`.
+    pub(super) fn ranged_as(
+        &mut self,
+        sec: &mut Sec<'_>,
+        key: &str,
+        range: RangeInclusive<u64>,
+        default: Option<u64>,
+        code: &'static str,
+    ) -> Option<u64> {
+        let v = sec.get(key)?;
+        let written = match v {
+            Value::Int(i) => i.to_string(),
+            Value::BigInt(i) => i.to_string(),
+            Value::Str(s) if is_whole_number(s.trim()) => s.trim().to_owned(),
+            _ => {
                 self.mismatch(
                     sec,
                     key,
-                    "a positive integer",
-                    &v,
-                    "write a number of seconds",
+                    "an integer",
+                    v,
+                    "write a whole number, unquoted",
                 );
-                None
+                return None;
             }
+        };
+        if let Ok(n) = written.trim_start_matches('+').parse::<u64>()
+            && range.contains(&n)
+        {
+            return Some(n);
         }
+        let path = sec.path_of(key);
+        let help = match default {
+            Some(d) => format!(
+                "write a number from {} to {}, or leave it out for the default, {d}",
+                range.start(),
+                range.end()
+            ),
+            None => format!("write a number from {} to {}", range.start(), range.end()),
+        };
+        self.report(
+            code,
+            Severity::Error,
+            &path,
+            format!(
+                "`{}` must be from {} to {}, not `{}`",
+                dotted(&path),
+                range.start(),
+                range.end(),
+                shown(v)
+            ),
+            "out of range",
+            help,
+        );
+        None
     }
 
     /// A switch docker-registry tested with `is True`.
@@ -299,4 +358,10 @@ impl Conv<'_> {
         }
         extra
     }
+}
+
+/// Whether `s` is an optionally signed run of decimal digits.
+fn is_whole_number(s: &str) -> bool {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -2,6 +2,8 @@
 //! and the paths it expands (`~`, `$VAR`). Types and ranges only: the files
 //! themselves are checked in [`files`](super::files).
 
+use std::ops::RangeInclusive;
+
 use super::keys::section_keys;
 use super::{Conv, Sec};
 use crate::config::origin::dotted;
@@ -75,33 +77,42 @@ impl Conv<'_> {
         }
         let mut s = self.section(top, "limits");
         let d = model::Limits::default();
-        let mut limit = |c: &mut Self, key: &str, default: u64, least: u64| {
-            let v = c.uint(&mut s, key)?;
-            if v < least {
-                let path = s.path_of(key);
-                c.report(
-                    "regconf::value::limit",
-                    Severity::Error,
-                    &path,
-                    format!("`limits.{key}` must be at least {least}, not {v}"),
-                    "too small",
-                    format!("leave it out for the default, {default}"),
-                );
-                return None;
-            }
-            Some(v)
+        let mut limit = |c: &mut Self, key: &str, default: u64, range: RangeInclusive<u64>| {
+            c.ranged_as(&mut s, key, range, Some(default), "regconf::value::limit")
+                .unwrap_or(default)
         };
+        let r = model::Limits::RANGES;
         let limits = model::Limits {
-            max_manifest_bytes: limit(self, "max_manifest_bytes", d.max_manifest_bytes, 1024)
-                .unwrap_or(d.max_manifest_bytes),
-            max_header_bytes: limit(self, "max_header_bytes", d.max_header_bytes, 8192)
-                .unwrap_or(d.max_header_bytes),
-            header_timeout_secs: limit(self, "header_timeout_secs", d.header_timeout_secs, 1)
-                .unwrap_or(d.header_timeout_secs),
-            idle_timeout_secs: limit(self, "idle_timeout_secs", d.idle_timeout_secs, 1)
-                .unwrap_or(d.idle_timeout_secs),
-            max_connections: limit(self, "max_connections", d.max_connections, 1)
-                .unwrap_or(d.max_connections),
+            max_manifest_bytes: limit(
+                self,
+                "max_manifest_bytes",
+                d.max_manifest_bytes,
+                r.max_manifest_bytes,
+            ),
+            max_header_bytes: limit(
+                self,
+                "max_header_bytes",
+                d.max_header_bytes,
+                r.max_header_bytes,
+            ),
+            header_timeout_secs: limit(
+                self,
+                "header_timeout_secs",
+                d.header_timeout_secs,
+                r.header_timeout_secs,
+            ),
+            idle_timeout_secs: limit(
+                self,
+                "idle_timeout_secs",
+                d.idle_timeout_secs,
+                r.idle_timeout_secs,
+            ),
+            max_connections: limit(
+                self,
+                "max_connections",
+                d.max_connections,
+                r.max_connections,
+            ),
         };
         self.rest(&s, section_keys("limits"), &[]);
         (auth, tls, limits)

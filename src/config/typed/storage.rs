@@ -144,10 +144,10 @@ impl Conv<'_> {
                     s3_use_sigv4: self.exactly_true(top, "s3_use_sigv4").unwrap_or(false),
                     s3_bucket: self.string(top, "s3_bucket"),
                     boto_host: self.string(top, "boto_host"),
-                    boto_port: self.int(top, "boto_port", true),
+                    boto_port: self.port(top, "boto_port"),
                     boto_debug: self.int(top, "boto_debug", true),
                     boto_proxy: self.string(top, "boto_proxy"),
-                    boto_proxy_port: self.int(top, "boto_proxy_port", true),
+                    boto_proxy_port: self.port(top, "boto_proxy_port"),
                     boto_proxy_user: self.string(top, "boto_proxy_user"),
                     boto_proxy_pass: self.string(top, "boto_proxy_pass"),
                     boto_calling_format: self.string(top, "boto_calling_format"),
@@ -286,7 +286,7 @@ impl Conv<'_> {
                 return Storage::Other(name);
             }
         };
-        if self.mode == Mode::Environment
+        if matches!(self.mode, Mode::Environment(_))
             && !model::storage::SERVED_DRIVERS.contains(&storage.driver())
         {
             let served = model::storage::SERVED_DRIVERS
