@@ -13,7 +13,7 @@
 use std::sync::LazyLock;
 
 use base64::Engine;
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 use num_bigint::BigInt;
 use regex::Regex;
 
@@ -264,9 +264,16 @@ fn construct_timestamp(text: &str) -> Result<Value, ScalarError> {
         } else {
             minutes
         });
+        // Python's datetime holds years 1 to 9999 only: PyYAML refused a
+        // timestamp that the offset carries outside them.
         stamp = stamp
             .checked_sub_signed(offset)
-            .ok_or_else(|| err(format!("`{text}` is out of range")))?;
+            .filter(|s| (1..=9999).contains(&s.year()))
+            .ok_or_else(|| {
+                err(format!(
+                    "`{text}` is out of range: in UTC it falls outside the years 1 to 9999"
+                ))
+            })?;
     }
     Ok(Value::DateTime(stamp))
 }
@@ -318,5 +325,8 @@ mod tests {
         );
         assert!(matches!(typed("2001-12-14"), Value::Date(_)));
         assert!(construct(Implicit::Timestamp, "2001-13-45").is_err());
+        assert!(construct(Implicit::Timestamp, "9999-12-31 23:59:59-01:00").is_err());
+        assert!(construct(Implicit::Timestamp, "0001-01-01 00:00:00+01:00").is_err());
+        assert!(construct(Implicit::Timestamp, "9999-12-31 22:59:59-01:00").is_ok());
     }
 }
