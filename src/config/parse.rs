@@ -331,6 +331,7 @@ pub(crate) fn parse(source: Arc<Source>) -> Result<Document, ParseError> {
 
 fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
     let text = c.source.text();
+    check_leading_document_end(c.prepared.text())?;
     let mut parser = Parser::new_from_str(c.prepared.text());
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Ref> = None;
@@ -392,7 +393,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 if anchor != 0 {
                     c.open_anchors.insert(anchor, span.start);
                     if let Some((written, at)) = c.anchor_name(span.start) {
-                        let (kept, carry) = pyyaml_anchor(&written, at, style)?;
+                        let (kept, carry) = pyyaml_anchor(&written, at, style, flow)?;
                         c.register_anchor(&kept, at)?;
                         if let Some(carry) = carry {
                             text_value = carry_scalar(text, at.end, &carry, &text_value);
@@ -694,11 +695,14 @@ fn pyyaml_anchor(
     written: &str,
     at: Span,
     style: ScalarStyle,
+    flow: bool,
 ) -> Result<(String, Option<String>), ParseError> {
     match written.find(|c| !anchor_char(c)) {
         None if !written.is_empty() => Ok((written.to_owned(), None)),
+        // In a flow collection PyYAML read that `:` or `?` as an indicator.
         Some(k)
             if k > 0
+                && !flow
                 && style == ScalarStyle::Plain
                 && written[k..].starts_with([':', '?'])
                 && written.len() > k + 1 =>
@@ -729,13 +733,28 @@ fn carry_scalar(text: &str, anchor_end: usize, carry: &str, value: &str) -> Stri
 }
 
 /// A literal or folded block scalar that runs to the end of a text without a
-/// final line break: PyYAML added no line break for its last line.
+/// final line break: PyYAML read its last line (text, or spaces reaching the
+/// block's indentation) as content with no line break after it, where saphyr
+/// adds one.
 fn chomp_at_eof(text: &str, span: Span, value: &mut String) {
     if text.ends_with(['\n', '\r']) || !text.get(span.end..).unwrap_or("").trim().is_empty() {
         return;
     }
+    // saphyr's span starts at the properties or header when there are
+    // any, else at the first content line.
+    let header = text[span.start..].starts_with(['&', '!', '|', '>']);
+    let line_start = text[..span.start].rfind(['\n', '\r']).map_or(0, |i| i + 1);
+    let Some(indent) = text[line_start..]
+        .split(['\n', '\r'])
+        .skip(usize::from(header))
+        .find(|line| !line.trim_start_matches(' ').is_empty())
+        .map(|line| line.len() - line.trim_start_matches(' ').len())
+    else {
+        return;
+    };
     let last_line = text.rsplit(['\n', '\r']).next().unwrap_or("");
-    if !last_line.trim().is_empty() && value.ends_with('\n') {
+    let content = !last_line.trim().is_empty() || last_line.len() >= indent;
+    if content && value.ends_with('\n') {
         value.pop();
     }
 }
@@ -752,13 +771,18 @@ fn question_key(text: &str, r: &Ref, flow: bool) -> Result<Option<Ref>, ParseErr
     else {
         return Ok(None);
     };
-    if !flow
-        || node.tag.is_some()
-        || node.anchor.is_some()
-        || !value.starts_with('?')
-        || !text[node.span.start..].starts_with('?')
-        || value.len() == 1
-    {
+    if !flow || node.tag.is_some() || node.anchor.is_some() {
+        return Ok(None);
+    }
+    if value.starts_with(':') && text[node.span.start..].starts_with(':') {
+        return Err(ParseError::Syntax {
+            message: "docker-registry's YAML reader (PyYAML) read this `:` as the value \
+                      indicator, with no key before it, and refused it; quote the value"
+                .to_owned(),
+            at: Span::new(node.span.start, node.span.start + 1),
+        });
+    }
+    if !value.starts_with('?') || !text[node.span.start..].starts_with('?') {
         return Ok(None);
     }
     let rest = &value[1..];
@@ -916,6 +940,35 @@ fn check_tabs(text: &str, protected: &mut [Span]) -> Result<(), ParseError> {
             }
         }
         prev = b;
+    }
+    Ok(())
+}
+
+/// PyYAML refused a stream whose first token is the document end marker
+/// `...` (the text `...` alone, as a variable's value, say): it expected a
+/// node first.
+fn check_leading_document_end(text: &str) -> Result<(), ParseError> {
+    let mut offset = 0;
+    for line in text.split_inclusive(['\n', '\r']) {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let trimmed = content.trim_start_matches(' ');
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            offset += line.len();
+            continue;
+        }
+        let marker = content
+            .strip_prefix("...")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        if marker {
+            return Err(ParseError::Syntax {
+                message: "the text starts with the document end marker `...`, which \
+                          docker-registry's YAML reader (PyYAML) refused before any value; \
+                          quote it (`'...'`) or remove it"
+                    .to_owned(),
+                at: Span::new(offset, offset + 3),
+            });
+        }
+        return Ok(());
     }
     Ok(())
 }
