@@ -371,6 +371,20 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         alias: Some(span),
                     },
                     None => {
+                        // `d: &d {a: 1, <<: *d}`: PyYAML removed the merge
+                        // key before following it, so merging a mapping
+                        // into itself changed nothing.
+                        if let Some(Frame::Map {
+                            anchor,
+                            key: key @ Some(_),
+                            ..
+                        }) = stack.last_mut()
+                            && *anchor == id
+                            && key.as_ref().is_some_and(Ref::is_merge_key)
+                        {
+                            *key = None;
+                            continue;
+                        }
                         return Err(match c.open_anchors.get(&id) {
                             Some(&start) => ParseError::RecursiveAlias {
                                 at: span,
@@ -412,7 +426,12 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         Style::Quoted
                     }
                     _ => {
-                        c.protected.push(span);
+                        // saphyr's span may run on over the blanks after the
+                        // closing quote, where a tab is not content.
+                        let end = text[span.start..span.end]
+                            .rfind(['"', '\''])
+                            .map_or(span.end, |i| span.start + i + 1);
+                        c.protected.push(Span::new(span.start, end));
                         Style::Quoted
                     }
                 };
