@@ -376,26 +376,36 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         // into itself changed nothing.
                         if let Some(Frame::Map {
                             anchor,
-                            key: key @ Some(_),
+                            key: Some(key),
                             ..
-                        }) = stack.last_mut()
+                        }) = stack.last()
                             && *anchor == id
-                            && key.as_ref().is_some_and(Ref::is_merge_key)
+                            && key.is_merge_key()
                         {
-                            *key = None;
-                            continue;
+                            // Merging an empty mapping keeps the `<<` in
+                            // the file (it decides `--inherit auto`).
+                            Ref {
+                                node: Arc::new(Node {
+                                    kind: NodeKind::Map(Vec::new()),
+                                    tag: None,
+                                    span,
+                                    anchor: None,
+                                }),
+                                alias: Some(span),
+                            }
+                        } else {
+                            return Err(match c.open_anchors.get(&id) {
+                                Some(&start) => ParseError::RecursiveAlias {
+                                    at: span,
+                                    anchor: Span::new(start, start + 1),
+                                },
+                                None => ParseError::UndefinedAlias { at: span },
+                            });
                         }
-                        return Err(match c.open_anchors.get(&id) {
-                            Some(&start) => ParseError::RecursiveAlias {
-                                at: span,
-                                anchor: Span::new(start, start + 1),
-                            },
-                            None => ParseError::UndefinedAlias { at: span },
-                        });
                     }
                 }
             }
-            Event::Scalar(value, style, anchor, tag) => {
+            Event::Scalar(value, style, anchor, mut tag) => {
                 let flow = stack.last().is_some_and(Frame::flow);
                 let mut text_value = value.into_owned();
                 if let Some(mark) = c.prepared.bom
@@ -410,7 +420,20 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         let (kept, carry) = pyyaml_anchor(&written, at, style, flow)?;
                         c.register_anchor(&kept, at)?;
                         if let Some(carry) = carry {
-                            text_value = carry_scalar(text, at.end, &carry, &text_value);
+                            if tag.is_some() && text[span.start..].starts_with('&') {
+                                // `&x:y !t`: PyYAML read the tag as text of
+                                // the plain scalar `:y !t`.
+                                if !text_value.is_empty() {
+                                    return Err(anchor_refused(&written, at));
+                                }
+                                let line = &text[at.end..];
+                                let line = &line[..line.find(['\n', '\r']).unwrap_or(line.len())];
+                                let line = &line[..line.find(" #").unwrap_or(line.len())];
+                                text_value = format!("{carry}{}", line.trim_end());
+                                tag = None;
+                            } else {
+                                text_value = carry_scalar(text, at.end, &carry, &text_value);
+                            }
                         }
                         name = Some(kept);
                     }
@@ -428,10 +451,16 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                     _ => {
                         // saphyr's span may run on over the blanks after the
                         // closing quote, where a tab is not content.
-                        let end = text[span.start..span.end]
+                        // It starts at the properties, where a tab is not
+                        // content either.
+                        let written = &text[span.start..span.end];
+                        let start = written
+                            .find(['"', '\''])
+                            .map_or(span.start, |i| span.start + i);
+                        let end = written
                             .rfind(['"', '\''])
                             .map_or(span.end, |i| span.start + i + 1);
-                        c.protected.push(Span::new(span.start, end));
+                        c.protected.push(Span::new(start, end.max(start)));
                         Style::Quoted
                     }
                 };
@@ -678,10 +707,19 @@ fn written_name(text: &str, at: usize) -> &str {
     &rest[..len]
 }
 
+/// PyYAML wanted a space, not `[` or `{`, right after an anchor's name.
+fn opens_flow_after(text: &str, at: usize, name: &str) -> bool {
+    text[at + 1 + name.len()..].starts_with(['[', '{'])
+}
+
 fn anchor_refused(name: &str, at: Span) -> ParseError {
     let bad = name.chars().find(|c| !anchor_char(*c));
     ParseError::Syntax {
         message: match bad {
+            None if !name.is_empty() => format!(
+                "the anchor `&{name}` runs into the next character: docker-registry's YAML \
+                 reader (PyYAML) wanted a space after an anchor's name; add one"
+            ),
             Some(c) => format!(
                 "the anchor name `{name}` holds `{c}`: docker-registry's YAML reader (PyYAML) \
                  allowed only ASCII letters, digits, `-` and `_` in anchor names; rename the \
@@ -700,7 +738,7 @@ fn check_anchor_name(text: &str, at: usize) -> Result<(), ParseError> {
         return Ok(());
     }
     let name = written_name(text, at);
-    if !name.is_empty() && name.chars().all(anchor_char) {
+    if !name.is_empty() && name.chars().all(anchor_char) && !opens_flow_after(text, at, name) {
         return Ok(());
     }
     Err(anchor_refused(name, Span::new(at, at + 1 + name.len())))
