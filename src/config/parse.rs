@@ -571,12 +571,19 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
         match stack.last_mut() {
             None => root = Some(finished),
             Some(Frame::Seq { items, .. }) => items.push(finished),
-            Some(Frame::Map { pairs, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                pairs, key, flow, ..
+            }) => match key.take() {
                 None => {
                     check_empty_key(text, &finished)?;
                     *key = Some(finished);
                 }
-                Some(k) => pairs.push((k, finished)),
+                Some(k) => {
+                    if *flow {
+                        check_flow_key_line(c.prepared.text(), &k)?;
+                    }
+                    pairs.push((k, finished));
+                }
             },
         }
     }
@@ -831,6 +838,26 @@ fn question_key(text: &str, r: &Ref, flow: bool) -> Result<Option<Ref>, ParseErr
     if !flow || node.tag.is_some() || node.anchor.is_some() {
         return Ok(None);
     }
+    let written = &text[node.span.start..node.span.end.min(text.len())];
+    if written.starts_with(['|', '>']) && value.starts_with(['|', '>']) {
+        return Err(ParseError::Syntax {
+            message: "docker-registry's YAML reader (PyYAML) refused `|` and `>` at the start \
+                      of a value inside `[...]` or `{...}`; quote the value"
+                .to_owned(),
+            at: Span::new(node.span.start, node.span.start + 1),
+        });
+    }
+    if value.get(1..).is_some_and(|v| v.contains('?'))
+        && let Some(j) = written.get(1..).and_then(|w| w.find('?'))
+    {
+        let at = node.span.start + 1 + j;
+        return Err(ParseError::Syntax {
+            message: "docker-registry's YAML reader (PyYAML) ended a value inside `[...]` or \
+                      `{...}` at `?` and refused the rest; quote the value"
+                .to_owned(),
+            at: Span::new(at, at + 1),
+        });
+    }
     if value.starts_with(':') && text[node.span.start..].starts_with(':') {
         return Err(ParseError::Syntax {
             message: "docker-registry's YAML reader (PyYAML) read this `:` as the value \
@@ -1028,4 +1055,27 @@ fn check_leading_document_end(text: &str) -> Result<(), ParseError> {
         return Ok(());
     }
     Ok(())
+}
+
+/// In a flow mapping PyYAML wanted the `:` on the line where an implicit key
+/// ends (`{a⏎: 1}` it refused); after an explicit `? key` the `:` may follow
+/// on a later line.
+fn check_flow_key_line(text: &str, key: &Ref) -> Result<(), ParseError> {
+    let site = key.site();
+    if text[..site.start].trim_end().ends_with('?') {
+        return Ok(());
+    }
+    let after = &text[site.end.min(text.len())..];
+    let Some(colon) = after.find(':') else {
+        return Ok(());
+    };
+    match after[..colon].find(['\n', '\r']) {
+        Some(_) if after[..colon].trim().is_empty() => Err(ParseError::Syntax {
+            message: "docker-registry's YAML reader (PyYAML) wanted this `:` on the line of its \
+                      key; move it up"
+                .to_owned(),
+            at: Span::new(site.end + colon, site.end + colon + 1),
+        }),
+        _ => Ok(()),
+    }
 }
