@@ -127,6 +127,9 @@ pub struct Flat {
     pub duplicates: Vec<Duplicate>,
     /// Whether the mapping has a `<<` key.
     pub has_merge: bool,
+    /// The values of keys that a later duplicate overrides: PyYAML still
+    /// constructed them, so an invalid one made the whole file invalid.
+    pub(crate) overridden: Vec<Ref>,
 }
 
 /// Builds values from the nodes of one document, remembering flattened
@@ -291,6 +294,7 @@ impl Builder {
         let mut merged: IndexMap<Key, Entry> = IndexMap::new();
         let mut explicit: IndexMap<Key, Entry> = IndexMap::new();
         let mut duplicates = Vec::new();
+        let mut overridden = Vec::new();
         let mut has_merge = false;
         for (key_ref, value_ref) in pairs {
             if Self::is_merge(key_ref) {
@@ -323,6 +327,7 @@ impl Builder {
                 via: None,
             };
             if let Some(previous) = explicit.insert(key.clone(), entry) {
+                overridden.push(previous.value.clone());
                 duplicates.push(Duplicate {
                     key,
                     first: previous.key_node.site(),
@@ -340,6 +345,7 @@ impl Builder {
             entries,
             duplicates,
             has_merge,
+            overridden,
         });
         self.flat.insert(ptr, flat);
         Ok(())
@@ -397,6 +403,9 @@ impl Builder {
             NodeKind::Map(_) => match tag.map(|t| tag_suffix(t).unwrap_or(t)) {
                 None | Some("map") => {
                     let flat = self.flatten(node)?;
+                    for lost in &flat.overridden {
+                        self.value_at(lost, depth + 1)?;
+                    }
                     let mut map = Map::with_capacity(flat.entries.len());
                     for (key, entry) in &flat.entries {
                         map.insert(key.clone(), self.value_at(&entry.value, depth + 1)?);

@@ -12,8 +12,7 @@
 
 use std::sync::LazyLock;
 
-use base64::Engine;
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 use num_bigint::BigInt;
 use regex::Regex;
 
@@ -139,11 +138,64 @@ pub(crate) fn construct(tag: Implicit, text: &str) -> Result<Value, ScalarError>
 
 /// Decodes `!!binary` text (whitespace ignored, as base64.decodebytes did).
 pub(crate) fn construct_binary(text: &str) -> Result<Value, ScalarError> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
+    if !text.is_ascii() {
+        return Err(err(
+            "`!!binary` value is not valid base64: it holds non-ASCII characters".to_owned(),
+        ));
+    }
+    python_b64decode(text)
         .map(Value::Bytes)
         .map_err(|e| err(format!("`!!binary` value is not valid base64: {e}")))
+}
+
+/// Base64 decoding as Python's `base64.decodebytes` (PyYAML's `!!binary`)
+/// did it: characters outside the alphabet are skipped, decoding stops at
+/// complete padding, leftover bits are dropped, but the data must end on a
+/// whole group (with its padding).
+fn python_b64decode(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits, mut quad, mut pads) = (0u32, 0u32, 0usize, 0usize);
+    let mut complete = false;
+    for b in text.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                if quad >= 2 {
+                    pads += 1;
+                    if quad + pads >= 4 {
+                        complete = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if pads > 0 {
+            // data after a partial padding: Python restarts the count
+            pads = 0;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        quad = (quad + 1) % 4;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if !complete && quad != 0 {
+        return Err(if quad == 1 {
+            "the number of data characters is one more than a multiple of 4".to_owned()
+        } else {
+            "incorrect padding".to_owned()
+        });
+    }
+    Ok(out)
 }
 
 fn int_value(n: BigInt) -> Value {
@@ -264,9 +316,16 @@ fn construct_timestamp(text: &str) -> Result<Value, ScalarError> {
         } else {
             minutes
         });
+        // Python's datetime holds years 1 to 9999 only: PyYAML refused a
+        // timestamp that the offset carries outside them.
         stamp = stamp
             .checked_sub_signed(offset)
-            .ok_or_else(|| err(format!("`{text}` is out of range")))?;
+            .filter(|s| (1..=9999).contains(&s.year()))
+            .ok_or_else(|| {
+                err(format!(
+                    "`{text}` is out of range: in UTC it falls outside the years 1 to 9999"
+                ))
+            })?;
     }
     Ok(Value::DateTime(stamp))
 }
@@ -318,5 +377,20 @@ mod tests {
         );
         assert!(matches!(typed("2001-12-14"), Value::Date(_)));
         assert!(construct(Implicit::Timestamp, "2001-13-45").is_err());
+        // Python's base64: lenient with stray characters and leftover
+        // bits, strict about whole groups
+        assert_eq!(
+            construct_binary("aGV=").unwrap(),
+            Value::Bytes(b"he".to_vec())
+        );
+        assert_eq!(
+            construct_binary("a G\nV=").unwrap(),
+            Value::Bytes(b"he".to_vec())
+        );
+        assert!(construct_binary("aGV").is_err());
+        assert!(construct_binary("4").is_err());
+        assert!(construct(Implicit::Timestamp, "9999-12-31 23:59:59-01:00").is_err());
+        assert!(construct(Implicit::Timestamp, "0001-01-01 00:00:00+01:00").is_err());
+        assert!(construct(Implicit::Timestamp, "9999-12-31 22:59:59-01:00").is_ok());
     }
 }

@@ -147,8 +147,123 @@ fn resolves_or_reports(text: String, flavor: String, env: Env) {
     });
 }
 
+/// Values of the kinds where YAML readers part (issue 12): YAML 1.1 typing,
+/// `_env:` forms, block scalars, odd anchors, flow corner cases, tags,
+/// timestamps near the ends of the calendar, characters PyYAML treated
+/// specially. The differential fuzzer (tests/fixtures/fuzz_reference.py)
+/// compares such files with the reference; here they only must not panic
+/// or hang.
+const VALUES: &[&str] = &[
+    "yes",
+    "0755",
+    "1:30",
+    "1.5e+3",
+    "~",
+    "2001-12-14t21:59:43.10-05:00",
+    "9999-12-31 23:30:00-01:00",
+    "0001-01-01 00:30:00+01:00",
+    "2001-02-30",
+    "_env:FOO",
+    "_env:FOO:a:b",
+    "'_env:BAR:[1, 2]'",
+    "_env:BAR:",
+    "|\n    x\n    y",
+    ">+\n    x\n\n    ",
+    "\"docker\n  registry\"",
+    "[GET, POST,\n  PUT]",
+    "&x:y 1",
+    "&x.y 1",
+    "&x?y z",
+    "*x",
+    "*d",
+    "[?q]",
+    "{?q: 1}",
+    "[?]",
+    "[-]",
+    "{o:[1]}",
+    "[!!str, b]",
+    "!!map {a: 1}",
+    "!!bool \"y\"",
+    "!!binary 4",
+    "!!int 1.5",
+    "a\tb",
+    "a\u{7}b",
+    "a\u{85}b",
+    "\"a\u{85}b\"",
+    "a\u{2028}b",
+    "a\u{feff}b",
+    "[x, :y]",
+    "{: 1}",
+];
+
+const ENV_VALUES: &[&str] = &[
+    "",
+    "...",
+    "a\tb",
+    "|\n  x",
+    "k: _env:FOO",
+    "k: _env:BAR",
+    "[a, ?q]",
+    "&x:y 1",
+    "\u{feff}x",
+    "a\u{85}b",
+    ": 1",
+    "a: 1\na: 2001-02-30",
+];
+
+/// A flavor file: flavors with anchors and merge keys, keys with values
+/// from [`VALUES`], sometimes duplicated, and the end of the file cut.
+fn flavor_file() -> impl Strategy<Value = String> {
+    let entry = (
+        prop::sample::select(vec!["a", "b", "storage", "loglevel", "", "<<"]),
+        0..VALUES.len(),
+    );
+    let flavor = (
+        prop::sample::select(vec!["dev", "prod", "common", "d"]),
+        any::<bool>(),
+        prop::collection::vec(entry, 0..5),
+    );
+    (
+        prop::collection::vec(flavor, 1..4),
+        prop::sample::select(vec!["\n", "", "\n  ", "\n...\n"]),
+    )
+        .prop_map(|(flavors, end)| {
+            let mut text = String::new();
+            for (name, anchored, entries) in flavors {
+                text.push_str(name);
+                text.push(':');
+                if anchored {
+                    text.push_str(" &");
+                    text.push_str(name);
+                }
+                text.push('\n');
+                for (key, value) in entries {
+                    if key == "<<" {
+                        text.push_str("  <<: *d\n");
+                    } else {
+                        text.push_str(&format!("  {key}: {}\n", VALUES[value]));
+                    }
+                }
+            }
+            text.pop();
+            text.push_str(end);
+            text
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_flavor_files_never_panic_or_hang(
+        text in flavor_file(),
+        foo in prop::sample::select(ENV_VALUES.to_vec()),
+        bar in prop::sample::select(ENV_VALUES.to_vec()),
+        flavor in prop::sample::select(vec!["dev", "prod", "d"]),
+    ) {
+        let env = Env::new().with("FOO", foo).with("BAR", bar);
+        resolves_or_reports(text, flavor.to_owned(), env);
+    }
 
     #[test]
     fn mutated_samples_never_panic_or_hang(

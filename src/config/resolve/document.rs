@@ -19,11 +19,7 @@ pub(crate) fn parse_diagnostic(err: &ParseError, source: &Arc<Source>) -> Diagno
         )
         .with_source(source)
         .label(*at, "here")
-        .help(if source.line_text(at.start).contains("_env:") {
-            "an `_env:` value that ends in `:` or holds `: ` must be quoted: `'_env:NAME:'`"
-        } else {
-            "check the indentation and quoting on this line and the one before"
-        }),
+        .help(syntax_help(message, source.line_text(at.start))),
         ParseError::MultipleDocuments { at } => Diagnostic::error(
             "regconf::yaml::multiple_documents",
             "the file holds more than one YAML document",
@@ -65,6 +61,31 @@ pub(crate) fn parse_diagnostic(err: &ParseError, source: &Arc<Source>) -> Diagno
         .label(*at, "used inside its own anchor")
         .label(*anchor, "anchor defined here")
         .help("a node cannot include itself; copy the values instead"),
+    }
+}
+
+/// How to fix a syntax error. Some texts docker-registry's reader accepted
+/// are refused here (README, difference 10); their help says how to write
+/// them so that both read them alike.
+fn syntax_help(message: &str, line: &str) -> &'static str {
+    if message.contains("invalid indentation in quoted scalar")
+        || message.contains("invalid indentation in flow construct")
+    {
+        "indent the continuation lines further than the key they belong to (docker-registry \
+         read them less indented; regconf does not)"
+    } else if message.contains("may not precede any of `[{`") {
+        "put a space after the `:` (`{key: [1]}`)"
+    } else if message.contains("cannot start with '-'") {
+        "quote the `-`: `\"-\"`"
+    } else if message.contains("SEPARATOR") {
+        "regconf refuses U+2028 and U+2029 (README, difference 10): replace it with a newline, \
+         or write `\\L` or `\\P` inside double quotes"
+    } else if message.contains("docker-registry's YAML reader") {
+        "docker-registry's reader refused this too; the message says how to write it"
+    } else if line.contains("_env:") {
+        "an `_env:` value that ends in `:` or holds `: ` must be quoted: `'_env:NAME:'`"
+    } else {
+        "check the indentation and quoting on this line and the one before"
     }
 }
 
