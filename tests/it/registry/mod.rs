@@ -383,7 +383,7 @@ pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &st
         .windows(2)
         .filter(|w| w[0] == "--max-time")
         .filter_map(|w| w[1].parse::<u64>().ok())
-        .last();
+        .next_back();
     let limit = own.map_or(TOOL_TIMEOUT, |s| s + 30).max(TOOL_TIMEOUT);
     let mut cmd = Command::new("timeout");
     cmd.arg(limit.to_string()).arg(program).args(args);
