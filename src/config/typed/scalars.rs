@@ -177,13 +177,7 @@ impl Conv<'_> {
             Value::BigInt(i) => i.to_string(),
             Value::Str(s) if is_whole_number(s.trim()) => s.trim().to_owned(),
             _ => {
-                self.mismatch(
-                    sec,
-                    key,
-                    "an integer",
-                    v,
-                    "write a whole number, unquoted",
-                );
+                self.mismatch(sec, key, "an integer", v, "write a whole number, unquoted");
                 return None;
             }
         };
