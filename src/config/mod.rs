@@ -62,9 +62,10 @@ pub fn load(
     resolve::resolve(doc, flavor, inherit, env, &readable_file)
 }
 
-/// Whether `path` opens for reading as a regular file (what `open(path,
-/// 'rb')` accepted in docker-registry, less what would hang or never end:
-/// a FIFO, a device such as `/dev/zero`; a directory did not open either).
+/// Whether `path` opens for reading as a file (what `open(path, 'rb')`
+/// accepted in docker-registry: a directory does not; `/dev/null` does).
+/// Opened without waiting for a FIFO's writer, and never read, so neither
+/// a FIFO nor `/dev/zero` can hold regconf up.
 pub(crate) fn readable_file(path: &str) -> bool {
-    source::open_regular(Path::new(path)).is_ok()
+    source::opens_for_reading(Path::new(path))
 }

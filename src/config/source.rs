@@ -265,6 +265,16 @@ pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
     }))
 }
 
+/// Whether `path` opens for reading (without waiting on a FIFO's writer)
+/// and is not a directory; nothing is read.
+pub(crate) fn opens_for_reading(path: &Path) -> bool {
+    match open_regular(path) {
+        Ok(_) => true,
+        Err(ReadError::NotRegular(kind)) => kind != "a directory",
+        Err(_) => false,
+    }
+}
+
 /// Reads the regular file `path`, at most `limit` bytes of it (a file that
 /// grows past the limit while read is refused too).
 pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {

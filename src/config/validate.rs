@@ -356,9 +356,15 @@ impl Scan<'_> {
         if style != Style::Plain || text.is_empty() {
             return;
         }
-        let line_end = self.source.text()[span.end..]
-            .find('\n')
-            .map_or(self.source.text().len(), |i| span.end + i);
+        // the line's end from the line table: searching for it cost the
+        // rest of the line per scalar, quadratic on a one-line flow mapping
+        let (_, _, next) = self.source.line_bounds(self.source.line_index(span.end));
+        let line_end = if self.source.text()[..next].ends_with('\n') {
+            next - 1
+        } else {
+            next
+        }
+        .max(span.end);
         let rest = &self.source.text()[span.end..line_end];
         let trimmed = rest.trim_start_matches([' ', '\t']);
         if trimmed.len() == rest.len() {

@@ -230,10 +230,21 @@ pub(crate) fn did_you_mean<'a>(
     wanted: &str,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let w = wanted.chars().count();
     names
         .into_iter()
-        .map(|n| (strsim::damerau_levenshtein(wanted, n), n))
-        .filter(|(d, n)| *d <= (n.chars().count().max(wanted.chars().count()) / 3).max(2))
+        .filter_map(|n| {
+            let c = n.chars().count();
+            let most = (c.max(w) / 3).max(2);
+            // the distance is at least the difference in length: names that
+            // far apart need no distance computed (a flavor of many unknown
+            // keys spent most of `validate` here)
+            if c.abs_diff(w) > most {
+                return None;
+            }
+            let d = strsim::damerau_levenshtein(wanted, n);
+            (d <= most).then_some((d, n))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)
 }

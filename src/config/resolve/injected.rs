@@ -44,7 +44,7 @@ pub(super) fn finish(
             let problem = match value {
                 Value::Str(path) if file_exists(path) => None,
                 Value::Str(path) => Some(format!(
-                    "the privileged key `{path}` is not a readable regular file"
+                    "the privileged key `{path}` is not a readable file"
                 )),
                 other => Some(format!(
                     "`privileged_key` must be the path of a file, not {}",
