@@ -1066,7 +1066,11 @@ fn check_flow_key_line(text: &str, key: &Ref) -> Result<(), ParseError> {
         return Ok(());
     }
     let after = &text[site.end.min(text.len())..];
-    let Some(colon) = after.find(':') else {
+    // Look no further than the entry's end: a set (`{a, b}`) has no `:`.
+    let Some(colon) = after
+        .find([':', ',', '}', ']'])
+        .filter(|&i| after[i..].starts_with(':'))
+    else {
         return Ok(());
     };
     match after[..colon].find(['\n', '\r']) {
