@@ -13,7 +13,9 @@
 //! password (never the password itself), and at most as many checks as
 //! there are CPUs run at once, on the blocking pool, so that a flood of bad
 //! passwords cannot starve the runtime. Unknown users are checked against a
-//! dummy hash, so that timing does not reveal which users exist.
+//! dummy hash of the file's highest cost, and every refused check lasts at
+//! least as long as one check at that cost (measured at start), so that
+//! timing reveals neither which users exist nor their hash costs.
 //!
 //! Passwords and hashes are never logged; failed attempts are logged with
 //! the user name.
@@ -74,6 +76,9 @@ pub(crate) struct Authenticator {
     checks: tokio::sync::Semaphore,
     /// Checked for unknown users, so they take as long as known ones.
     dummy: String,
+    /// What one check at the file's highest cost took at start; a refused
+    /// check is padded to this.
+    slowest: Duration,
 }
 
 /// What a request's credentials amount to.
@@ -126,26 +131,31 @@ impl Authenticator {
         })))))
     }
 
-    /// An authenticator for `(user, bcrypt hash, read-only)` entries.
+    /// An authenticator for `(user, bcrypt hash, read-only)` entries. It
+    /// runs bcrypt twice (the dummy hash and its timing): call it off the
+    /// async runtime.
     pub(crate) fn new(users: impl IntoIterator<Item = (String, String, bool)>) -> Self {
         let users: HashMap<String, User> = users
             .into_iter()
             .map(|(u, hash, readonly)| (u, User { hash, readonly }))
             .collect();
-        // The dummy costs what the file's hashes cost.
+        // The dummy costs what the file's costliest hash costs.
         let cost = users
             .values()
-            .next()
-            .and_then(|u| u.hash.get(4..6))
-            .and_then(|c| c.parse::<u32>().ok())
+            .filter_map(|u| u.hash.get(4..6).and_then(|c| c.parse::<u32>().ok()))
+            .max()
             .unwrap_or(bcrypt::DEFAULT_COST)
             .clamp(4, 31);
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let dummy = bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default();
+        let started = Instant::now();
+        let _ = bcrypt::verify("", &dummy);
         Self {
             users,
             cache: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(cpus),
-            dummy: bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default(),
+            dummy,
+            slowest: started.elapsed(),
         }
     }
 
@@ -179,11 +189,21 @@ impl Authenticator {
             let Ok(_permit) = self.checks.acquire().await else {
                 return Outcome::Refused(Some(user));
             };
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false)
+            let started = Instant::now();
+            let ok = tokio::task::spawn_blocking(move || {
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            (ok, started.elapsed())
         };
+        let (ok, took) = ok;
+        // A cheaper hash must not answer sooner. The permit is released
+        // already: the padding holds no CPU and no check slot.
         if !(ok && known) {
+            if let Some(rest) = self.slowest.checked_sub(took) {
+                tokio::time::sleep(rest).await;
+            }
             return Outcome::Refused(Some(user));
         }
         let mut cache = self.cache();

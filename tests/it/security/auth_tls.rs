@@ -330,3 +330,57 @@ fn logged_values_are_escaped() {
         );
     }
 }
+
+/// Login timing (issue 16): a wrong password for a user whose hash has
+/// cost 10, for a user whose hash has cost 4, and for a user who does not
+/// exist all take the same time, within 20%.
+#[test]
+fn login_time_reveals_neither_users_nor_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = format!(
+        "slow:{}\nfast:{}\n",
+        bcrypt::hash("slow-pw", 10).unwrap(),
+        bcrypt::hash("fast-pw", 4).unwrap()
+    );
+    std::fs::write(d.join("htpasswd"), text).unwrap();
+    let server = Server::start(
+        d,
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  auth:\n    htpasswd: ./htpasswd\n",
+    );
+    let a = agent();
+    let time = |user: &str| {
+        let mut runs: Vec<Duration> = (0..5)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let r = a
+                    .get(server.url("/v2/"))
+                    .header("authorization", basic((user, "wrong")))
+                    .call()
+                    .unwrap();
+                assert_eq!(r.status(), 401);
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        runs[2]
+    };
+    let slow = time("slow");
+    let fast = time("fast");
+    let unknown = time("nobody");
+    eprintln!("login timing: cost 10 {slow:?}, cost 4 {fast:?}, unknown user {unknown:?}");
+    for (what, t) in [("cost 4", fast), ("unknown user", unknown)] {
+        let ratio = t.as_secs_f64() / slow.as_secs_f64();
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "{what}: {t:?} against {slow:?} for cost 10"
+        );
+    }
+    // The right password still works.
+    let r = a
+        .get(server.url("/v2/"))
+        .header("authorization", basic(("fast", "fast-pw")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
