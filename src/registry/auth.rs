@@ -14,7 +14,7 @@
 //! there are CPUs run at once, on the blocking pool, so that a flood of bad
 //! passwords cannot starve the runtime. Unknown users are checked against a
 //! dummy hash of the file's highest cost, and every refused check lasts at
-//! least as long as one check at that cost (measured at start), so that
+//! least as long as one check at that cost (a moving average), so that
 //! timing reveals neither which users exist nor their hash costs.
 //!
 //! Passwords and hashes are never logged; failed attempts are logged with
@@ -76,9 +76,17 @@ pub(crate) struct Authenticator {
     checks: tokio::sync::Semaphore,
     /// Checked for unknown users, so they take as long as known ones.
     dummy: String,
-    /// What one check at the file's highest cost took at start; a refused
-    /// check is padded to this.
-    slowest: Duration,
+    /// The file's highest bcrypt cost (the dummy's).
+    max_cost: u32,
+    /// How long a check at `max_cost` takes, in µs: measured at start, then
+    /// a moving average of the checks at that cost (so it follows the
+    /// machine's load). A refused check is padded to this.
+    slowest: std::sync::atomic::AtomicU64,
+}
+
+/// The cost of a bcrypt hash (`$2b$12$...`), if it says.
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.get(4..6).and_then(|c| c.parse().ok())
 }
 
 /// What a request's credentials amount to.
@@ -142,7 +150,7 @@ impl Authenticator {
         // The dummy costs what the file's costliest hash costs.
         let cost = users
             .values()
-            .filter_map(|u| u.hash.get(4..6).and_then(|c| c.parse::<u32>().ok()))
+            .filter_map(|u| cost_of(&u.hash))
             .max()
             .unwrap_or(bcrypt::DEFAULT_COST)
             .clamp(4, 31);
@@ -155,7 +163,8 @@ impl Authenticator {
             cache: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(cpus),
             dummy,
-            slowest: started.elapsed(),
+            max_cost: cost,
+            slowest: std::sync::atomic::AtomicU64::new(micros(started.elapsed())),
         }
     }
 
@@ -185,6 +194,7 @@ impl Authenticator {
             Some(u) => (u.hash.clone(), u.readonly, true),
             None => (self.dummy.clone(), false, false),
         };
+        let cost = cost_of(&hash);
         let ok = {
             let Ok(_permit) = self.checks.acquire().await else {
                 return Outcome::Refused(Some(user));
@@ -198,10 +208,17 @@ impl Authenticator {
             (ok, started.elapsed())
         };
         let (ok, took) = ok;
+        use std::sync::atomic::Ordering::Relaxed;
+        if cost == Some(self.max_cost) {
+            // Races between updates only lose a sample.
+            let avg = self.slowest.load(Relaxed);
+            self.slowest.store((avg * 7 + micros(took)) / 8, Relaxed);
+        }
         // A cheaper hash must not answer sooner. The permit is released
         // already: the padding holds no CPU and no check slot.
         if !(ok && known) {
-            if let Some(rest) = self.slowest.checked_sub(took) {
+            let slowest = Duration::from_micros(self.slowest.load(Relaxed));
+            if let Some(rest) = slowest.checked_sub(took) {
                 tokio::time::sleep(rest).await;
             }
             return Outcome::Refused(Some(user));
@@ -213,6 +230,10 @@ impl Authenticator {
         cache.insert(key, (readonly, Instant::now()));
         Outcome::Allowed { user, readonly }
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// `Basic base64(user:password)` → (user, password).
