@@ -13,7 +13,9 @@
 //! password (never the password itself), and at most as many checks as
 //! there are CPUs run at once, on the blocking pool, so that a flood of bad
 //! passwords cannot starve the runtime. Unknown users are checked against a
-//! dummy hash, so that timing does not reveal which users exist.
+//! dummy hash of the file's highest cost, and every refused check lasts at
+//! least as long as one check at that cost (a moving average), so that
+//! timing reveals neither which users exist nor their hash costs.
 //!
 //! Passwords and hashes are never logged; failed attempts are logged with
 //! the user name.
@@ -74,6 +76,17 @@ pub(crate) struct Authenticator {
     checks: tokio::sync::Semaphore,
     /// Checked for unknown users, so they take as long as known ones.
     dummy: String,
+    /// The file's highest bcrypt cost (the dummy's).
+    max_cost: u32,
+    /// How long a check at `max_cost` takes, in µs: measured at start, then
+    /// a moving average of the checks at that cost (so it follows the
+    /// machine's load). A refused check is padded to this.
+    slowest: std::sync::atomic::AtomicU64,
+}
+
+/// The cost of a bcrypt hash (`$2b$12$...`), if it says.
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.get(4..6).and_then(|c| c.parse().ok())
 }
 
 /// What a request's credentials amount to.
@@ -126,26 +139,32 @@ impl Authenticator {
         })))))
     }
 
-    /// An authenticator for `(user, bcrypt hash, read-only)` entries.
+    /// An authenticator for `(user, bcrypt hash, read-only)` entries. It
+    /// runs bcrypt twice (the dummy hash and its timing): call it off the
+    /// async runtime.
     pub(crate) fn new(users: impl IntoIterator<Item = (String, String, bool)>) -> Self {
         let users: HashMap<String, User> = users
             .into_iter()
             .map(|(u, hash, readonly)| (u, User { hash, readonly }))
             .collect();
-        // The dummy costs what the file's hashes cost.
+        // The dummy costs what the file's costliest hash costs.
         let cost = users
             .values()
-            .next()
-            .and_then(|u| u.hash.get(4..6))
-            .and_then(|c| c.parse::<u32>().ok())
+            .filter_map(|u| cost_of(&u.hash))
+            .max()
             .unwrap_or(bcrypt::DEFAULT_COST)
             .clamp(4, 31);
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let dummy = bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default();
+        let started = Instant::now();
+        let _ = bcrypt::verify("", &dummy);
         Self {
             users,
             cache: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(cpus),
-            dummy: bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default(),
+            dummy,
+            max_cost: cost,
+            slowest: std::sync::atomic::AtomicU64::new(micros(started.elapsed())),
         }
     }
 
@@ -175,15 +194,33 @@ impl Authenticator {
             Some(u) => (u.hash.clone(), u.readonly, true),
             None => (self.dummy.clone(), false, false),
         };
+        let cost = cost_of(&hash);
         let ok = {
             let Ok(_permit) = self.checks.acquire().await else {
                 return Outcome::Refused(Some(user));
             };
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false)
+            let started = Instant::now();
+            let ok = tokio::task::spawn_blocking(move || {
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            (ok, started.elapsed())
         };
+        let (ok, took) = ok;
+        use std::sync::atomic::Ordering::Relaxed;
+        if cost == Some(self.max_cost) {
+            // Races between updates only lose a sample.
+            let avg = self.slowest.load(Relaxed);
+            self.slowest.store((avg * 7 + micros(took)) / 8, Relaxed);
+        }
+        // A cheaper hash must not answer sooner. The permit is released
+        // already: the padding holds no CPU and no check slot.
         if !(ok && known) {
+            let slowest = Duration::from_micros(self.slowest.load(Relaxed));
+            if let Some(rest) = slowest.checked_sub(took) {
+                tokio::time::sleep(rest).await;
+            }
             return Outcome::Refused(Some(user));
         }
         let mut cache = self.cache();
@@ -193,6 +230,10 @@ impl Authenticator {
         cache.insert(key, (readonly, Instant::now()));
         Outcome::Allowed { user, readonly }
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// `Basic base64(user:password)` → (user, password).

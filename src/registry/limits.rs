@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `max_connections` | [`serve`]: no more connections are accepted while this many are open |
 //! | `header_timeout_secs` | TLS handshake deadline; hyper's header read timeout, which also closes idle kept-alive connections |
-//! | `max_header_bytes` | hyper's read buffer (HTTP/1.1; `431` beyond it) and the HTTP/2 header list size |
+//! | `max_header_bytes` | hyper's read buffer (HTTP/1.1; `431` beyond it), the HTTP/2 header list size, and [`layer`] (`431` for a head that arrived whole in one read) |
 //! | `idle_timeout_secs` | request bodies ([`layer`]: a body that sends nothing for this long fails) and answers ([`WriteDeadline`]: a client that stops reading is dropped) |
 //! | `max_manifest_bytes` | the manifest handler, through the [`ManifestLimit`] request extension |
 //!
@@ -30,15 +30,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutBody;
 
+use super::conns::{Conns, Tracked, drive, evicted};
 use crate::model;
 
 /// Requests in flight on one HTTP/2 connection (hyper's default is 200;
@@ -57,12 +57,33 @@ pub(crate) async fn layer(
     req: Request,
     next: Next,
 ) -> Response {
+    // hyper bounds its read buffer, but a head that arrives in one read
+    // can still be larger: count it here too.
+    let max_head = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
+    if head_size(&req) > max_head {
+        return (
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            [(axum::http::header::CONNECTION, "close")],
+        )
+            .into_response();
+    }
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     let mut req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
     req.extensions_mut().insert(ManifestLimit(
         usize::try_from(limits.max_manifest_bytes).unwrap_or(usize::MAX),
     ));
     next.run(req).await
+}
+
+/// Bytes of a request's head as HTTP/1.1 writes it: request line, and each
+/// header as `name: value` with its line end.
+fn head_size(req: &Request) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
 }
 
 /// A connection whose writes fail once they have waited `timeout` for the
@@ -199,20 +220,15 @@ pub(crate) async fn serve(
         .keep_alive_timeout(header_timeout);
     let http1 = Arc::new(http1);
     let http2 = Arc::new(http2);
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        usize::try_from(limits.max_connections.max(1)).unwrap_or(usize::MAX),
-    ));
-    let graceful = GracefulShutdown::new();
+    let max = limits.max_connections.clamp(1, u64::from(u32::MAX >> 3));
+    let max = u32::try_from(max).unwrap_or(u32::MAX >> 3);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
+    let conns = Conns::new();
+    let evict_batch = (max as usize / 8).clamp(1, 256);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+    'accept: loop {
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -226,39 +242,66 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => p,
+            // At the limit, the longest-idle connections make room for the
+            // new one (a few at once, so that a queue of new connections
+            // drains quickly); with none idle, it waits for a slot.
+            Err(_) => loop {
+                conns.evict_idle(evict_batch);
+                tokio::select! {
+                    p = Arc::clone(&slots).acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => break 'accept,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    () = &mut shutdown => break 'accept,
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let (http1, http2, watcher) = (Arc::clone(&http1), Arc::clone(&http2), graceful.watcher());
+        let (http1, http2, mut stopped) = (Arc::clone(&http1), Arc::clone(&http2), stopped.clone());
+        let registration = conns.add();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let conn = Arc::clone(&registration.conn);
+            let service = Tracked::new(service, Arc::clone(&conn));
             let Some(tls) = tls else {
                 let io = TokioIo::new(WriteDeadline::new(stream, idle));
-                let conn = http1.serve_connection(io, service);
-                let _ = watcher.watch(conn).await;
+                drive(http1.serve_connection(io, service), &conn, &mut stopped).await;
                 return;
             };
-            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
+            let handshake = tokio::time::timeout(header_timeout, tls.accept(stream));
+            let stream = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                },
+                () = evicted(&conn) => return,
+                _ = stopped.wait_for(|s| *s) => return,
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(WriteDeadline::new(stream, idle));
             if h2 {
-                let _ = watcher.watch(http2.serve_connection(io, service)).await;
+                drive(http2.serve_connection(io, service), &conn, &mut stopped).await;
             } else {
-                let _ = watcher.watch(http1.serve_connection(io, service)).await;
+                drive(http1.serve_connection(io, service), &conn, &mut stopped).await;
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // In-flight requests finish; then every connection has given back its
+    // slot.
+    let _ = stop.send(true);
+    let _ = slots.acquire_many(max).await;
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! Layers, each depending only on the ones below it:
 //!
 //! ```text
-//! serve     listener, connection limits, TLS, authentication  (mod.rs, limits.rs, tls.rs, auth.rs)
+//! serve     listener, connection limits, TLS, authentication  (mod.rs, limits.rs, conns.rs,
+//!           tls.rs, auth.rs)
 //! http      routes, OCI error answers, access log, CORS       (http/)
 //! store     OCI meaning: blobs, uploads, manifests, tags,      (store/, layout.rs)
 //!           upload sessions, caches; gc and mirroring will be
@@ -28,6 +29,7 @@
 //! may not hold less visible types, but they are not exported.
 
 mod auth;
+mod conns;
 mod http;
 mod index;
 mod layout;
@@ -306,17 +308,39 @@ impl Server {
     }
 }
 
+/// Connections the kernel queues for `accept` (it caps this at
+/// `net.core.somaxconn`). Deeper than tokio's 1,024 so that a flood of idle
+/// sockets does not make the kernel drop a normal client's SYN (a retry
+/// one second later) while the accept loop evicts idle connections.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's `bind`: a restart need not wait for TIME_WAIT to pass.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Prepares the registry and binds `options.listen`.
 pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Server, RegistryError> {
-    let auth = auth::Authenticator::load(&config.auth)?;
+    // bcrypt (the dummy hash) is slow on purpose: not on the runtime.
+    let auth = {
+        let a = config.auth.clone();
+        tokio::task::spawn_blocking(move || auth::Authenticator::load(&a))
+            .await
+            .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))??
+    };
     let tls = tls::acceptor(&config.tls)?;
     let state = state(config).await?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| RegistryError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+    let listener = listen(options.listen).map_err(|source| RegistryError::Bind {
+        addr: options.listen,
+        source,
+    })?;
     if let Some(w) = auth::exposure_warning(options.listen, auth.is_some(), tls.is_some()) {
         tracing::warn!("{w}");
     }

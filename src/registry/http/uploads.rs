@@ -73,10 +73,17 @@ pub(super) async fn start(
     match digest {
         Some(digest) => {
             let body = body_stream(body);
-            state
+            let finished = state
                 .store
                 .upload_finish(name, id, &digest, None, body)
-                .await?;
+                .await;
+            if let Err(e) = finished {
+                // The client never learned this upload's location, so it
+                // cannot resume it: nothing of it may stay (a full disk
+                // keeps a chunked upload for a retry, not this one).
+                let _ = state.store.upload_cancel(name, id).await;
+                return Err(e.into());
+            }
             Ok(created(name, &digest))
         }
         None => Ok(in_progress(StatusCode::ACCEPTED, name, id, 0)),

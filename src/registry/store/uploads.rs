@@ -327,15 +327,25 @@ impl Store {
                     Err(e) if e.is_not_found() => SystemTime::UNIX_EPOCH,
                     Err(e) => return Err(e.into()),
                 };
-                if now.duration_since(started).unwrap_or_default() > max_age {
-                    if let Some(s) = self.sessions.remove(id)
-                        && let Ok(mut s) = s.state.try_lock()
-                    {
-                        s.closed = true;
-                    }
-                    self.storage.delete(&layout::upload(&name, id)).await?;
-                    purged += 1;
+                if now.duration_since(started).unwrap_or_default() <= max_age {
+                    continue;
                 }
+                // Held while the upload is deleted, so no chunk starts
+                // meanwhile; a request waiting for it then finds it closed.
+                let mut held = None;
+                if let Some(entry) = self.sessions.get(id) {
+                    let Ok(mut s) = entry.state.clone().try_lock_owned() else {
+                        // A request is writing to it right now: it is not
+                        // abandoned, whatever its age.
+                        continue;
+                    };
+                    s.closed = true;
+                    self.sessions.remove(id);
+                    held = Some(s);
+                }
+                self.storage.delete(&layout::upload(&name, id)).await?;
+                drop(held);
+                purged += 1;
             }
         }
         Ok(purged)

@@ -446,6 +446,9 @@ fn full_disk_fails_cleanly_and_gives_space_back() {
         text.contains(r#""code":"UNKNOWN""#) && text.contains("storage is full"),
         "{text}"
     );
+    // Its upload folder is gone: the client never learned where it was.
+    let left = files_under(&dir.path().join("store/repositories/full/app/_uploads"));
+    assert!(left.is_empty(), "{left:?}");
     // Chunked: the chunk that does not fit is refused and undone; the
     // upload stays where it was and can be cancelled.
     let r = a

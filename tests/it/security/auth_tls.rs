@@ -330,3 +330,63 @@ fn logged_values_are_escaped() {
         );
     }
 }
+
+/// Login timing (issue 16): a wrong password for a user whose hash has
+/// cost 10, for a user whose hash has cost 4, and for a user who does not
+/// exist all take the same time, within 20%.
+#[test]
+fn login_time_reveals_neither_users_nor_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = format!(
+        "slow:{}\nfast:{}\n",
+        bcrypt::hash("slow-pw", 10).unwrap(),
+        bcrypt::hash("fast-pw", 4).unwrap()
+    );
+    std::fs::write(d.join("htpasswd"), text).unwrap();
+    let server = Server::start(
+        d,
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  auth:\n    htpasswd: ./htpasswd\n",
+    );
+    let a = agent();
+    let once = |user: &str| {
+        let start = std::time::Instant::now();
+        let r = a
+            .get(server.url("/v2/"))
+            .header("authorization", basic((user, "wrong")))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        start.elapsed()
+    };
+    // The server learns how long a cost-10 check takes now; then the three
+    // take turns, so that a change in the machine's load hits them alike.
+    for _ in 0..4 {
+        once("slow");
+    }
+    let mut runs = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..7 {
+        for (i, user) in ["slow", "fast", "nobody"].iter().enumerate() {
+            runs[i].push(once(user));
+        }
+    }
+    let [slow, fast, unknown] = runs.map(|mut r| {
+        r.sort();
+        r[r.len() / 2]
+    });
+    eprintln!("login timing: cost 10 {slow:?}, cost 4 {fast:?}, unknown user {unknown:?}");
+    for (what, t) in [("cost 4", fast), ("unknown user", unknown)] {
+        let ratio = t.as_secs_f64() / slow.as_secs_f64();
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "{what}: {t:?} against {slow:?} for cost 10"
+        );
+    }
+    // The right password still works.
+    let r = a
+        .get(server.url("/v2/"))
+        .header("authorization", basic(("fast", "fast-pw")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -94,36 +94,27 @@ fn limits_headers_manifests_slow_and_idle_clients() {
             start.elapsed()
         );
     }
-    // Connections beyond max_connections wait; the server still answers
-    // once they go.
+    // Beyond max_connections, idle connections make room for new ones
+    // (issue 16): a client is served at once while 100 are held open.
     let held: Vec<_> = (0..100)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
-    let over = a
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let r = a
         .get(server.url("/v2/"))
         .config()
-        .timeout_global(Some(Duration::from_millis(500)))
+        .timeout_global(Some(Duration::from_secs(5)))
         .build()
-        .call();
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
     assert!(
-        over.is_err(),
-        "a 101st connection was served while 100 were open"
+        start.elapsed() < Duration::from_secs(1),
+        "served after {:?} with 100 idle connections open",
+        start.elapsed()
     );
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if a.get(server.url("/v2/"))
-            .call()
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not recover from a connection flood"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert!(server.alive());
 }
 
@@ -209,4 +200,91 @@ fn http2_streams_per_connection_are_bounded() {
         .collect();
     // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
     assert!(settings.contains(&(3, 16)), "{settings:?}");
+}
+
+/// A head over `max_header_bytes` sent in one write is refused too (issue
+/// 16: 114,593 bytes passed the 64 KiB default).
+#[test]
+fn a_large_head_in_one_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n",
+    );
+    let t = Duration::from_secs(10);
+    let head = |n: usize| {
+        format!(
+            "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(n)
+        )
+    };
+    let big = head(114_593);
+    assert_eq!(status_of(&raw(server.port, big.as_bytes(), t)), Some(431));
+    assert_eq!(
+        status_of(&raw(server.port, head(60_000).as_bytes(), t)),
+        Some(200)
+    );
+    assert!(server.alive());
+}
+
+/// Connection exhaustion (issue 16): while an attacker holds 2,000 idle
+/// sockets and keeps opening new ones, a normal client's requests are each
+/// answered within 1 s (they waited 10-35 s before).
+#[test]
+fn a_client_is_served_while_idle_sockets_exhaust_the_limit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n  limits:\n    max_connections: 256\n",
+    );
+    let port = server.port;
+    let mut held: Vec<_> = (0..2000)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(held.len() > 1500, "only {} sockets opened", held.len());
+    let stop = AtomicBool::new(false);
+    let worst = std::thread::scope(|s| {
+        // The attacker reconnects, about a thousand times a second (on this
+        // shared machine a tighter loop mostly takes the server's CPU): each
+        // new socket replaces an old one.
+        s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+                if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    let n = held.len();
+                    held[i % n] = c;
+                    i += 1;
+                }
+            }
+        });
+        // Measured once the attacker holds its sockets and churns (the
+        // kernel's accept queue, full at first, drops SYNs for a moment).
+        std::thread::sleep(Duration::from_secs(1));
+        let a = agent();
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let start = Instant::now();
+            let r = a
+                .get(server.url("/v2/"))
+                .config()
+                .timeout_global(Some(Duration::from_secs(40)))
+                .build()
+                .call();
+            let took = start.elapsed();
+            assert_eq!(
+                r.map(|r| r.status().as_u16()).ok(),
+                Some(200),
+                "after {took:?}"
+            );
+            worst = worst.max(took);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        worst
+    });
+    eprintln!("connection exhaustion: slowest of 20 requests {worst:?}");
+    assert!(worst < Duration::from_secs(1), "a request took {worst:?}");
+    assert!(server.alive());
 }
