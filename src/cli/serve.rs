@@ -304,8 +304,9 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     }
     let result = runtime.block_on(async {
         let server = registry::bind(&model, ServeOptions { listen }).await?;
+        let scheme = if model.tls.enabled() { "https" } else { "http" };
         tracing::info!(
-            "regconf serve: flavor `{}` from `{}`, listening on http://{}",
+            "regconf serve: flavor `{}` from `{}`, listening on {scheme}://{}",
             model.flavor,
             source.name(),
             server.local_addr()

@@ -248,6 +248,16 @@ fn tls_with_curl_and_skopeo() {
     assert!(curl(&[&url]).starts_with("000"));
     assert!(curl(&[&format!("http://127.0.0.1:{}/v2/", server.port)]).starts_with("000"));
 
+    // The start line names the scheme clients must use (read after the
+    // requests above, so the log reader has caught up with it).
+    assert!(
+        server
+            .log()
+            .contains(&format!("listening on https://127.0.0.1:{}", server.port)),
+        "{}",
+        server.log()
+    );
+
     // skopeo trusts the certificate from --dest-cert-dir.
     let certs = dir.path().join("certs.d");
     std::fs::create_dir_all(&certs).unwrap();
