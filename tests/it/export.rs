@@ -3,12 +3,12 @@
 //! `docker-registry`), on disk and on S3 (moto).
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{regconf, snapshot, transcript};
+use crate::harness::free_port;
 use crate::operator::{run, samples, snap_path};
 
 #[test]
@@ -67,14 +67,6 @@ fn export_snapshots() {
             ),
         );
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn has(cmd: &str) -> bool {

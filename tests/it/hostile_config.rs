@@ -121,15 +121,7 @@ fn variables_that_name_each_other_are_a_diagnostic_in_every_command() {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        for args in every_command() {
-            let out = run(dir.path(), &args, &env);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
-            assert!(
-                stderr.contains("regconf::env::cycle"),
-                "{args:?}: no cycle diagnostic:\n{stderr}"
-            );
-        }
+        refused_in(dir.path(), &env, "regconf::env::cycle", every_command());
     }
     let out = run(
         dir.path(),
@@ -155,15 +147,7 @@ fn deeply_nested_variables_stop_at_a_limit() {
     let level =
         |i: usize, n: usize| format!("{}_env:V{}{}", "{a: ".repeat(n), i + 1, "}".repeat(n));
     let deep: Vec<(String, String)> = (0..70).map(|i| (format!("V{i}"), level(i, 250))).collect();
-    for args in every_command() {
-        let out = run(dir.path(), &args, &deep);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
-        assert!(
-            stderr.contains("regconf::env::too_deep"),
-            "{args:?}: no depth diagnostic:\n{stderr}"
-        );
-    }
+    refused_in(dir.path(), &deep, "regconf::env::too_deep", every_command());
     let out = run(
         dir.path(),
         &["render", "config.yml", "--flavor", "dev"],
@@ -199,9 +183,20 @@ fn every_command_refuses(text: &[u8], code: &str) -> String {
 fn commands_refuse(text: &[u8], code: &str, commands: Vec<Vec<&str>>) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yml"), text).unwrap();
+    refused_in(dir.path(), &[], code, commands)
+}
+
+/// Runs `commands` on `config.yml` in `dir` under `env`: each ends with
+/// status 1 and a diagnostic naming `code`; returns `validate`'s transcript.
+fn refused_in(
+    dir: &Path,
+    env: &[(String, String)],
+    code: &str,
+    commands: Vec<Vec<&str>>,
+) -> String {
     let mut validate = String::new();
     for args in commands {
-        let out = run(dir.path(), &args, &[]);
+        let out = run(dir, &args, env);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr:.4000}");
         assert!(

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{regconf, root, snapshot, transcript};
+use crate::harness::free_port;
 
 fn snap(name: &str, actual: &str) {
     snapshot(
@@ -15,14 +16,6 @@ fn snap(name: &str, actual: &str) {
             .join(format!("{name}.txt")),
         actual,
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
