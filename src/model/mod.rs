@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod metrics;
 pub mod schema;
 pub mod security;
 pub mod storage;
@@ -32,6 +33,7 @@ use std::ops::RangeInclusive;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+pub use metrics::Metrics;
 pub use security::{Auth, LimitRanges, Limits, Tls};
 pub use storage::{Azure, Elliptics, Gcs, Glance, Oss, S3, Storage, Swift};
 
@@ -113,6 +115,16 @@ pub struct Config {
     pub tls: Tls,
     /// Limits on what one client may ask of `serve` (a regconf extension).
     pub limits: Limits,
+    /// Refuse every write (a regconf extension, like distribution's
+    /// `storage.maintenance.readonly`): pushes and deletes are answered
+    /// `405 UNSUPPORTED` saying the registry is read-only, reads work, and
+    /// `serve` itself writes nothing to storage (no upload purge). For
+    /// maintenance, or a replica of storage written elsewhere. Default:
+    /// `false`.
+    pub readonly: bool,
+    /// Prometheus metrics on a listener of their own (a regconf
+    /// extension; off while `listen` is empty).
+    pub metrics: Metrics,
     /// Keys not typed above: unknown keys (reported by `regconf validate`)
     /// and keys of other storage drivers. They are kept, never dropped.
     #[serde(flatten)]

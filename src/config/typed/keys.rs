@@ -27,6 +27,8 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "auth",
     "tls",
     "limits",
+    "readonly",
+    "metrics",
 ];
 
 pub(super) const LEVELS: &[&str] = &[
@@ -64,6 +66,7 @@ pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
         "upload_purge" => &["max_age_secs", "interval_secs"],
         "auth" => &["htpasswd", "readonly"],
         "tls" => &["certificate", "key"],
+        "metrics" => &["listen"],
         "limits" => &[
             "max_manifest_bytes",
             "max_header_bytes",

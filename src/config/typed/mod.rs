@@ -13,7 +13,8 @@
 //!
 //! By concern: [`scalars`] (strings, numbers, switches, sections, unknown
 //! keys), [`storage`] (the drivers), [`security`] (`auth:`, `tls:`,
-//! `limits:`), [`warnings`] (docker-registry pitfalls in the environment)
+//! `limits:`), [`operate`] (`readonly`, `metrics:`), [`warnings`]
+//! (docker-registry pitfalls in the environment)
 //! and the key tables in [`keys`]; this file holds the conversion of the
 //! whole flavor and the one way a typed-value diagnostic is built.
 //!
@@ -23,6 +24,7 @@
 
 mod files;
 mod keys;
+mod operate;
 mod scalars;
 mod security;
 mod storage;
@@ -327,6 +329,7 @@ impl Conv<'_> {
         };
         self.rest(&s, section_keys("upload_purge"), &[]);
         let (auth, tls, limits) = self.security(&mut top);
+        let (readonly, metrics) = self.operate(&mut top);
         let storage = self.storage(&mut top);
         let extra = self.rest(&top, TOP_KEYS, DRIVER_KEYS);
         model::Config {
@@ -354,6 +357,8 @@ impl Conv<'_> {
             auth,
             tls,
             limits,
+            readonly,
+            metrics,
             extra,
         }
     }
