@@ -292,7 +292,9 @@ pub(crate) async fn layer(
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
+    // Load balancers check health without credentials (it says nothing
+    // about the registry's content).
+    if preflight || req.uri().path() == crate::registry::http::HEALTH_PATH {
         return next.run(req).await;
     }
     match auth.check(req.headers().get(header::AUTHORIZATION)).await {

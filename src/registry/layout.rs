@@ -29,6 +29,11 @@ pub(crate) const MANIFESTS_DIR: &str = "_manifests";
 /// Marker directory of uploads.
 pub(crate) const UPLOADS_DIR: &str = "_uploads";
 
+/// What `/healthz` asks storage about: an object that never exists, so the
+/// probe is one `stat` (one `HEAD` on an object store) whose "not found"
+/// means storage answered.
+pub(crate) const HEALTH_PROBE: &str = "_healthz";
+
 /// Content of a blob.
 pub(crate) fn blob_data(d: &Digest) -> String {
     let hex = d.hex();

@@ -34,6 +34,7 @@ mod http;
 mod index;
 mod layout;
 mod limits;
+mod metrics;
 mod oci;
 pub(crate) mod storage;
 mod store;
@@ -100,6 +101,14 @@ pub enum RegistryError {
     /// The certificate or key of `tls:` cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The metrics listener of `metrics.listen` could not be opened.
+    #[error("cannot serve metrics on `{addr}`: {source}")]
+    MetricsBind {
+        /// The address as configured.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
@@ -193,10 +202,17 @@ fn max_uploads(limits: &model::Limits) -> usize {
 }
 
 /// Builds storage, index and store for `config`, purges expired uploads
-/// and (re)builds the search index.
-pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
+/// (unless read-only) and (re)builds the search index. With `metrics`, the
+/// storage driver's calls are counted there.
+pub(crate) async fn state(
+    config: &model::Config,
+    metrics: Option<&metrics::Metrics>,
+) -> Result<http::AppState, RegistryError> {
     check_driver(&config.storage)?;
-    let driver = storage::from_config(&config.storage)?;
+    let mut driver = storage::from_config(&config.storage)?;
+    if let Some(m) = metrics {
+        driver = metrics::Metered::wrap(driver, config.storage.driver(), m);
+    }
     let index = match config.search_backend.as_deref() {
         None | Some("") => None,
         Some("sqlalchemy") => {
@@ -213,10 +229,13 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
     }
     let shared = driver.shared();
     let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
-    let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
-    let purged = store.purge_uploads(max_age).await?;
-    if purged > 0 {
-        tracing::info!(purged, "removed expired uploads");
+    // Read-only: this process writes nothing to storage, purges included.
+    if !config.readonly {
+        let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
+        let purged = store.purge_uploads(max_age).await?;
+        if purged > 0 {
+            tracing::info!(purged, "removed expired uploads");
+        }
     }
     if let Some(index) = &index {
         index
@@ -230,6 +249,7 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
         store,
         settings: http::Settings::new(config),
         index,
+        unhealthy: std::sync::atomic::AtomicBool::new(false),
     }))
 }
 
@@ -241,6 +261,9 @@ pub struct Server {
     auth: Option<Arc<auth::Authenticator>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: model::Limits,
+    readonly: bool,
+    /// The metrics and their listener, with `metrics.listen`.
+    metrics: Option<(Arc<metrics::Metrics>, tokio::net::TcpListener)>,
 }
 
 impl Server {
@@ -257,7 +280,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RegistryError> {
-        let purger = {
+        let purger = (!self.readonly).then(|| {
             let state = self.state.clone();
             let every = Duration::from_secs(self.purge.interval_secs.max(1));
             let max_age = Duration::from_secs(self.purge.max_age_secs);
@@ -273,7 +296,7 @@ impl Server {
                     }
                 }
             })
-        };
+        });
         // Several processes on one bucket: each keeps its own SQLite index
         // and re-reads the repositories from storage (see `index`).
         let refresher = self.state.store.is_shared().then(|| {
@@ -297,10 +320,31 @@ impl Server {
         if let Some(a) = self.auth {
             app = app.layer(axum::middleware::from_fn_with_state(a, auth::layer));
         }
+        // Outermost, so that the answers of authentication and limits count.
+        let mut exporter = None;
+        if let Some((m, listener)) = self.metrics {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&m),
+                metrics::layer,
+            ));
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("metrics on http://{addr}/metrics");
+            }
+            exporter = Some(tokio::spawn(async move {
+                if let Err(e) = metrics::serve(listener, m).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
         let r = limits::serve(self.listener, app, self.tls, self.limits, shutdown)
             .await
             .map_err(RegistryError::Serve);
-        purger.abort();
+        if let Some(p) = purger {
+            p.abort();
+        }
+        if let Some(e) = exporter {
+            e.abort();
+        }
         if let Some(r) = refresher {
             r.abort();
         }
@@ -336,7 +380,15 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
             .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))??
     };
     let tls = tls::acceptor(&config.tls)?;
-    let state = state(config).await?;
+    let mut metrics = config.metrics.enabled().then(metrics::Metrics::new);
+    let state = state(config, metrics.as_ref()).await?;
+    let metrics = match (metrics.take(), config.metrics.listen.as_deref()) {
+        (Some(mut m), Some(addr)) => {
+            m.watch(state.clone());
+            Some((Arc::new(m), metrics_listener(addr).await?))
+        }
+        _ => None,
+    };
     let listener = listen(options.listen).map_err(|source| RegistryError::Bind {
         addr: options.listen,
         source,
@@ -351,7 +403,23 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         auth,
         tls,
         limits: config.limits,
+        readonly: config.readonly,
+        metrics,
     })
+}
+
+/// Resolves and binds `metrics.listen`.
+async fn metrics_listener(addr: &str) -> Result<tokio::net::TcpListener, RegistryError> {
+    let fail = |source| RegistryError::MetricsBind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let resolved = tokio::net::lookup_host(addr)
+        .await
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::other("the host has no address")))?;
+    listen(resolved).map_err(fail)
 }
 
 #[cfg(test)]

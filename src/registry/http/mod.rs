@@ -12,6 +12,7 @@ mod blobs;
 mod catalog;
 pub(crate) mod error;
 mod manifests;
+mod operate;
 mod tags;
 mod uploads;
 mod v1;
@@ -32,6 +33,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use self::error::{ApiError, Code};
+pub(crate) use self::operate::HEALTH_PATH;
 use super::oci::Name;
 use super::store::{self, Store};
 use crate::model;
@@ -47,6 +49,8 @@ pub(crate) struct State {
     pub(crate) settings: Settings,
     /// The search index, when `search_backend` is set.
     pub(crate) index: Option<Arc<super::index::Index>>,
+    /// Whether the last health check failed (its changes are logged).
+    pub(crate) unhealthy: std::sync::atomic::AtomicBool,
 }
 
 /// The configuration as the HTTP layer needs it.
@@ -64,6 +68,8 @@ pub(crate) struct Settings {
     /// `storage_redirect`: blob `GET`s answer 307 to a signed URL of the
     /// store when the driver can issue one.
     pub(crate) storage_redirect: bool,
+    /// `readonly`: every write is refused.
+    pub(crate) readonly: bool,
 }
 
 impl Settings {
@@ -82,6 +88,7 @@ impl Settings {
             issue_body: Bytes::from(issue),
             cors: config.cors.clone(),
             storage_redirect: config.storage_redirect,
+            readonly: config.readonly,
         }
     }
 }
@@ -91,7 +98,8 @@ pub(crate) type AppState = Arc<State>;
 
 /// The registry's router.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
+    let mut app = Router::new()
+        .route(HEALTH_PATH, get(operate::health))
         .route("/", get(v1::root))
         .route("/_ping", get(v1::ping))
         .route("/v1/_ping", get(v1::ping))
@@ -99,9 +107,31 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v2", get(base))
         .route("/v2/", get(base))
         .route("/v2/{*rest}", any(dispatch))
-        .fallback(|| async { ApiError::new(Code::NotFound, "unknown endpoint") })
-        .layer(middleware::from_fn_with_state(state.clone(), common))
+        .fallback(|| async { ApiError::new(Code::NotFound, "unknown endpoint") });
+    // Inside the access log, so that refused writes are logged.
+    if state.settings.readonly {
+        app = app.layer(middleware::from_fn(operate::refuse_writes));
+    }
+    app.layer(middleware::from_fn_with_state(state.clone(), common))
         .with_state(state)
+}
+
+/// The route pattern of `path`, for the metrics: the endpoint as the OCI
+/// specification names it (`/v2/{name}/manifests/{reference}`), never the
+/// path itself, so that the number of label values stays fixed.
+pub(crate) fn route_pattern(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/_ping" => "/_ping",
+        "/v1/_ping" => "/v1/_ping",
+        "/v1/search" => "/v1/search",
+        "/v2" | "/v2/" => "/v2/",
+        HEALTH_PATH => HEALTH_PATH,
+        _ => match path.strip_prefix("/v2/").map(parse_route) {
+            Some(Ok(route)) => route.pattern(),
+            _ => "unmatched",
+        },
+    }
 }
 
 /// end-1: the API version check.
@@ -126,6 +156,21 @@ enum Route<'a> {
     UploadStart(Name),
     Upload(Name, &'a str),
     Referrers(Name, &'a str),
+}
+
+impl Route<'_> {
+    /// The endpoint's pattern, as the OCI specification writes it.
+    fn pattern(&self) -> &'static str {
+        match self {
+            Route::Catalog => "/v2/_catalog",
+            Route::Tags(_) => "/v2/{name}/tags/list",
+            Route::Manifest(..) => "/v2/{name}/manifests/{reference}",
+            Route::Blob(..) => "/v2/{name}/blobs/{digest}",
+            Route::UploadStart(_) => "/v2/{name}/blobs/uploads/",
+            Route::Upload(..) => "/v2/{name}/blobs/uploads/{reference}",
+            Route::Referrers(..) => "/v2/{name}/referrers/{digest}",
+        }
+    }
 }
 
 /// Splits the part of the path after `/v2/` from the right; the repository
@@ -254,7 +299,8 @@ async fn common(Extract(state): Extract<AppState>, req: Request, next: Next) -> 
     let start = Instant::now();
     // Copy what the access log needs only when it will be written: this
     // runs on every request, including the hot manifest and blob reads.
-    let log = tracing::enabled!(tracing::Level::INFO);
+    // Health checks come every few seconds from load balancers: not logged.
+    let log = tracing::enabled!(tracing::Level::INFO) && req.uri().path() != HEALTH_PATH;
     let method = req.method().clone();
     let path = if log {
         req.uri().path().to_owned()
@@ -406,6 +452,13 @@ mod tests {
             );
         }
         assert_eq!(parse_route("a").unwrap_err().code(), Code::NotFound);
+        assert_eq!(
+            route_pattern("/v2/a/b/manifests/latest"),
+            "/v2/{name}/manifests/{reference}"
+        );
+        assert_eq!(route_pattern("/v2/"), "/v2/");
+        assert_eq!(route_pattern("/v2/A/tags/list"), "unmatched");
+        assert_eq!(route_pattern("/etc/passwd"), "unmatched");
         assert_eq!(parse_route("a/b/c").unwrap_err().code(), Code::NotFound);
     }
 

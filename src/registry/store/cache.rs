@@ -45,6 +45,10 @@ pub(super) struct RepoCache<V> {
     budget: usize,
     /// Bytes a value holds (beyond `size_of::<V>()`).
     weigh: fn(&V) -> usize,
+    /// Lookups that found a value, and lookups that did not (while
+    /// enabled), for the metrics.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 fn key(name: &Name, reference: &str) -> String {
@@ -68,6 +72,8 @@ impl<V: Clone> RepoCache<V> {
             enabled,
             budget,
             weigh,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -82,10 +88,26 @@ impl<V: Clone> RepoCache<V> {
         if !self.enabled {
             return None;
         }
-        self.read()
+        let found = self
+            .read()
             .map
             .get(&key(name, reference))
-            .map(|(v, _)| v.clone())
+            .map(|(v, _)| v.clone());
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Lookups so far that found a value, and that did not.
+    pub(super) fn lookups(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Marks the start of a read whose result may [`fill`](Self::fill)

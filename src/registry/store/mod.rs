@@ -242,6 +242,29 @@ impl Store {
         self.shared
     }
 
+    /// Whether storage answers: one cheap request (a `stat` of an object
+    /// that never exists, [`layout::HEALTH_PROBE`]); "not found" is an
+    /// answer. For `/healthz`.
+    pub(crate) async fn probe(&self) -> Result<(), StorageError> {
+        match self.storage.stat(layout::HEALTH_PROBE).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Upload sessions this process holds open (for the metrics).
+    pub(crate) fn uploads_open(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Lookups of the manifest cache and of the blob-size cache so far,
+    /// each as (hits, misses), for the metrics.
+    pub(crate) fn cache_lookups(&self) -> [(&'static str, u64, u64); 2] {
+        let (mh, mm) = self.manifests.lookups();
+        let (bh, bm) = self.blob_sizes.lookups();
+        [("manifests", mh, mm), ("blob_sizes", bh, bm)]
+    }
+
     /// Records that the search index was just rebuilt from storage.
     pub(crate) async fn index_rebuilt(&self) {
         *self.refreshed.lock().await = Some(std::time::Instant::now());

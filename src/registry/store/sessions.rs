@@ -79,6 +79,11 @@ impl Sessions {
         self.lock().remove(&id)
     }
 
+    /// Sessions open now.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, SessionRef>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every operation on it is a single insert/remove/get).

@@ -1,0 +1,266 @@
+//! A storage driver that counts the calls it passes on to another, by
+//! driver and operation, and the failed ones ("not found" is an answer,
+//! not a failure). The counters of each operation are looked up once, when
+//! the driver is built, so a call costs two atomic additions at most.
+//! It must not change what the inner driver does or answers.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+
+use super::{Metrics, StorageLabels};
+use crate::registry::storage::{ByteStream, Meta, Storage, StorageError, Writer};
+
+/// The operations counted, in the order of [`Metered::counters`].
+#[derive(Clone, Copy)]
+enum Op {
+    Stat,
+    GetBytes,
+    Get,
+    PutBytes,
+    Writer,
+    Write,
+    Commit,
+    Cancel,
+    List,
+    Delete,
+    Rename,
+    RedirectUrl,
+}
+
+impl Op {
+    const ALL: [Op; 12] = [
+        Op::Stat,
+        Op::GetBytes,
+        Op::Get,
+        Op::PutBytes,
+        Op::Writer,
+        Op::Write,
+        Op::Commit,
+        Op::Cancel,
+        Op::List,
+        Op::Delete,
+        Op::Rename,
+        Op::RedirectUrl,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Stat => "stat",
+            Op::GetBytes => "get_bytes",
+            Op::Get => "get",
+            Op::PutBytes => "put_bytes",
+            Op::Writer => "writer",
+            Op::Write => "write",
+            Op::Commit => "commit",
+            Op::Cancel => "cancel",
+            Op::List => "list",
+            Op::Delete => "delete",
+            Op::Rename => "rename",
+            Op::RedirectUrl => "redirect_url",
+        }
+    }
+}
+
+/// The two counters of one operation.
+#[derive(Clone)]
+struct Pair {
+    calls: Counter,
+    errors: Counter,
+}
+
+impl Pair {
+    fn count<T>(&self, r: &Result<T, StorageError>) {
+        self.calls.inc();
+        if let Err(e) = r
+            && !e.is_not_found()
+        {
+            self.errors.inc();
+        }
+    }
+}
+
+/// A driver whose calls are counted.
+pub(crate) struct Metered {
+    inner: Arc<dyn Storage>,
+    counters: Arc<[Pair]>,
+}
+
+impl Metered {
+    /// Wraps `inner`, the `driver` named in the configuration.
+    pub(crate) fn wrap(inner: Arc<dyn Storage>, driver: &str, m: &Metrics) -> Arc<dyn Storage> {
+        let counters = Op::ALL
+            .iter()
+            .map(|op| {
+                let labels = StorageLabels {
+                    driver: driver.to_owned(),
+                    operation: op.name(),
+                };
+                Pair {
+                    calls: m.storage_ops.get_or_create_owned(&labels),
+                    errors: m.storage_errors.get_or_create_owned(&labels),
+                }
+            })
+            .collect();
+        Arc::new(Self { inner, counters })
+    }
+
+    fn pair(&self, op: Op) -> &Pair {
+        &self.counters[op as usize]
+    }
+}
+
+impl Storage for Metered {
+    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Meta, StorageError>> {
+        async move {
+            let r = self.inner.stat(path).await;
+            self.pair(Op::Stat).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn get_bytes<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        async move {
+            let r = self.inner.get_bytes(path).await;
+            self.pair(Op::GetBytes).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        path: &'a str,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'a, Result<ByteStream, StorageError>> {
+        async move {
+            let r = self.inner.get(path, range).await;
+            self.pair(Op::Get).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn put_bytes<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.put_bytes(path, data).await;
+            self.pair(Op::PutBytes).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn writer<'a>(
+        &'a self,
+        path: &'a str,
+        append: bool,
+    ) -> BoxFuture<'a, Result<Box<dyn Writer>, StorageError>> {
+        async move {
+            let r = self.inner.writer(path, append).await;
+            self.pair(Op::Writer).count(&r);
+            let w = r?;
+            Ok(Box::new(MeteredWriter {
+                inner: w,
+                counters: Arc::clone(&self.counters),
+            }) as Box<dyn Writer>)
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        async move {
+            let r = self.inner.list(path).await;
+            self.pair(Op::List).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.delete(path).await;
+            self.pair(Op::Delete).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.rename(from, to).await;
+            self.pair(Op::Rename).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn redirect_url<'a>(
+        &'a self,
+        path: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
+        async move {
+            let r = self.inner.redirect_url(path, expires).await;
+            self.pair(Op::RedirectUrl).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+}
+
+/// A writer whose calls are counted with its driver's.
+struct MeteredWriter {
+    inner: Box<dyn Writer>,
+    counters: Arc<[Pair]>,
+}
+
+impl Writer for MeteredWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.write(data).await;
+            self.counters[Op::Write as usize].count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let pair = self.counters[Op::Commit as usize].clone();
+        let done = self.inner.commit();
+        async move {
+            let r = done.await;
+            pair.count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn cancel(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let pair = self.counters[Op::Cancel as usize].clone();
+        let done = self.inner.cancel();
+        async move {
+            let r = done.await;
+            pair.count(&r);
+            r
+        }
+        .boxed()
+    }
+}
