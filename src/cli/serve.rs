@@ -111,6 +111,12 @@ fn start_problem(err: &RegistryError, file: &Arc<Source>, prov: &Provenance) -> 
         ),
         RegistryError::Bind { .. } => Diagnostic::error("regconf::serve::listen", plain(&err.to_string()))
             .help("choose another port with `--listen HOST:PORT`"),
+        RegistryError::MetricsBind { .. } => at(
+            Diagnostic::error("regconf::serve::listen", plain(&err.to_string()))
+                .help("choose another address for `metrics.listen` (it must differ from the registry's)"),
+            "metrics.listen",
+            "this address",
+        ),
         other => Diagnostic::error("regconf::serve::start", plain(&other.to_string())),
     }
 }

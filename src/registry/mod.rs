@@ -380,19 +380,20 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
             .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))??
     };
     let tls = tls::acceptor(&config.tls)?;
-    let mut metrics = config.metrics.enabled().then(metrics::Metrics::new);
+    let metrics = config.metrics.enabled().then(metrics::Metrics::new);
     let state = state(config, metrics.as_ref()).await?;
-    let metrics = match (metrics.take(), config.metrics.listen.as_deref()) {
+    let listener = listen(options.listen).map_err(|source| RegistryError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    // After the registry's own socket, so that a clash names `metrics.listen`.
+    let metrics = match (metrics, config.metrics.listen.as_deref()) {
         (Some(mut m), Some(addr)) => {
             m.watch(state.clone());
             Some((Arc::new(m), metrics_listener(addr).await?))
         }
         _ => None,
     };
-    let listener = listen(options.listen).map_err(|source| RegistryError::Bind {
-        addr: options.listen,
-        source,
-    })?;
     if let Some(w) = auth::exposure_warning(options.listen, auth.is_some(), tls.is_some()) {
         tracing::warn!("{w}");
     }

@@ -52,5 +52,8 @@ mod reliability;
 // one file per concern under security/
 mod security;
 
+// operating serve: metrics, health check, read-only mode (issue 13)
+mod operate;
+
 // hostile configuration files and environments: no signal, no hang (issue 12)
 mod hostile_config;

@@ -68,6 +68,10 @@ pub(crate) async fn health(Extract(state): Extract<AppState>) -> Response {
         .into_response()
 }
 
+/// Most bytes of a refused request's body read (and dropped) so that its
+/// connection can carry the next request; beyond, the connection closes.
+const DRAIN_LIMIT: usize = 64 << 10;
+
 /// With `readonly: true`: every method that is not a read (`GET`, `HEAD`,
 /// `OPTIONS`) is answered `405 UNSUPPORTED`, on every path, before any
 /// handler or storage is reached.
@@ -75,15 +79,25 @@ pub(crate) async fn refuse_writes(req: Request, next: Next) -> Response {
     if is_read(req.method()) {
         return next.run(req).await;
     }
+    let (parts, body) = req.into_parts();
+    // An HTTP/1 connection whose request body was left unread cannot carry
+    // another request: read a small body to the end, else say `close` so
+    // that the client does not send its next request into a closing
+    // connection (a large blob chunk is not read just to refuse it).
+    let drained = axum::body::to_bytes(body, DRAIN_LIMIT).await.is_ok();
     let mut res = ApiError::new(
         Code::MethodNotAllowed,
         "the registry is read-only: pushes and deletes are refused (`readonly: true`)",
     )
     .into_response();
+    let h = res.headers_mut();
     // A 405 names the methods that are allowed.
-    res.headers_mut().insert(
+    h.insert(
         header::ALLOW,
         HeaderValue::from_static("GET, HEAD, OPTIONS"),
     );
+    if !drained && parts.version < axum::http::Version::HTTP_2 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     res
 }
