@@ -4,8 +4,10 @@
 //! Input: the typed model of one flavor ([`model::Config`]) and the address
 //! to listen on. Output: distribution's `version: 0.1` YAML: storage
 //! (`filesystem`, `s3`, `gcs`, `azure`, `swift`, `oss`), `http.addr`,
-//! `log.level`, CORS as `http.headers`, the upload purge, `redis`, `proxy`
-//! and `reporting.bugsnag` where the flavor sets them, and a `#` comment for
+//! `log.level`, CORS as `http.headers`, the upload purge, `readonly` as
+//! `storage.maintenance.readonly`, `tls:` as `http.tls`, `metrics:` as the
+//! debug server's Prometheus endpoint (`http.debug`), `auth.htpasswd`,
+//! `redis`, `proxy` and `reporting.bugsnag` where the flavor sets them, and a `#` comment for
 //! each setting of the flavor that has no equivalent there. Secrets are
 //! written as they are: the file is for a program to read.
 
@@ -129,7 +131,14 @@ pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<Strin
     o.raw(2, "disable", !config.storage_redirect);
     o.line(1, "maintenance:");
     o.line(2, "uploadpurging:");
-    o.raw(3, "enabled", "true");
+    if config.readonly {
+        o.line(
+            3,
+            "enabled: false  # readonly: regconf purges nothing while read-only",
+        );
+    } else {
+        o.raw(3, "enabled", "true");
+    }
     o.raw(3, "age", format!("{}s", config.upload_purge.max_age_secs));
     o.raw(
         3,
@@ -137,6 +146,10 @@ pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<Strin
         format!("{}s", config.upload_purge.interval_secs),
     );
     o.raw(3, "dryrun", "false");
+    if config.readonly {
+        o.line(2, "readonly:");
+        o.raw(3, "enabled", "true");
+    }
     let redis = config.cache.host.as_deref().filter(|h| !h.is_empty());
     if redis.is_some() {
         o.line(1, "cache:");
@@ -195,6 +208,8 @@ pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<Strin
             );
         }
     }
+
+    operate(&mut o, config, &mut drop);
 
     if let Some(host) = redis {
         o.line(0, "redis:");
@@ -341,6 +356,78 @@ pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<Strin
         }
     }
     Ok(o.text)
+}
+
+/// `tls:` as `http.tls`, `metrics:` as distribution's debug server, and
+/// `auth.htpasswd` as `auth.htpasswd`; written right after `http:`'s
+/// headers. What they cannot say (read-only users, `limits:`) is dropped
+/// with its reason.
+fn operate(o: &mut Out, config: &model::Config, drop: &mut dyn FnMut(&str, String, &'static str)) {
+    fn set(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+    if config.tls.enabled() {
+        o.line(1, "tls:");
+        o.opt(2, "certificate", set(&config.tls.certificate));
+        o.opt(2, "key", set(&config.tls.key));
+    }
+    if let Some(addr) = set(&config.metrics.listen) {
+        o.line(1, "debug:");
+        o.line(
+            2,
+            "# distribution's debug server also serves expvar and pprof here",
+        );
+        o.str(2, "addr", addr);
+        o.line(2, "prometheus:");
+        o.raw(3, "enabled", "true");
+        o.str(3, "path", "/metrics");
+    }
+    if let Some(path) = set(&config.auth.htpasswd) {
+        o.line(0, "auth:");
+        o.line(1, "htpasswd:");
+        o.str(2, "realm", "regconf");
+        o.str(2, "path", path);
+        if !config.auth.readonly.is_empty() {
+            drop(
+                "auth.readonly",
+                config.auth.readonly.join(", "),
+                "distribution's htpasswd users may all push; it has no read-only users",
+            );
+        }
+    }
+    let d = model::Limits::default();
+    let l = &config.limits;
+    for (key, value, default) in [
+        (
+            "limits.max_manifest_bytes",
+            l.max_manifest_bytes,
+            d.max_manifest_bytes,
+        ),
+        (
+            "limits.max_header_bytes",
+            l.max_header_bytes,
+            d.max_header_bytes,
+        ),
+        (
+            "limits.header_timeout_secs",
+            l.header_timeout_secs,
+            d.header_timeout_secs,
+        ),
+        (
+            "limits.idle_timeout_secs",
+            l.idle_timeout_secs,
+            d.idle_timeout_secs,
+        ),
+        (
+            "limits.max_connections",
+            l.max_connections,
+            d.max_connections,
+        ),
+    ] {
+        if value != default {
+            drop(key, value.to_string(), "distribution has no such limit");
+        }
+    }
 }
 
 fn storage(

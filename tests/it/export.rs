@@ -1,6 +1,6 @@
 //! `regconf export --to distribution`: exact text for each storage driver,
 //! and the export loaded by the real distribution registry (Debian's
-//! `docker-registry`), on disk and on S3 (moto).
+//! `docker-registry`), on disk, on S3 (moto), and read-only with metrics.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -238,4 +238,52 @@ fn export_of_an_s3_flavor_runs_in_distribution_against_moto() {
     );
     let (port, _child) = serve_distribution(&config);
     push_blob(port);
+}
+
+/// The operating sections of issue 13 (`readonly`, `metrics`, `tls`,
+/// `auth`, `limits`), as exact text.
+#[test]
+fn export_maps_readonly_metrics_tls_and_htpasswd() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::security::htpasswd(tmp.path());
+    crate::security::self_signed(tmp.path()); // writes cert.pem and key.pem
+    std::fs::write(
+        tmp.path().join("config.yml"),
+        "f:\n  storage: local\n  storage_path: /var/lib/registry\n  readonly: true\n  metrics:\n    listen: 127.0.0.1:9090\n  auth:\n    htpasswd: ./htpasswd\n    readonly: [bob]\n  tls:\n    certificate: ./cert.pem\n    key: ./key.pem\n  limits:\n    max_connections: 64\n",
+    )
+    .unwrap();
+    snapshot(
+        &snap_path("export-operate"),
+        &run(
+            tmp.path(),
+            &["export", "--to", "distribution", "--flavor", "f"],
+            &[],
+        ),
+    );
+}
+
+/// distribution runs the export of `readonly` and `metrics`: writes are
+/// refused, reads answer, and its debug server serves Prometheus metrics.
+#[test]
+fn export_of_readonly_and_metrics_runs_in_distribution() {
+    assert!(
+        has("docker-registry"),
+        "docker-registry is not installed: `apt-get install docker-registry` (tests/run.sh does it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    std::fs::write(
+        tmp.path().join("config.yml"),
+        format!(
+            "f:\n  storage: local\n  storage_path: ./images\n  readonly: true\n  metrics:\n    listen: 127.0.0.1:{metrics}\n"
+        ),
+    )
+    .unwrap();
+    let config = export(tmp.path(), "f", &[]);
+    let (port, _child) = serve_distribution(&config);
+    let (status, text) = http(port, "POST", "/v2/regconf/check/blobs/uploads/", b"").unwrap();
+    assert_eq!(status, 405, "a write to a read-only distribution:\n{text}");
+    let (status, text) = http(metrics, "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("# TYPE "), "{text}");
 }
