@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! serve     listener, connection limits, TLS, authentication  (mod.rs, limits.rs, conns.rs,
-//!           tls.rs, auth.rs)
+//!           and metrics, counted around all of it              tls.rs, auth.rs, metrics/)
 //! http      routes, OCI error answers, access log, CORS       (http/)
 //! store     OCI meaning: blobs, uploads, manifests, tags,      (store/, layout.rs)
 //!           upload sessions, caches; gc and mirroring will be

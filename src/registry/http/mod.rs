@@ -1,6 +1,7 @@
 //! The HTTP face of the registry: the axum router, the parsing of `/v2/`
 //! paths, and the layers every answer passes through (access log, API
-//! version header, CORS, `debug` header).
+//! version header, CORS, `debug` header, and with `readonly` the refusal of
+//! writes; see `operate.rs`, which also holds `/healthz`).
 //!
 //! Repository names contain `/`, and axum only allows a wildcard at the end
 //! of a route, so everything under `/v2/` goes to one handler that splits
