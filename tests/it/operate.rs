@@ -420,9 +420,12 @@ fn metrics_listen_problems_are_diagnostics() {
 fn healthz_answers_without_credentials_and_is_not_logged() {
     let dir = tempfile::tempdir().unwrap();
     crate::security::htpasswd(dir.path());
+    let mport = free_port();
     let s = Server::start(
         dir.path(),
-        "f:\n  storage: local\n  storage_path: ./store\n  loglevel: info\n  auth:\n    htpasswd: ./htpasswd\n",
+        &format!(
+            "f:\n  storage: local\n  storage_path: ./store\n  loglevel: info\n  auth:\n    htpasswd: ./htpasswd\n  metrics:\n    listen: 127.0.0.1:{mport}\n"
+        ),
     );
     let a = agent();
     let r = a.get(s.url("/healthz")).call().unwrap();
@@ -445,6 +448,12 @@ fn healthz_answers_without_credentials_and_is_not_logged() {
         assert_eq!(r.status(), 503);
         assert_eq!(body(r), b"storage unavailable\n");
     }
+    // Each failed probe is a storage error of the driver.
+    let (samples, _) = scrape(mport);
+    let stat = r#"regconf_storage_errors_total{driver="local",operation="stat"}"#;
+    assert_eq!(value(&samples, stat), 2.0, "{samples:?}");
+    let healthz = r#"regconf_http_requests_total{method="GET",route="/healthz",status="503"}"#;
+    assert_eq!(value(&samples, healthz), 2.0, "{samples:?}");
     std::fs::remove_file(&store).unwrap();
     std::fs::rename(dir.path().join("store.away"), &store).unwrap();
     for _ in 0..3 {
@@ -609,4 +618,31 @@ fn readonly_refuses_every_write_and_serves_reads() {
         "a read-only registry changed storage"
     );
     assert!(s.log().contains("status=405"), "{}", s.log());
+}
+
+#[test]
+fn healthz_on_s3_follows_the_object_store() {
+    let moto = crate::support::moto::Moto::start("health");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &format!(
+            "f:\n  storage: s3\n  boto_bucket: health\n  storage_path: /h\n  s3_region: us-east-1\n  s3_access_key: test\n  s3_secret_key: test\n  s3_secure: false\n  boto_host: 127.0.0.1\n  boto_port: {}\n  loglevel: info\n",
+            moto.port
+        ),
+    );
+    let a = agent();
+    assert_eq!(a.get(s.url("/healthz")).call().unwrap().status(), 200);
+    // The object store goes away: the probe gives up after its 5 s.
+    moto.stop();
+    let r = a.get(s.url("/healthz")).call().unwrap();
+    assert_eq!(r.status(), 503);
+    // The log is read from the process's stderr by a thread: give it time.
+    for _ in 0..100 {
+        if s.log().contains("health check failing") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the failing health check was not logged:\n{}", s.log());
 }
