@@ -313,6 +313,9 @@ impl Server {
             })
         });
         tracing::info!(addr = %self.local_addr(), "registry listening");
+        if self.readonly {
+            tracing::info!("read-only: every write is refused, and nothing is purged");
+        }
         let mut app = router(self.state).layer(axum::middleware::from_fn_with_state(
             self.limits,
             limits::layer,
@@ -327,8 +330,12 @@ impl Server {
                 Arc::clone(&m),
                 metrics::layer,
             ));
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!("metrics on http://{addr}/metrics");
+            match listener.local_addr() {
+                Ok(addr) if !addr.ip().to_canonical().is_loopback() => tracing::warn!(
+                    "metrics on http://{addr}/metrics, without authentication: keep that address off untrusted networks"
+                ),
+                Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+                Err(_) => {}
             }
             exporter = Some(tokio::spawn(async move {
                 if let Err(e) = metrics::serve(listener, m).await {

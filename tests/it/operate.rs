@@ -618,6 +618,11 @@ fn readonly_refuses_every_write_and_serves_reads() {
         "a read-only registry changed storage"
     );
     assert!(s.log().contains("status=405"), "{}", s.log());
+    assert!(
+        s.log().contains("read-only: every write is refused"),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]

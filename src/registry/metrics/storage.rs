@@ -264,3 +264,42 @@ impl Writer for MeteredWriter {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::storage::filesystem::Filesystem;
+
+    /// The wrapper passes the driver suite unchanged, and counts what the
+    /// suite did: its failures are the refused paths and ranges, never a
+    /// "not found".
+    #[tokio::test]
+    async fn passes_the_driver_suite_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(Filesystem::new(dir.path().to_str().unwrap()).unwrap());
+        let m = Metrics::new();
+        let s = Metered::wrap(fs, "local", &m);
+        crate::registry::storage::conformance::run(s.as_ref()).await;
+        let get = |f: &prometheus_client::metrics::family::Family<StorageLabels, Counter>,
+                   op: &'static str| {
+            f.get_or_create(&StorageLabels {
+                driver: "local".to_owned(),
+                operation: op,
+            })
+            .get()
+        };
+        for op in Op::ALL {
+            let n = op.name();
+            assert!(get(&m.storage_ops, n) >= get(&m.storage_errors, n), "{n}");
+        }
+        assert!(get(&m.storage_ops, "stat") > 0);
+        assert!(get(&m.storage_ops, "write") > 0);
+        assert!(get(&m.storage_ops, "commit") > 0);
+        assert_eq!(
+            get(&m.storage_errors, "get_bytes"),
+            6,
+            "the six unsafe paths"
+        );
+        assert_eq!(get(&m.storage_errors, "stat"), 0, "not found is an answer");
+    }
+}
