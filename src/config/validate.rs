@@ -222,8 +222,39 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             .out
             .extend(typed::to_model(&resolved, source, Mode::Static).1);
     }
+    if let Some(flavor) = opts.flavor {
+        walker.out = elsewhere(walker.out, flavor);
+    }
     out.append(&mut walker.out);
     count
+}
+
+/// With `--flavor F`, the static diagnostics: F's own stay when they are
+/// about text written in the file, and are dropped when they are about an
+/// `_env:` default or a note (its resolution in the environment has the
+/// last word there), the errors and
+/// warnings of other flavors become brief notes (message and place), so
+/// that F alone decides the exit status, and their notes are dropped (they
+/// assume every variable unset, which this environment may contradict).
+fn elsewhere(diags: Vec<Diagnostic>, flavor: &str) -> Vec<Diagnostic> {
+    diags
+        .into_iter()
+        .filter(|d| match d.flavor.as_deref() {
+            Some(f) if f == flavor => d.severity > Severity::Advice && !at_env_reference(d),
+            Some(_) => d.severity > Severity::Advice,
+            None => true,
+        })
+        .map(|mut d| {
+            if d.flavor.as_deref().is_some_and(|f| f != flavor) {
+                d.severity = Severity::Advice;
+                d.labels.truncate(1);
+                d.help = Some(format!(
+                    "another flavor's problem, not `{flavor}`'s: `validate` without `--flavor` shows it in full"
+                ));
+            }
+            d
+        })
+        .collect()
 }
 
 fn is_map(r: &Ref) -> bool {
@@ -279,6 +310,57 @@ fn unquoted_env(d: Diagnostic, source: &Arc<Source>) -> Diagnostic {
         }
     }
     d
+}
+
+/// Whether the primary label of `d` points at an `_env:` reference.
+fn at_env_reference(d: &Diagnostic) -> bool {
+    let (Some(source), Some(label)) = (&d.source, d.labels.first()) else {
+        return false;
+    };
+    source
+        .text()
+        .get(label.span.start..label.span.end)
+        .is_some_and(|t| t.trim_start_matches(['\'', '"']).starts_with("_env:"))
+}
+
+/// The `_env:` reference a value surely meant, if it looks like one with
+/// the prefix forgotten or misspelt: `_AWS_BUCKET` (a `_` and capitals),
+/// `env:AWS_BUCKET`, `_ENV:AWS_BUCKET`.
+fn missing_env_prefix(text: &str) -> Option<String> {
+    let (rest, capitals_only) = if let Some(r) = ["env:", "ENV:", "_ENV:", "Env:", "_Env:"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+    {
+        (r, false)
+    } else {
+        (text.strip_prefix('_')?, true)
+    };
+    let (name, default) = match rest.split_once(':') {
+        Some((n, d)) => (n, Some(d)),
+        None => (rest, None),
+    };
+    let mut chars = name.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    // `_NAME` is taken for a forgotten prefix only in capitals, as
+    // variables are written
+    if capitals_only
+        && (name.len() < 3
+            || !name.starts_with(|c: char| c.is_ascii_uppercase())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+    {
+        return None;
+    }
+    Some(match default {
+        Some(d) => format!("_env:{name}:{d}"),
+        None => format!("_env:{name}"),
+    })
 }
 
 /// The file-wide pass: pitfalls that belong to nodes, not flavors.
@@ -352,6 +434,18 @@ impl Scan<'_> {
                     .label(span, "comment inside")
                     .help("quote the default inside the value: `'_env:NAME:\"a #b\"'`"),
                 );
+        }
+        if let Some(meant) = missing_env_prefix(text) {
+            let name = env::parse_ref(&meant).map_or("", |r| r.name).to_owned();
+            self.out.push(
+                Diagnostic::warning(
+                    "regconf::env::missing_prefix",
+                    format!("`{text}` looks like a variable, but without `_env:` docker-registry used this text as the value"),
+                )
+                .with_source(self.source)
+                .label(span, format!("did you mean `{meant}`?"))
+                .help(format!("write `{meant}` to read the variable `{name}`")),
+            );
         }
         if style != Style::Plain || text.is_empty() {
             return;

@@ -27,6 +27,7 @@ const fn case(name: &'static str) -> Case {
 const CASES: &[Case] = &[
     case("env-in_list"),
     case("env-invalid_yaml"),
+    case("env-missing_prefix"),
     case("env-required_unset"),
     Case {
         name: "env-set_but_empty",
@@ -68,12 +69,25 @@ const CASES: &[Case] = &[
         args: &["--flavor", "dev"],
         env: &[],
     },
+    case("key-misplaced"),
+    case("key-old_version"),
     case("key-unknown"),
     case("merge-not_a_mapping"),
     case("merge-shallow"),
     case("path-expanded"),
-    case("serve-search_backend"),
-    case("serve-search_database"),
+    case("search-backend_name"),
+    case("search-database_url"),
+    case("search-missing_database"),
+    Case {
+        name: "serve-search_backend",
+        args: &["--flavor", "dev"],
+        env: &[],
+    },
+    Case {
+        name: "serve-search_database",
+        args: &["--flavor", "dev"],
+        env: &[],
+    },
     Case {
         name: "serve-unsupported_driver",
         args: &["--flavor", "prod"],
@@ -89,6 +103,7 @@ const CASES: &[Case] = &[
     case("type-not_boolean"),
     case("type-not_exactly_true"),
     case("value-loglevel"),
+    case("value-placeholder"),
     case("value-verbosity_number"),
     case("yaml-bad_scalar"),
     case("yaml-comment_in_value"),

@@ -74,3 +74,24 @@ pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// Top-level keys that older versions read and 0.9.1 ignores: the key and
+/// what became of it.
+pub(super) const OLD_KEYS: &[(&str, &str)] = &[
+    (
+        "secret_key",
+        "docker-registry 0.5 and 0.6 read it as the web session key (0.6 refused to start without it); 0.9.1 ignores it",
+    ),
+    (
+        "boto_secure",
+        "docker-registry 0.6 and 0.7 read it to reach the object store over HTTPS; 0.9.1 ignores it and reads `s3_secure`",
+    ),
+];
+
+/// The section a key belongs in when it is written at the top level, where
+/// no version of docker-registry read it.
+pub(super) fn home_section(key: &str) -> Option<&'static str> {
+    ["email_exceptions", "mirroring", "cors"]
+        .into_iter()
+        .find(|s| section_keys(s).contains(&key))
+}

@@ -145,7 +145,7 @@ impl Conv<'_> {
                     s3_bucket: self.string(top, "s3_bucket"),
                     boto_host: self.string(top, "boto_host"),
                     boto_port: self.port(top, "boto_port"),
-                    boto_debug: self.int(top, "boto_debug", true),
+                    boto_debug: self.int_or_bool(top, "boto_debug"),
                     boto_proxy: self.string(top, "boto_proxy"),
                     boto_proxy_port: self.port(top, "boto_proxy_port"),
                     boto_proxy_user: self.string(top, "boto_proxy_user"),
@@ -233,7 +233,7 @@ impl Conv<'_> {
                     swift_password: self.string(top, "swift_password"),
                     swift_tenant_name: self.string(top, "swift_tenant_name"),
                     swift_region_name: self.string(top, "swift_region_name"),
-                    swift_auth_version: self.int(top, "swift_auth_version", true).unwrap_or(2),
+                    swift_auth_version: self.version(top, "swift_auth_version").unwrap_or(2),
                     swift_object_storage_url: self.string(top, "swift_object_storage_url"),
                 };
                 self.require(
@@ -264,39 +264,19 @@ impl Conv<'_> {
                 oss_accesskey: self.string(top, "oss_accesskey"),
             }),
             _ => {
-                let near = did_you_mean(&lower, DRIVERS.iter().copied());
-                self.report(
-                    "regconf::storage::unknown_driver",
-                    Severity::Error,
-                    &top.path_of("storage"),
-                    format!("unknown storage driver `{name}`"),
-                    &near.map_or_else(
-                        || "unknown driver".to_owned(),
-                        |n| format!("did you mean `{n}`?"),
-                    ),
-                    format!(
-                        "the drivers are: {}",
-                        DRIVERS
-                            .iter()
-                            .map(|d| format!("`{d}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                return Storage::Other(name);
+                self.plugin_driver(top, &name, &lower);
+                self.plugin = Some(name.clone());
+                Storage::Other(name)
             }
         };
-        if matches!(self.mode, Mode::Environment(_))
-            && !model::storage::SERVED_DRIVERS.contains(&storage.driver())
-        {
+        if !model::storage::SERVED_DRIVERS.contains(&storage.driver()) {
             let served = model::storage::SERVED_DRIVERS
                 .iter()
                 .map(|d| format!("`{d}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            self.report(
+            self.capability(
                 "regconf::serve::unsupported_driver",
-                Severity::Error,
                 &top.path_of("storage"),
                 format!(
                     "`regconf serve` cannot use the `{}` driver",
@@ -309,6 +289,42 @@ impl Conv<'_> {
             );
         }
         storage
+    }
+
+    /// A driver name 0.9.1 did not ship: it imported
+    /// `docker_registry.drivers.<name>`, which any installed plugin package
+    /// provides, so the name is a warning (a typo when close to a known one).
+    fn plugin_driver(&mut self, top: &Sec<'_>, name: &str, lower: &str) {
+        let near = did_you_mean(lower, DRIVERS.iter().copied());
+        let known = DRIVERS
+            .iter()
+            .map(|d| format!("`{d}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (message, label, help) = match near {
+            Some(n) => (
+                format!("unknown storage driver `{name}`"),
+                format!("did you mean `{n}`?"),
+                format!(
+                    "did you mean `{n}`? docker-registry would look for a plugin package providing `docker_registry.drivers.{lower}` and fail at start without one; the known drivers are: {known}"
+                ),
+            ),
+            None => (
+                format!("`storage` names `{name}`, a plugin driver regconf does not know"),
+                "a plugin driver?".to_owned(),
+                format!(
+                    "docker-registry loaded `docker_registry.drivers.{lower}` from any installed package; install that plugin where it runs (regconf checks none of its keys). The known drivers are: {known}"
+                ),
+            ),
+        };
+        self.report(
+            "regconf::storage::unknown_driver",
+            Severity::Warning,
+            &top.path_of("storage"),
+            message,
+            &label,
+            help,
+        );
     }
 
     pub(super) fn elliptics(&mut self, top: &mut Sec<'_>) -> model::Elliptics {
