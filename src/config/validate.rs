@@ -232,16 +232,16 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
 /// With `--flavor F`, the static diagnostics: F's own stay when they are
 /// about text written in the file, and are dropped when they are about an
 /// `_env:` default or a note (its resolution in the environment has the
-/// last word there), the errors and
-/// warnings of other flavors become brief notes (message and place), so
-/// that F alone decides the exit status, and their notes are dropped (they
+/// last word there); the errors of other flavors become brief notes
+/// (message and place), so that F alone decides the exit status, and their
+/// warnings and notes are dropped (F's output is about F; the notes also
 /// assume every variable unset, which this environment may contradict).
 fn elsewhere(diags: Vec<Diagnostic>, flavor: &str) -> Vec<Diagnostic> {
     diags
         .into_iter()
         .filter(|d| match d.flavor.as_deref() {
             Some(f) if f == flavor => d.severity > Severity::Advice && !at_env_reference(d),
-            Some(_) => d.severity > Severity::Advice,
+            Some(_) => d.severity == Severity::Error,
             None => true,
         })
         .map(|mut d| {
