@@ -2,7 +2,8 @@
 //!
 //! The registry receives the typed model only; this module turns problems at
 //! start (an unsupported driver, a bad search database, a busy port) into
-//! diagnostics that point at the setting responsible.
+//! diagnostics that point at the setting responsible. `--check` stops
+//! before listening, after opening what serve opens (like `nginx -t`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -22,9 +22,20 @@
 //! * an unquoted `_env:X:` that breaks the whole file (a targeted message
 //!   instead of the parser's).
 //!
+//! * a value that looks like a variable with `_env:` forgotten
+//!   (`_AWS_BUCKET`).
+//!
+//! The question is docker-registry 0.9.1's: would it accept the file and
+//! use every value as meant? Errors are what it failed on or silently
+//! misused; what `regconf serve` cannot run (drivers, module search back
+//! ends, non-SQLite databases) is not the file's fault: `serve --check`
+//! asks that, and `--flavor` mentions it as a note.
+//!
 //! With a flavor, that flavor is also resolved in the given environment
-//! ([`super::load`]) and converted in [`Mode::Environment`], which checks
-//! what `serve` needs and reports set-but-empty variables.
+//! ([`super::load`]) and converted in [`Mode::Environment`], which opens
+//! the files `serve` would read and reports set-but-empty variables; that
+//! flavor alone decides the exit status: the errors of other flavors become
+//! brief notes.
 //!
 //! Why it lives in the pipeline's room rather than beside the operator
 //! questions in the `inspect` room: its readers (`regconf validate`, and any
@@ -323,46 +334,6 @@ fn at_env_reference(d: &Diagnostic) -> bool {
         .is_some_and(|t| t.trim_start_matches(['\'', '"']).starts_with("_env:"))
 }
 
-/// The `_env:` reference a value surely meant, if it looks like one with
-/// the prefix forgotten or misspelt: `_AWS_BUCKET` (a `_` and capitals),
-/// `env:AWS_BUCKET`, `_ENV:AWS_BUCKET`.
-fn missing_env_prefix(text: &str) -> Option<String> {
-    let (rest, capitals_only) = if let Some(r) = ["env:", "ENV:", "_ENV:", "Env:", "_Env:"]
-        .iter()
-        .find_map(|p| text.strip_prefix(p))
-    {
-        (r, false)
-    } else {
-        (text.strip_prefix('_')?, true)
-    };
-    let (name, default) = match rest.split_once(':') {
-        Some((n, d)) => (n, Some(d)),
-        None => (rest, None),
-    };
-    let mut chars = name.chars();
-    let starts_well = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
-    }
-    // `_NAME` is taken for a forgotten prefix only in capitals, as
-    // variables are written
-    if capitals_only
-        && (name.len() < 3
-            || !name.starts_with(|c: char| c.is_ascii_uppercase())
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-    {
-        return None;
-    }
-    Some(match default {
-        Some(d) => format!("_env:{name}:{d}"),
-        None => format!("_env:{name}"),
-    })
-}
-
 /// The file-wide pass: pitfalls that belong to nodes, not flavors.
 struct Scan<'a> {
     source: &'a Arc<Source>,
@@ -435,7 +406,7 @@ impl Scan<'_> {
                     .help("quote the default inside the value: `'_env:NAME:\"a #b\"'`"),
                 );
         }
-        if let Some(meant) = missing_env_prefix(text) {
+        if let Some(meant) = env::meant_reference(text) {
             let name = env::parse_ref(&meant).map_or("", |r| r.name).to_owned();
             self.out.push(
                 Diagnostic::warning(

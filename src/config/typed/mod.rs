@@ -6,13 +6,16 @@
 //! it, with the variable that gave it), strings where docker-registry tested
 //! `is True`, YAML 1.1 surprises where a string is expected, unknown keys
 //! (kept in `extra`, with a did-you-mean), missing driver settings, and what
-//! `serve` cannot do. Nothing here reads the environment, and only in
-//! [`Mode::Environment`] are files read: those `serve` opens at start
+//! `serve` cannot do (through [`Conv::capability`]: an error only in
+//! [`Mode::Serve`], a note for `validate --flavor`, nothing statically).
+//! Types are judged by what docker-registry 0.9.1's code accepted, not by
+//! the sample's values. Nothing here reads the environment, and only in
+//! [`Mode::Environment`] and [`Mode::Serve`] are files read: those `serve` opens at start
 //! besides storage (the htpasswd file, the TLS certificate and key), see
 //! [`files`].
 //!
 //! By concern: [`scalars`] (strings, numbers, switches, sections, unknown
-//! keys), [`storage`] (the drivers), [`security`] (`auth:`, `tls:`,
+//! keys), [`storage`] (the drivers), [`search`] (the search index), [`security`] (`auth:`, `tls:`,
 //! `limits:`), [`warnings`] (docker-registry pitfalls in the environment)
 //! and the key tables in [`keys`]; this file holds the conversion of the
 //! whole flavor and the one way a typed-value diagnostic is built.

@@ -1,5 +1,7 @@
 //! The storage drivers: each driver's keys and defaults, the settings a
-//! driver cannot start without, and the drivers `serve` cannot run.
+//! driver cannot start without, plugin drivers (any other name: 0.9.1
+//! imported `docker_registry.drivers.<name>`), and the drivers `serve`
+//! cannot run.
 
 use super::keys::section_keys;
 use super::scalars::shown;
