@@ -41,7 +41,7 @@ const CORPUS: &[File] = &[
     File {
         stem: "era-0.6",
         whole: 0,
-        flavors: &[("common", 0), ("dev", 0), ("prod", 0)],
+        flavors: &[("common", 0), ("dev", 0), ("prod", 0), ("elliptics", 0)],
     },
     File {
         stem: "heroku",
@@ -299,4 +299,48 @@ fn serve_check_separates_what_serve_runs() {
     // what serve opens was opened: the storage root and the index
     assert!(tmp.path().join("store").is_dir());
     assert!(tmp.path().join("index.db").is_file());
+}
+
+/// Types as the code that read each key accepted them: boto took a boolean
+/// for its debug level, python-swiftclient `2.0` for version 2, `int()` a
+/// string of digits, and an `is True` switch written `'false'` or `0` is
+/// off, as meant; `'false'` for a truthiness switch is on, an error.
+#[test]
+fn types_follow_what_0_9_1_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("c.yml"),
+        "prod:\n    storage: s3\n    boto_bucket: images\n    boto_debug: _env:AWS_DEBUG\n    \
+         s3_secure: 'false'\n    s3_encrypt: 0\n    debug: 1\n    storage_redirect: 0\n    \
+         mirroring: {tags_cache_ttl: '3600'}\n\
+         swift:\n    storage: swift\n    swift_authurl: http://keystone.internal\n    \
+         swift_auth_version: '2.0'\n\
+         bad:\n    storage: local\n    debug: 'false'\n",
+    )
+    .unwrap();
+    let json = |flavor: &str, debug: &str| {
+        let out = regconf(tmp.path())
+            .args(["validate", "c.yml", "--flavor", flavor, "--format", "json"])
+            .env("AWS_DEBUG", debug)
+            .output()
+            .unwrap();
+        let diags: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let own: Vec<String> = diags
+            .iter()
+            .filter(|d| d["severity"] != "advice")
+            .map(|d| d["code"].as_str().unwrap().to_owned())
+            .collect();
+        (out.status.code().unwrap(), own)
+    };
+    assert_eq!(json("prod", "false"), (0, vec![]));
+    assert_eq!(json("prod", "2"), (0, vec![]));
+    assert_eq!(
+        json("prod", "verbose"),
+        (1, vec!["regconf::type::mismatch".to_owned()])
+    );
+    assert_eq!(json("swift", "false"), (0, vec![]));
+    assert_eq!(
+        json("bad", "false"),
+        (1, vec!["regconf::type::not_boolean".to_owned()])
+    );
 }

@@ -86,6 +86,42 @@ pub(super) const OLD_KEYS: &[(&str, &str)] = &[
         "boto_secure",
         "docker-registry 0.6 and 0.7 read it to reach the object store over HTTPS; 0.9.1 ignores it and reads `s3_secure`",
     ),
+    (
+        "nodes",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_nodes`",
+    ),
+    (
+        "groups",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_groups`",
+    ),
+    (
+        "verbosity",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_verbosity`",
+    ),
+    (
+        "logfile",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_logfile`",
+    ),
+    (
+        "wait-timeout",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_wait_timeout`",
+    ),
+    (
+        "check_timeout",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_check_timeout`",
+    ),
+    (
+        "io-thread-num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_io_thread_num`",
+    ),
+    (
+        "net-thread-num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_net_thread_num`",
+    ),
+    (
+        "nonblocking_io_thread_num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_nonblocking_io_thread_num`",
+    ),
 ];
 
 /// The section a key belongs in when it is written at the top level, where

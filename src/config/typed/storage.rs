@@ -440,7 +440,8 @@ impl Conv<'_> {
             elliptics_namespace: self
                 .string(top, "elliptics_namespace")
                 .unwrap_or_else(|| "DOCKER".to_owned()),
-            elliptics_addr_family: self.int(top, "elliptics_addr_family", false),
+            // in the sample, but no driver read it: any whole number will do
+            elliptics_addr_family: self.int(top, "elliptics_addr_family", true),
         }
     }
 }
