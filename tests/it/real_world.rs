@@ -29,6 +29,11 @@ const CORPUS: &[File] = &[
         flavors: &[("common", 0), ("local", 0), ("s3", 0)],
     },
     File {
+        stem: "compose-deploy",
+        whole: 0,
+        flavors: &[("common", 0), ("local", 0), ("s3", 0)],
+    },
+    File {
         stem: "driver-typo",
         whole: 0,
         flavors: &[("dev", 0)],
@@ -52,6 +57,11 @@ const CORPUS: &[File] = &[
         stem: "mail-at-top",
         whole: 0,
         flavors: &[("common", 0), ("prod", 0)],
+    },
+    File {
+        stem: "mirror",
+        whole: 0,
+        flavors: &[("common", 0), ("mirror", 0)],
     },
     File {
         stem: "module-search",
@@ -270,6 +280,8 @@ fn serve_check_separates_what_serve_runs() {
         ("bucket-variable", "s3", &[], 0, ""),
         ("bucket-variable", "local", &["--set", &store], 0, ""),
         ("era-0.6", "prod", &[], 0, ""),
+        ("mirror", "mirror", &[], 0, ""),
+        ("compose-deploy", "local", &[], 0, ""),
     ];
     let mut text = String::new();
     let mut wrong = Vec::new();
