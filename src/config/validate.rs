@@ -20,8 +20,7 @@
 //! * section names YAML types as non-strings (`yes:`, `1:`), which no flavor
 //!   name can select;
 //! * an unquoted `_env:X:` that breaks the whole file (a targeted message
-//!   instead of the parser's).
-//!
+//!   instead of the parser's);
 //! * a value that looks like a variable with `_env:` forgotten
 //!   (`_AWS_BUCKET`).
 //!
@@ -187,6 +186,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         builder,
         defaults: HashMap::new(),
         out: Vec::new(),
+        flavor: String::new(),
     };
     let mut count = 0;
     for (key, entry) in &flat.entries {
@@ -194,6 +194,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         if !is_map(&entry.value) {
             continue;
         }
+        name.clone_into(&mut walker.flavor);
         let Ok(own) = walker.builder.flatten(&entry.value.node) else {
             continue;
         };
@@ -552,6 +553,8 @@ struct Static<'a> {
     builder: Builder,
     defaults: HashMap<String, Result<Value, String>>,
     out: Vec<Diagnostic>,
+    /// The flavor being resolved, named in its diagnostics.
+    flavor: String,
 }
 
 impl Static<'_> {
@@ -612,6 +615,7 @@ impl Static<'_> {
                                     format!("the default of `{}` is not valid YAML: {message}", r.name),
                                 )
                                 .with_source(self.source)
+                                .in_flavor(&self.flavor)
                                 .label(e.value.site(), format!("the default is `{}`", given.text()))
                                 .help("docker-registry parsed the default as YAML; quote it inside the value"),
                             );
