@@ -289,19 +289,21 @@ impl Conv<'_> {
         Some(false)
     }
 
-    /// A switch docker-registry tested for truthiness: numbers are used as
-    /// meant (`0` off); a string is on, an error when it reads as off
-    /// (`'false'`), a warning otherwise.
+    /// A switch docker-registry tested for truthiness: numbers and the
+    /// empty string are used as meant (`0` off); any other string is on, an
+    /// error when it reads as off (`'false'`), a warning otherwise.
     pub(super) fn truthy(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<bool> {
         let v = sec.get(key)?;
         match v {
             Value::Bool(b) => return Some(*b),
             Value::Int(_) | Value::BigInt(_) | Value::Float(_) => return Some(v.is_truthy()),
+            // an empty string is off, as meant
+            Value::Str(s) if s.is_empty() => return Some(false),
             _ => {}
         }
         let path = sec.path_of(key);
         let on = if v.is_truthy() { "on" } else { "off" };
-        let severity = if v.is_truthy() && !reads_as_off(v) && matches!(v, Value::Str(_)) {
+        let severity = if matches!(v, Value::Str(_)) && !reads_as_off(v) {
             Severity::Warning
         } else {
             Severity::Error

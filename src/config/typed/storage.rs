@@ -303,6 +303,17 @@ impl Conv<'_> {
             .map(|d| format!("`{d}`"))
             .collect::<Vec<_>>()
             .join(", ");
+        if lower.trim().is_empty() {
+            self.report(
+                "regconf::storage::unknown_driver",
+                Severity::Error,
+                &top.path_of("storage"),
+                "`storage` is empty: docker-registry failed at start looking for a driver with no name".to_owned(),
+                "no driver",
+                format!("write one of the drivers: {known}"),
+            );
+            return;
+        }
         let (message, label, help) = match near {
             Some(n) => (
                 format!("unknown storage driver `{name}`"),
