@@ -48,6 +48,7 @@ pub const CODES: &[&str] = &[
     "regconf::flavor::none_selected",
     "regconf::flavor::not_a_mapping",
     "regconf::flavor::top_not_mapping",
+    "regconf::key::environment_only",
     "regconf::key::index_endpoint_type",
     "regconf::key::misplaced",
     "regconf::key::old_version",

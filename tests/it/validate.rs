@@ -69,6 +69,7 @@ const CASES: &[Case] = &[
         args: &["--flavor", "dev"],
         env: &[],
     },
+    case("key-environment_only"),
     case("key-misplaced"),
     case("key-old_version"),
     case("key-unknown"),

@@ -131,3 +131,23 @@ pub(super) fn home_section(key: &str) -> Option<&'static str> {
         .into_iter()
         .find(|s| section_keys(s).contains(&key))
 }
+
+/// Settings docker-registry read only from the environment (its launcher
+/// and loader), never from the file: a key of the same name is ignored.
+pub(super) const ENV_ONLY: &[&str] = &[
+    "gunicorn_workers",
+    "gunicorn_graceful_timeout",
+    "gunicorn_silent_timeout",
+    "gunicorn_user",
+    "gunicorn_group",
+    "gunicorn_access_log_file",
+    "gunicorn_error_log_file",
+    "gunicorn_opts",
+    "registry_host",
+    "registry_port",
+    "settings_flavor",
+    "docker_registry_config",
+    "new_relic_config_file",
+    "new_relic_license_key",
+    "new_relic_environment",
+];

@@ -5,7 +5,7 @@
 
 use std::ops::RangeInclusive;
 
-use super::keys::{OLD_KEYS, home_section};
+use super::keys::{ENV_ONLY, OLD_KEYS, home_section};
 use super::{Conv, Sec};
 use crate::config::origin::dotted;
 use crate::config::resolve::did_you_mean;
@@ -439,8 +439,8 @@ impl Conv<'_> {
 }
 
 impl Conv<'_> {
-    /// A top-level key of an older version, or of a section: reported
-    /// (a note, or a warning with the section), and `true`.
+    /// A top-level key of an older version, of the environment, or of a
+    /// section: reported (a note, or a warning with the fix), and `true`.
     fn old_or_misplaced(&mut self, path: &[Key], name: &str) -> bool {
         if let Some((_, what)) = OLD_KEYS.iter().find(|(k, _)| *k == name) {
             self.report(
@@ -450,6 +450,18 @@ impl Conv<'_> {
                 format!("`{name}` is a key of an older docker-registry"),
                 "ignored by 0.9.1",
                 format!("{what}; remove it once no older version reads this file"),
+            );
+            return true;
+        }
+        if ENV_ONLY.contains(&name.to_ascii_lowercase().as_str()) {
+            let var = name.to_ascii_uppercase();
+            self.report(
+                "regconf::key::environment_only",
+                Severity::Warning,
+                path,
+                format!("`{name}` has no effect here: docker-registry read `{var}` only from the environment"),
+                "not read from the file",
+                format!("set the variable instead: `{var}=...` in the registry's environment"),
             );
             return true;
         }
