@@ -290,6 +290,8 @@ impl Conv<'_> {
         email.smtp_secure = match s.get("smtp_secure") {
             None => None,
             Some(Value::Bool(b)) => Some(model::SmtpSecure::Enabled(*b)),
+            // 0.9.1 tested it for truthiness before its type: `1` is on
+            Some(Value::Int(i)) => Some(model::SmtpSecure::Enabled(*i != 0)),
             Some(Value::Str(k)) => Some(model::SmtpSecure::Keyfile(k.clone())),
             Some(Value::Map(_)) => {
                 let mut f = self.section(&mut s, "smtp_secure");
