@@ -2,7 +2,8 @@
 //!
 //! The registry receives the typed model only; this module turns problems at
 //! start (an unsupported driver, a bad search database, a busy port) into
-//! diagnostics that point at the setting responsible.
+//! diagnostics that point at the setting responsible. `--check` stops
+//! before listening, after opening what serve opens (like `nginx -t`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::io::Write;
 
 use super::{ConfigArgs, Context, SetArgs};
 use crate::config::{Provenance, Resolved, Source, Span, origin::dotted, typed};
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Severity};
 use crate::inspect::explain;
 use crate::model;
 use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
@@ -30,6 +31,10 @@ pub(super) struct Args {
     /// 127.0.0.1:5000]
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Check that serve can run the flavor (settings, drivers, search
+    /// index, the files it opens) and exit 0 or 1, without listening
+    #[arg(long)]
+    check: bool,
 }
 
 /// Variables for the listening address, the names docker-registry used.
@@ -256,11 +261,18 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             .collect();
         ctx.report(&masked);
     };
-    let (mut model, diags) =
-        typed::to_model(&resolved, &source, typed::Mode::Environment(&ctx.env));
+    let (mut model, diags) = typed::to_model(&resolved, &source, typed::Mode::Serve(&ctx.env));
     let errors: Vec<Diagnostic> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() {
-        report(errors);
+        report(if args.check {
+            // errors and warnings: notes are for `validate`
+            diags
+                .into_iter()
+                .filter(|d| d.severity > Severity::Advice)
+                .collect()
+        } else {
+            errors
+        });
         return 1;
     }
     // The registry opens the files the checks above read: the same paths,
@@ -281,6 +293,28 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             return 1;
         }
     };
+    if args.check {
+        let warnings: Vec<Diagnostic> = diags
+            .into_iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .collect();
+        report(warnings);
+        return match check(&model, &source, &resolved) {
+            Ok(()) => {
+                eprintln!(
+                    "{}: flavor `{}` can be served (storage `{}`, listening on {listen})",
+                    source.name(),
+                    model.flavor,
+                    model.storage.driver()
+                );
+                0
+            }
+            Err(d) => {
+                report(vec![d]);
+                1
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -326,6 +360,26 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             1
         }
     }
+}
+
+/// `serve --check`: what `serve` opens before it listens, opened; the
+/// verdict on stderr, like `nginx -t`.
+fn check(
+    model: &model::Config,
+    source: &Arc<Source>,
+    resolved: &Resolved,
+) -> Result<(), Diagnostic> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Diagnostic::error(
+                "regconf::serve::start",
+                format!("cannot start the runtime: {e}"),
+            )
+        })?
+        .block_on(registry::check(model))
+        .map_err(|e| start_problem(&e, source, &resolved.provenance))
 }
 
 /// Resolves on SIGINT or SIGTERM.

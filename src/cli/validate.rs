@@ -14,11 +14,13 @@ use crate::diagnostics::{Diagnostic, Severity, report};
 /// Arguments of `regconf validate`.
 #[derive(Debug, clap::Args)]
 #[command(
-    long_about = "Check a configuration file and report every problem, sorted by position.\n\n\
+    long_about = "Check a configuration file and report every problem, sorted by position: would \
+docker-registry 0.9.1 accept it and use every value as meant?\n\n\
 Without --flavor, every flavor is checked statically: `_env:` values are checked through their \
 defaults. With --flavor, that flavor is also resolved in this environment (plus --env-file) and \
-checked for what `regconf serve` needs.\n\nExit status: 0 valid (warnings allowed), 1 errors, \
-2 usage."
+decides the exit status; other flavors' errors are listed as notes, and so is what `regconf \
+serve` cannot run (ask `regconf serve --check` for that).\n\nExit status: 0 valid (warnings \
+allowed), 1 errors, 2 usage."
 )]
 pub(super) struct Args {
     #[command(flatten)]

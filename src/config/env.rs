@@ -3,7 +3,8 @@
 //! The environment is read once, at start, into an [`Env`]; the core never
 //! reads the process environment itself, so tests hand it their own and
 //! nothing changes between two reads of one variable. This module only parses
-//! `_env:NAME[:DEFAULT]` and looks the variable up; typing the text is the
+//! `_env:NAME[:DEFAULT]`, looks the variable up, and recognises a reference
+//! whose prefix was forgotten (`_AWS_BUCKET`); typing the text is the
 //! YAML stage's work and walking the configuration is `resolve`'s.
 
 use std::collections::BTreeMap;
@@ -128,6 +129,46 @@ pub(crate) fn lookup(r: &EnvRef<'_>, env: &Env) -> Given {
     }
 }
 
+/// The `_env:` reference a value surely meant, if it looks like one with
+/// the prefix forgotten or misspelt: `_AWS_BUCKET` (a `_` and capitals),
+/// `env:AWS_BUCKET`, `_ENV:AWS_BUCKET`.
+pub(crate) fn meant_reference(text: &str) -> Option<String> {
+    let (rest, capitals_only) = if let Some(r) = ["env:", "ENV:", "_ENV:", "Env:", "_Env:"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+    {
+        (r, false)
+    } else {
+        (text.strip_prefix('_')?, true)
+    };
+    let (name, default) = match rest.split_once(':') {
+        Some((n, d)) => (n, Some(d)),
+        None => (rest, None),
+    };
+    let mut chars = name.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    // `_NAME` is taken for a forgotten prefix only in capitals, as
+    // variables are written
+    if capitals_only
+        && (name.len() < 3
+            || !name.starts_with(|c: char| c.is_ascii_uppercase())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+    {
+        return None;
+    }
+    Some(match default {
+        Some(d) => format!("_env:{name}:{d}"),
+        None => format!("_env:{name}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +190,28 @@ mod tests {
         let r = parse_ref("_env:A:dflt").unwrap();
         assert_eq!(lookup(&r, &env), Given::Set(String::new()));
         assert_eq!(lookup(&r, &Env::new()), Given::Default("dflt".into()));
+    }
+
+    #[test]
+    fn a_forgotten_prefix_is_recognised() {
+        use super::meant_reference as m;
+        assert_eq!(m("_AWS_BUCKET").as_deref(), Some("_env:AWS_BUCKET"));
+        assert_eq!(
+            m("_AWS_BUCKET:images").as_deref(),
+            Some("_env:AWS_BUCKET:images")
+        );
+        assert_eq!(m("env:AWS_BUCKET").as_deref(), Some("_env:AWS_BUCKET"));
+        assert_eq!(m("_ENV:loglevel").as_deref(), Some("_env:loglevel"));
+        for meant_as_text in [
+            "_env:AWS_BUCKET",
+            "_private",
+            "_A",
+            "_x_Y",
+            "plain",
+            "_AWS BUCKET",
+            "_",
+        ] {
+            assert_eq!(m(meant_as_text), None, "{meant_as_text}");
+        }
     }
 }

@@ -20,11 +20,21 @@
 //! * section names YAML types as non-strings (`yes:`, `1:`), which no flavor
 //!   name can select;
 //! * an unquoted `_env:X:` that breaks the whole file (a targeted message
-//!   instead of the parser's).
+//!   instead of the parser's);
+//! * a value that looks like a variable with `_env:` forgotten
+//!   (`_AWS_BUCKET`).
+//!
+//! The question is docker-registry 0.9.1's: would it accept the file and
+//! use every value as meant? Errors are what it failed on or silently
+//! misused; what `regconf serve` cannot run (drivers, module search back
+//! ends, non-SQLite databases) is not the file's fault: `serve --check`
+//! asks that, and `--flavor` mentions it as a note.
 //!
 //! With a flavor, that flavor is also resolved in the given environment
-//! ([`super::load`]) and converted in [`Mode::Environment`], which checks
-//! what `serve` needs and reports set-but-empty variables.
+//! ([`super::load`]) and converted in [`Mode::Environment`], which opens
+//! the files `serve` would read and reports set-but-empty variables; that
+//! flavor alone decides the exit status: the errors of other flavors become
+//! brief notes.
 //!
 //! Why it lives in the pipeline's room rather than beside the operator
 //! questions in the `inspect` room: its readers (`regconf validate`, and any
@@ -176,6 +186,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         builder,
         defaults: HashMap::new(),
         out: Vec::new(),
+        flavor: String::new(),
     };
     let mut count = 0;
     for (key, entry) in &flat.entries {
@@ -183,6 +194,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         if !is_map(&entry.value) {
             continue;
         }
+        name.clone_into(&mut walker.flavor);
         let Ok(own) = walker.builder.flatten(&entry.value.node) else {
             continue;
         };
@@ -222,8 +234,39 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             .out
             .extend(typed::to_model(&resolved, source, Mode::Static).1);
     }
+    if let Some(flavor) = opts.flavor {
+        walker.out = elsewhere(walker.out, flavor);
+    }
     out.append(&mut walker.out);
     count
+}
+
+/// With `--flavor F`, the static diagnostics: F's own stay when they are
+/// about text written in the file, and are dropped when they are about an
+/// `_env:` default or a note (its resolution in the environment has the
+/// last word there); the errors of other flavors become brief notes
+/// (message and place), so that F alone decides the exit status, and their
+/// warnings and notes are dropped (F's output is about F; the notes also
+/// assume every variable unset, which this environment may contradict).
+fn elsewhere(diags: Vec<Diagnostic>, flavor: &str) -> Vec<Diagnostic> {
+    diags
+        .into_iter()
+        .filter(|d| match d.flavor.as_deref() {
+            Some(f) if f == flavor => d.severity > Severity::Advice && !at_env_reference(d),
+            Some(_) => d.severity == Severity::Error,
+            None => true,
+        })
+        .map(|mut d| {
+            if d.flavor.as_deref().is_some_and(|f| f != flavor) {
+                d.severity = Severity::Advice;
+                d.labels.truncate(1);
+                d.help = Some(format!(
+                    "another flavor's problem, not `{flavor}`'s: `validate` without `--flavor` shows it in full"
+                ));
+            }
+            d
+        })
+        .collect()
 }
 
 fn is_map(r: &Ref) -> bool {
@@ -279,6 +322,17 @@ fn unquoted_env(d: Diagnostic, source: &Arc<Source>) -> Diagnostic {
         }
     }
     d
+}
+
+/// Whether the primary label of `d` points at an `_env:` reference.
+fn at_env_reference(d: &Diagnostic) -> bool {
+    let (Some(source), Some(label)) = (&d.source, d.labels.first()) else {
+        return false;
+    };
+    source
+        .text()
+        .get(label.span.start..label.span.end)
+        .is_some_and(|t| t.trim_start_matches(['\'', '"']).starts_with("_env:"))
 }
 
 /// The file-wide pass: pitfalls that belong to nodes, not flavors.
@@ -352,6 +406,18 @@ impl Scan<'_> {
                     .label(span, "comment inside")
                     .help("quote the default inside the value: `'_env:NAME:\"a #b\"'`"),
                 );
+        }
+        if let Some(meant) = env::meant_reference(text) {
+            let name = env::parse_ref(&meant).map_or("", |r| r.name).to_owned();
+            self.out.push(
+                Diagnostic::warning(
+                    "regconf::env::missing_prefix",
+                    format!("`{text}` looks like a variable, but without `_env:` docker-registry used this text as the value"),
+                )
+                .with_source(self.source)
+                .label(span, format!("did you mean `{meant}`?"))
+                .help(format!("write `{meant}` to read the variable `{name}`")),
+            );
         }
         if style != Style::Plain || text.is_empty() {
             return;
@@ -487,6 +553,8 @@ struct Static<'a> {
     builder: Builder,
     defaults: HashMap<String, Result<Value, String>>,
     out: Vec<Diagnostic>,
+    /// The flavor being resolved, named in its diagnostics.
+    flavor: String,
 }
 
 impl Static<'_> {
@@ -547,6 +615,7 @@ impl Static<'_> {
                                     format!("the default of `{}` is not valid YAML: {message}", r.name),
                                 )
                                 .with_source(self.source)
+                                .in_flavor(&self.flavor)
                                 .label(e.value.site(), format!("the default is `{}`", given.text()))
                                 .help("docker-registry parsed the default as YAML; quote it inside the value"),
                             );

@@ -430,6 +430,33 @@ async fn metrics_listener(addr: &str) -> Result<tokio::net::TcpListener, Registr
     listen(resolved).map_err(fail)
 }
 
+/// What `serve --check` runs: everything [`bind`] does before it listens
+/// and starts serving, without its changes to storage (no upload purge, no
+/// index rebuild). It opens the htpasswd file, the TLS certificate and key,
+/// the storage root (created if missing, as `bind` would) and the SQLite
+/// search index.
+pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
+    let a = config.auth.clone();
+    tokio::task::spawn_blocking(move || auth::Authenticator::load(&a))
+        .await
+        .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))??;
+    tls::acceptor(&config.tls)?;
+    check_driver(&config.storage)?;
+    storage::from_config(&config.storage)?;
+    match config.search_backend.as_deref() {
+        None | Some("") => {}
+        Some("sqlalchemy") => {
+            let url = config
+                .sqlalchemy_index_database
+                .as_deref()
+                .unwrap_or("sqlite:////tmp/docker-registry.db");
+            index::Index::open(url)?;
+        }
+        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::LogSafe;

@@ -24,6 +24,9 @@ mod registry;
 // `regconf validate`: diagnostics per code, samples, acceptance points
 mod validate;
 
+// issue 19: `validate` and `serve --check` on files written as users wrote them
+mod real_world;
+
 // the committed JSON Schemas and `regconf schema`
 mod schema;
 

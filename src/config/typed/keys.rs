@@ -77,3 +77,80 @@ pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// Top-level keys that older versions read and 0.9.1 ignores: the key and
+/// what became of it.
+pub(super) const OLD_KEYS: &[(&str, &str)] = &[
+    (
+        "secret_key",
+        "docker-registry 0.5 and 0.6 read it as the web session key (0.6 refused to start without it); 0.9.1 ignores it",
+    ),
+    (
+        "boto_secure",
+        "docker-registry 0.6 and 0.7 read it to reach the object store over HTTPS; 0.9.1 ignores it and reads `s3_secure`",
+    ),
+    (
+        "nodes",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_nodes`",
+    ),
+    (
+        "groups",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_groups`",
+    ),
+    (
+        "verbosity",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_verbosity`",
+    ),
+    (
+        "logfile",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_logfile`",
+    ),
+    (
+        "wait-timeout",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_wait_timeout`",
+    ),
+    (
+        "check_timeout",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_check_timeout`",
+    ),
+    (
+        "io-thread-num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_io_thread_num`",
+    ),
+    (
+        "net-thread-num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_net_thread_num`",
+    ),
+    (
+        "nonblocking_io_thread_num",
+        "the elliptics driver of docker-registry 0.6.3 to 0.6.5 read it; 0.9.1 ignores it and reads `elliptics_nonblocking_io_thread_num`",
+    ),
+];
+
+/// The section a key belongs in when it is written at the top level, where
+/// no version of docker-registry read it.
+pub(super) fn home_section(key: &str) -> Option<&'static str> {
+    ["email_exceptions", "mirroring", "cors"]
+        .into_iter()
+        .find(|s| section_keys(s).contains(&key))
+}
+
+/// Settings docker-registry read only from the environment (its launcher
+/// and loader), never from the file: a key of the same name is ignored.
+pub(super) const ENV_ONLY: &[&str] = &[
+    "gunicorn_workers",
+    "gunicorn_graceful_timeout",
+    "gunicorn_silent_timeout",
+    "gunicorn_user",
+    "gunicorn_group",
+    "gunicorn_access_log_file",
+    "gunicorn_error_log_file",
+    "gunicorn_opts",
+    "registry_host",
+    "registry_port",
+    "settings_flavor",
+    "docker_registry_config",
+    "new_relic_config_file",
+    "new_relic_license_key",
+    "new_relic_environment",
+];

@@ -6,15 +6,18 @@
 //! it, with the variable that gave it), strings where docker-registry tested
 //! `is True`, YAML 1.1 surprises where a string is expected, unknown keys
 //! (kept in `extra`, with a did-you-mean), missing driver settings, and what
-//! `serve` cannot do. Nothing here reads the environment, and only in
-//! [`Mode::Environment`] are files read: those `serve` opens at start
+//! `serve` cannot do (through [`Conv::capability`]: an error only in
+//! [`Mode::Serve`], a note for `validate --flavor`, nothing statically).
+//! Types are judged by what docker-registry 0.9.1's code accepted, not by
+//! the sample's values. Nothing here reads the environment, and only in
+//! [`Mode::Environment`] and [`Mode::Serve`] are files read: those `serve` opens at start
 //! besides storage (the htpasswd file, the TLS certificate and key), see
 //! [`files`].
 //!
 //! By concern: [`scalars`] (strings, numbers, switches, sections, unknown
-//! keys), [`storage`] (the drivers), [`security`] (`auth:`, `tls:`,
-//! `limits:`), [`operate`] (`readonly`, `metrics:`), [`warnings`]
-//! (docker-registry pitfalls in the environment)
+//! keys), [`storage`] (the drivers), [`search`] (the search index),
+//! [`security`] (`auth:`, `tls:`, `limits:`), [`operate`] (`readonly`,
+//! `metrics:`), [`warnings`] (docker-registry pitfalls in the environment)
 //! and the key tables in [`keys`]; this file holds the conversion of the
 //! whole flavor and the one way a typed-value diagnostic is built.
 //!
@@ -26,6 +29,7 @@ mod files;
 mod keys;
 mod operate;
 mod scalars;
+mod search;
 mod security;
 mod storage;
 mod warnings;
@@ -50,9 +54,23 @@ pub(crate) use warnings::comment_cut;
 pub(crate) enum Mode<'e> {
     /// Every `_env:` took its default (static validation of every flavor).
     Static,
-    /// Resolved against an actual environment (`--flavor`, `serve`), which
-    /// also expands `~` and `$VAR` in the paths of the files checked.
+    /// Resolved against an actual environment (`validate --flavor`), which
+    /// also expands `~` and `$VAR` in the paths of the files checked. What
+    /// `serve` cannot run is a note here: docker-registry could.
     Environment(&'e Env),
+    /// As [`Mode::Environment`], for `serve` and `serve --check`: what
+    /// `serve` cannot run is an error.
+    Serve(&'e Env),
+}
+
+impl<'e> Mode<'e> {
+    /// The environment, unless static.
+    pub(crate) fn env(self) -> Option<&'e Env> {
+        match self {
+            Mode::Static => None,
+            Mode::Environment(env) | Mode::Serve(env) => Some(env),
+        }
+    }
 }
 
 /// Converts a resolved flavor to the model, reporting what does not fit.
@@ -67,9 +85,10 @@ pub(crate) fn to_model(
         flavor: &resolved.flavor,
         mode,
         diags: Vec::new(),
+        plugin: None,
     };
     let config = c.config(&resolved.config);
-    if let Mode::Environment(env) = mode {
+    if let Some(env) = mode.env() {
         c.env_pitfalls();
         for p in files::check(&config, env) {
             let path: Vec<Key> = p.key.split('.').map(Key::from).collect();
@@ -118,6 +137,8 @@ struct Conv<'a> {
     flavor: &'a str,
     mode: Mode<'a>,
     diags: Vec<Diagnostic>,
+    /// The storage driver, when it is a plugin regconf does not know.
+    plugin: Option<String>,
 }
 
 impl Conv<'_> {
@@ -222,7 +243,10 @@ impl Conv<'_> {
         }
         let debug = self.truthy(&mut top, "debug").unwrap_or(false);
         let issue = self.string(&mut top, "issue");
-        let standalone = self.exactly_true(&mut top, "standalone").unwrap_or(false);
+        // both `is True` and truthiness: only a boolean means one thing
+        let standalone = self
+            .identity_switch(&mut top, "standalone", false)
+            .unwrap_or(false);
         let index_endpoint = self.string(&mut top, "index_endpoint");
         let disable_token_auth = self
             .exactly_true(&mut top, "disable_token_auth")
@@ -245,7 +269,7 @@ impl Conv<'_> {
         let mirroring = model::Mirroring {
             source: self.string(&mut s, "source"),
             source_index: self.string(&mut s, "source_index"),
-            tags_cache_ttl: self.int(&mut s, "tags_cache_ttl", false),
+            tags_cache_ttl: self.int(&mut s, "tags_cache_ttl", true),
             extra: model::Extra::new(),
         };
         let mirroring = model::Mirroring {
@@ -268,6 +292,8 @@ impl Conv<'_> {
         email.smtp_secure = match s.get("smtp_secure") {
             None => None,
             Some(Value::Bool(b)) => Some(model::SmtpSecure::Enabled(*b)),
+            // 0.9.1 tested it for truthiness before its type: `1` is on
+            Some(Value::Int(i)) => Some(model::SmtpSecure::Enabled(*i != 0)),
             Some(Value::Str(k)) => Some(model::SmtpSecure::Keyfile(k.clone())),
             Some(Value::Map(_)) => {
                 let mut f = self.section(&mut s, "smtp_secure");
@@ -376,36 +402,28 @@ impl Conv<'_> {
         r
     }
 
-    /// The search index: `sqlalchemy` over SQLite is what `serve` runs.
-    fn search(&mut self, top: &Sec<'_>, backend: Option<&str>, database: Option<&str>) {
-        let Some(backend) = backend else { return };
-        let severity = match self.mode {
-            Mode::Static => Severity::Warning,
-            Mode::Environment(_) => Severity::Error,
-        };
-        if !backend.eq_ignore_ascii_case("sqlalchemy") {
-            self.report("regconf::serve::search_backend",
-                    severity,
-                    &top.path_of("search_backend"),
-                    format!("`search_backend` `{backend}` cannot be served: regconf's search index is `sqlalchemy`"),
-                    "not `sqlalchemy`", "write `search_backend: sqlalchemy`, or leave it empty for no /v1/search");
-            return;
-        }
-        let db = database.unwrap_or("");
-        if !db.starts_with("sqlite://") {
-            self.report(
-                "regconf::serve::search_database",
-                severity,
-                &top.path_of("sqlalchemy_index_database"),
-                format!(
-                    "the search database `{db}` is not a SQLite URL; regconf serves only SQLite"
-                ),
-                "not `sqlite://...`",
-                "write `sqlite:////absolute/path.db` (four slashes for an absolute path)",
-            );
-        } else {
-            let path = db.trim_start_matches("sqlite:///");
-            self.expansion(&top.path_of("sqlalchemy_index_database"), path);
+    /// What `serve` cannot run, which docker-registry ran: an error for
+    /// `serve`, a note for `validate --flavor`, nothing for a static
+    /// `validate` (the file is not at fault).
+    fn capability(
+        &mut self,
+        code: &'static str,
+        path: &[Key],
+        message: String,
+        label: &str,
+        help: String,
+    ) {
+        match self.mode {
+            Mode::Static => {}
+            Mode::Environment(_) => self.report(
+                code,
+                Severity::Advice,
+                path,
+                message,
+                label,
+                format!("{help}. A note about `regconf serve`, not an error of the file: docker-registry 0.9.1 ran it, and `regconf serve --check` tells whether serve can"),
+            ),
+            Mode::Serve(_) => self.report(code, Severity::Error, path, message, label, help),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::ops::RangeInclusive;
 
+use super::keys::{ENV_ONLY, OLD_KEYS, home_section};
 use super::{Conv, Sec};
 use crate::config::origin::dotted;
 use crate::config::resolve::did_you_mean;
@@ -90,7 +91,19 @@ impl Conv<'_> {
         let v = sec.get(key)?;
         let path = sec.path_of(key);
         match v {
-            Value::Str(s) => Some(s.clone()),
+            Value::Str(s) => {
+                if is_placeholder(s) {
+                    self.report(
+                        "regconf::value::placeholder",
+                        Severity::Error,
+                        &path,
+                        format!("`{}` is the placeholder `{s}` of a sample file: docker-registry used it as the value", dotted(&path)),
+                        "a placeholder",
+                        "write the real value, or `_env:NAME` to read it from a variable",
+                    );
+                }
+                Some(s.clone())
+            }
             Value::Bool(_)
             | Value::Int(_)
             | Value::BigInt(_)
@@ -212,11 +225,56 @@ impl Conv<'_> {
         None
     }
 
-    /// A switch docker-registry tested with `is True`.
+    /// An integer Python also took as a boolean (`True` is 1), as boto's
+    /// `debug` level did.
+    pub(super) fn int_or_bool(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<i64> {
+        match sec.get(key)? {
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => self.int(sec, key, true),
+        }
+    }
+
+    /// A version number as python-swiftclient compared it: `2`, `2.0`,
+    /// `'2'` or `'2.0'` are the same version.
+    pub(super) fn version(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<i64> {
+        let v = sec.get(key)?;
+        let number = match v {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match number {
+            Some(n) if n.fract() == 0.0 && (0.0..=9.0).contains(&n) => Some(n as i64),
+            _ => {
+                self.mismatch(sec, key, "a version number", v, "write `1`, `2` or `3`");
+                None
+            }
+        }
+    }
+
+    /// A switch docker-registry tested with `is True`: anything but `true`
+    /// is off, which is what the user meant only when the value reads as
+    /// off (`0`, `'false'`).
     pub(super) fn exactly_true(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<bool> {
+        self.identity_switch(sec, key, true)
+    }
+
+    /// [`Conv::exactly_true`]; `off_as_meant` is false for a switch also
+    /// tested for truthiness elsewhere (`standalone`), where `'false'` is
+    /// on as well as off.
+    pub(super) fn identity_switch(
+        &mut self,
+        sec: &mut Sec<'_>,
+        key: &str,
+        off_as_meant: bool,
+    ) -> Option<bool> {
         let v = sec.get(key)?;
         if let Value::Bool(b) = v {
             return Some(*b);
+        }
+        if off_as_meant && reads_as_off(v) {
+            return Some(false);
         }
         let path = sec.path_of(key);
         self.report("regconf::type::not_exactly_true",
@@ -231,17 +289,28 @@ impl Conv<'_> {
         Some(false)
     }
 
-    /// A switch docker-registry tested for truthiness.
+    /// A switch docker-registry tested for truthiness: numbers and the
+    /// empty string are used as meant (`0` off); any other string is on, an
+    /// error when it reads as off (`'false'`), a warning otherwise.
     pub(super) fn truthy(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<bool> {
         let v = sec.get(key)?;
-        if let Value::Bool(b) = v {
-            return Some(*b);
+        match v {
+            Value::Bool(b) => return Some(*b),
+            Value::Int(_) | Value::BigInt(_) | Value::Float(_) => return Some(v.is_truthy()),
+            // an empty string is off, as meant
+            Value::Str(s) if s.is_empty() => return Some(false),
+            _ => {}
         }
         let path = sec.path_of(key);
         let on = if v.is_truthy() { "on" } else { "off" };
+        let severity = if matches!(v, Value::Str(_)) && !reads_as_off(v) {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
         self.report(
             "regconf::type::not_boolean",
-            Severity::Error,
+            severity,
             &path,
             format!(
                 "`{}` must be `true` or `false`, not {}, which docker-registry took as {on}",
@@ -317,6 +386,9 @@ impl Conv<'_> {
             }
             let mut path = sec.path.clone();
             path.push(k.clone());
+            if sec.path.is_empty() && self.old_or_misplaced(&path, &name) {
+                continue;
+            }
             let near = did_you_mean(&name, known.iter().chain(silent).copied());
             let (origin, via) = self.origin(&path);
             let mut d = Diagnostic::warning(
@@ -340,6 +412,18 @@ impl Conv<'_> {
                 d = d.label(span, label);
             }
             d = self.inherited(d, via);
+            // With a plugin driver, an unknown top-level key is most likely
+            // one of its settings: a note, not a warning.
+            if let Some(plugin) = self.plugin.clone().filter(|_| sec.path.is_empty()) {
+                d.severity = Severity::Advice;
+                d.message.push_str(&format!(
+                    ", perhaps a setting of the `{plugin}` plugin driver"
+                ));
+                self.push(d.help(format!(
+                    "regconf does not know the settings of `{plugin}`; docker-registry handed the plugin the whole flavor"
+                )));
+                continue;
+            }
             d = match near {
                 Some(n) => d.help(format!(
                     "did you mean `{n}`? docker-registry ignored unknown keys"
@@ -351,6 +435,70 @@ impl Conv<'_> {
             self.push(d);
         }
         extra
+    }
+}
+
+impl Conv<'_> {
+    /// A top-level key of an older version, of the environment, or of a
+    /// section: reported (a note, or a warning with the fix), and `true`.
+    fn old_or_misplaced(&mut self, path: &[Key], name: &str) -> bool {
+        if let Some((_, what)) = OLD_KEYS.iter().find(|(k, _)| *k == name) {
+            self.report(
+                "regconf::key::old_version",
+                Severity::Advice,
+                path,
+                format!("`{name}` is a key of an older docker-registry"),
+                "ignored by 0.9.1",
+                format!("{what}; remove it once no older version reads this file"),
+            );
+            return true;
+        }
+        if ENV_ONLY.contains(&name.to_ascii_lowercase().as_str()) {
+            let var = name.to_ascii_uppercase();
+            self.report(
+                "regconf::key::environment_only",
+                Severity::Warning,
+                path,
+                format!("`{name}` has no effect here: docker-registry read `{var}` only from the environment"),
+                "not read from the file",
+                format!("set the variable instead: `{var}=...` in the registry's environment"),
+            );
+            return true;
+        }
+        if let Some(section) = home_section(name) {
+            self.report(
+                "regconf::key::misplaced",
+                Severity::Warning,
+                path,
+                format!("`{name}` belongs under `{section}:`; at the top level no version of docker-registry read it"),
+                "not read here",
+                format!("indent it under `{section}:`, where docker-registry read it"),
+            );
+            return true;
+        }
+        false
+    }
+}
+
+/// Whether `s` is a sample file's placeholder (`REPLACEME`), left unfilled.
+fn is_placeholder(s: &str) -> bool {
+    matches!(
+        s.trim().to_ascii_uppercase().as_str(),
+        "REPLACEME" | "REPLACE_ME" | "CHANGEME" | "CHANGE_ME"
+    )
+}
+
+/// Whether a value that is not a boolean reads as off to a person: zero,
+/// or a string such as `false`, `no`, `off` or `0`.
+fn reads_as_off(v: &Value) -> bool {
+    match v {
+        Value::Int(i) => *i == 0,
+        Value::Float(f) => *f == 0.0,
+        Value::Str(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "false" | "no" | "off" | "0" | "n" | "none" | "null" | ""
+        ),
+        _ => false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The storage drivers: each driver's keys and defaults, the settings a
-//! driver cannot start without, and the drivers `serve` cannot run.
+//! driver cannot start without, plugin drivers (any other name: 0.9.1
+//! imported `docker_registry.drivers.<name>`), and the drivers `serve`
+//! cannot run.
 
 use super::keys::section_keys;
 use super::scalars::shown;
@@ -145,7 +147,7 @@ impl Conv<'_> {
                     s3_bucket: self.string(top, "s3_bucket"),
                     boto_host: self.string(top, "boto_host"),
                     boto_port: self.port(top, "boto_port"),
-                    boto_debug: self.int(top, "boto_debug", true),
+                    boto_debug: self.int_or_bool(top, "boto_debug"),
                     boto_proxy: self.string(top, "boto_proxy"),
                     boto_proxy_port: self.port(top, "boto_proxy_port"),
                     boto_proxy_user: self.string(top, "boto_proxy_user"),
@@ -233,7 +235,7 @@ impl Conv<'_> {
                     swift_password: self.string(top, "swift_password"),
                     swift_tenant_name: self.string(top, "swift_tenant_name"),
                     swift_region_name: self.string(top, "swift_region_name"),
-                    swift_auth_version: self.int(top, "swift_auth_version", true).unwrap_or(2),
+                    swift_auth_version: self.version(top, "swift_auth_version").unwrap_or(2),
                     swift_object_storage_url: self.string(top, "swift_object_storage_url"),
                 };
                 self.require(
@@ -264,39 +266,19 @@ impl Conv<'_> {
                 oss_accesskey: self.string(top, "oss_accesskey"),
             }),
             _ => {
-                let near = did_you_mean(&lower, DRIVERS.iter().copied());
-                self.report(
-                    "regconf::storage::unknown_driver",
-                    Severity::Error,
-                    &top.path_of("storage"),
-                    format!("unknown storage driver `{name}`"),
-                    &near.map_or_else(
-                        || "unknown driver".to_owned(),
-                        |n| format!("did you mean `{n}`?"),
-                    ),
-                    format!(
-                        "the drivers are: {}",
-                        DRIVERS
-                            .iter()
-                            .map(|d| format!("`{d}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                return Storage::Other(name);
+                self.plugin_driver(top, &name, &lower);
+                self.plugin = Some(name.clone());
+                Storage::Other(name)
             }
         };
-        if matches!(self.mode, Mode::Environment(_))
-            && !model::storage::SERVED_DRIVERS.contains(&storage.driver())
-        {
+        if !model::storage::SERVED_DRIVERS.contains(&storage.driver()) {
             let served = model::storage::SERVED_DRIVERS
                 .iter()
                 .map(|d| format!("`{d}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            self.report(
+            self.capability(
                 "regconf::serve::unsupported_driver",
-                Severity::Error,
                 &top.path_of("storage"),
                 format!(
                     "`regconf serve` cannot use the `{}` driver",
@@ -309,6 +291,53 @@ impl Conv<'_> {
             );
         }
         storage
+    }
+
+    /// A driver name 0.9.1 did not ship: it imported
+    /// `docker_registry.drivers.<name>`, which any installed plugin package
+    /// provides, so the name is a warning (a typo when close to a known one).
+    fn plugin_driver(&mut self, top: &Sec<'_>, name: &str, lower: &str) {
+        let near = did_you_mean(lower, DRIVERS.iter().copied());
+        let known = DRIVERS
+            .iter()
+            .map(|d| format!("`{d}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if lower.trim().is_empty() {
+            self.report(
+                "regconf::storage::unknown_driver",
+                Severity::Error,
+                &top.path_of("storage"),
+                "`storage` is empty: docker-registry failed at start looking for a driver with no name".to_owned(),
+                "no driver",
+                format!("write one of the drivers: {known}"),
+            );
+            return;
+        }
+        let (message, label, help) = match near {
+            Some(n) => (
+                format!("unknown storage driver `{name}`"),
+                format!("did you mean `{n}`?"),
+                format!(
+                    "did you mean `{n}`? docker-registry would look for a plugin package providing `docker_registry.drivers.{lower}` and fail at start without one; the known drivers are: {known}"
+                ),
+            ),
+            None => (
+                format!("`storage` names `{name}`, a plugin driver regconf does not know"),
+                "a plugin driver?".to_owned(),
+                format!(
+                    "docker-registry loaded `docker_registry.drivers.{lower}` from any installed package; install that plugin where it runs (regconf checks none of its keys). The known drivers are: {known}"
+                ),
+            ),
+        };
+        self.report(
+            "regconf::storage::unknown_driver",
+            Severity::Warning,
+            &top.path_of("storage"),
+            message,
+            &label,
+            help,
+        );
     }
 
     pub(super) fn elliptics(&mut self, top: &mut Sec<'_>) -> model::Elliptics {
@@ -422,7 +451,8 @@ impl Conv<'_> {
             elliptics_namespace: self
                 .string(top, "elliptics_namespace")
                 .unwrap_or_else(|| "DOCKER".to_owned()),
-            elliptics_addr_family: self.int(top, "elliptics_addr_family", false),
+            // in the sample, but no driver read it: any whole number will do
+            elliptics_addr_family: self.int(top, "elliptics_addr_family", true),
         }
     }
 }
