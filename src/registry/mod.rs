@@ -197,6 +197,7 @@ fn max_uploads(limits: &model::Limits) -> usize {
 pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, RegistryError> {
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
+    storage::prepare(&config.storage).await?;
     let index = match config.search_backend.as_deref() {
         None | Some("") => None,
         Some("sqlalchemy") => {

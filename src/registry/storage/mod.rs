@@ -209,6 +209,27 @@ pub enum DriverError {
         /// The missing key.
         key: &'static str,
     },
+    /// A driver that would have to find credentials on its own (for `gcs`,
+    /// the cloud's metadata server) without being asked to.
+    #[error(
+        "`storage: {driver}` has no credentials: set {keys}, or `{opt_in}` to use the cloud's own credentials (a service account file, or the metadata server)"
+    )]
+    NoCredentials {
+        /// The driver.
+        driver: &'static str,
+        /// The settings that give credentials.
+        keys: &'static str,
+        /// The switch that allows ambient credentials.
+        opt_in: &'static str,
+    },
+    /// A setup request at start (creating the Azure container) failed.
+    #[error("cannot set up `{driver}` storage: {message}")]
+    Setup {
+        /// The driver.
+        driver: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The object-store client refused the settings.
     #[error("cannot set up `{driver}` storage: {source}")]
     Client {
@@ -254,6 +275,15 @@ pub(crate) fn from_config(
     match objects::from_config(storage) {
         Some(built) => built,
         None => Err(DriverError::Unsupported(storage.driver().to_owned())),
+    }
+}
+
+/// What a driver needs done once before it serves: the Azure container is
+/// created when missing. Other drivers need nothing.
+pub(crate) async fn prepare(storage: &model::Storage) -> Result<(), DriverError> {
+    match storage {
+        model::Storage::Azure(c) => objects::azure::ensure_container(c).await,
+        _ => Ok(()),
     }
 }
 

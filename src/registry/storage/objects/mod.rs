@@ -338,6 +338,7 @@ impl Storage for ObjectStorage {
     }
 }
 
+pub(super) mod azure;
 mod build;
 mod staged;
 mod writer;
