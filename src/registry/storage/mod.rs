@@ -144,6 +144,28 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// empty when there are none.
     fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
 
+    /// The names [`Storage::list`] gives for `path` that sort after
+    /// `after`, sorted. Object stores answer it with one listing that
+    /// starts after that key (S3's `start-after`), so a log of small objects
+    /// with increasing names costs one request per read of what is new.
+    fn list_after<'a>(
+        &'a self,
+        path: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        async move {
+            let mut names: Vec<String> = self
+                .list(path)
+                .await?
+                .into_iter()
+                .filter(|n| n.as_str() > after)
+                .collect();
+            names.sort_unstable();
+            Ok(names)
+        }
+        .boxed()
+    }
+
     /// Removes the object or the whole subtree at `path`; missing is not an
     /// error.
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;

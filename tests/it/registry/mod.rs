@@ -56,6 +56,7 @@ mod api;
 mod azure;
 pub(crate) mod azurite;
 mod bad_input;
+mod fleet;
 mod image;
 mod lifecycle;
 pub(crate) mod moto;
