@@ -34,6 +34,12 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install -q "${need_pip[@]}"
 fi
 
+# Azurite (the Azure Blob service emulator) for the azureblob driver's tests.
+if ! command -v azurite-blob >/dev/null 2>&1; then
+  echo "installing azurite (npm)"
+  npm install -g -s azurite >/dev/null
+fi
+
 # Style and lints first: what reviewers check, checked without anyone's reminder.
 echo "cargo fmt --check"
 cargo fmt --check

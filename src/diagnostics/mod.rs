@@ -69,6 +69,8 @@ pub const CODES: &[&str] = &[
     "regconf::search::missing_database",
     "regconf::serve::unsupported_driver",
     "regconf::storage::missing_key",
+    "regconf::storage::endpoint",
+    "regconf::storage::azure_key",
     "regconf::storage::unknown_driver",
     "regconf::tls::file",
     "regconf::tls::incomplete",

@@ -156,6 +156,10 @@ pub struct Gcs {
     /// `OAUTH2_CLIENT_ID` and `OAUTH2_CLIENT_SECRET`. Only the boolean `true`
     /// counts.
     pub oauth2: bool,
+    /// Base URL of the storage service instead of
+    /// `https://storage.googleapis.com` (a regconf extension), for a
+    /// private endpoint or an emulator: `http(s)://HOST[:PORT]`.
+    pub gs_endpoint: Option<String>,
 }
 
 /// Azure Blob Storage (`storage: azureblob`).
@@ -170,6 +174,12 @@ pub struct Azure {
     pub azure_storage_container: String,
     /// HTTPS to the store. Any non-empty value counts as on. Default: `true`.
     pub azure_use_https: bool,
+    /// The account's blob service URL instead of
+    /// `https://ACCOUNT.blob.core.windows.net` (a regconf extension), for a
+    /// sovereign cloud (`https://ACCOUNT.blob.core.chinacloudapi.cn`) or the
+    /// Azurite emulator (`http://127.0.0.1:10000/devstoreaccount1`). Its
+    /// scheme decides HTTP or HTTPS.
+    pub azure_endpoint: Option<String>,
 }
 
 /// OpenStack Swift with Keystone authentication (`storage: swift`).

@@ -7,16 +7,15 @@
 //! manifest push and delete, so it is a cache of storage, never the truth.
 //!
 //! Several processes on one bucket (object-store drivers) each keep their
-//! own SQLite index; none sees the others' pushes directly. So on shared
-//! storage each process also rebuilds its index from the bucket every
-//! [`SEARCH_REFRESH_INTERVAL`](super::SEARCH_REFRESH_INTERVAL), and
-//! `/v1/search` rebuilds it first when the last rebuild is older than
-//! [`SEARCH_REFRESH_ON_QUERY`](super::SEARCH_REFRESH_ON_QUERY) (a few
-//! seconds). A repository pushed through another process is therefore found
-//! by the next search that comes a few seconds after the previous rebuild,
-//! at the cost of listing the repositories in the bucket (about two `LIST`
-//! requests per repository) at most once per that period per process. This
-//! was chosen over a shared PostgreSQL index: no server to run, and the
+//! own SQLite index; none sees the others' pushes directly. So every
+//! manifest push, and every delete that empties a repository, also appends
+//! a small object to a change log in the bucket (`store/changes.rs`), and
+//! each process reads the log: every
+//! [`SEARCH_REFRESH_INTERVAL`](super::SEARCH_REFRESH_INTERVAL) while idle,
+//! and before a `/v1/search` when the last read is older than half a second.
+//! A read is one `LIST` of what is new, whatever the number of repositories,
+//! so a repository pushed through another process is found within a second.
+//! This was chosen over a shared PostgreSQL index: no server to run, and the
 //! bucket stays the only shared state. An index URL other than `sqlite:`
 //! (such as `postgresql://`) is still refused at start.
 //!

@@ -14,6 +14,7 @@
 //! repositories/<name>/_manifests/tags/<tag>              holds the tagged digest
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a manifest whose subject is <alg>:<hex>
 //! repositories/<name>/_uploads/<uuid>/{startedat,data}   an upload in progress
+//! _changes/<nanos>-<random>                              shared storage: a repository gained or lost its manifests
 //! ```
 
 use uuid::Uuid;
@@ -25,6 +26,11 @@ pub(crate) const REPOSITORIES: &str = "repositories";
 
 /// Marker directory of a repository that has had a manifest.
 pub(crate) const MANIFESTS_DIR: &str = "_manifests";
+
+/// The change log of shared storage: one small object per change of a
+/// repository's membership, named `<nanoseconds since 1970, 20 digits>-<random>`,
+/// holding `+<name>` or `-<name>` (see `store/changes.rs`).
+pub(crate) const CHANGES: &str = "_changes";
 
 /// Marker directory of uploads.
 pub(crate) const UPLOADS_DIR: &str = "_uploads";

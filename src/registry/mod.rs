@@ -213,6 +213,10 @@ pub(crate) async fn state(
     if let Some(m) = metrics {
         driver = metrics::Metered::wrap(driver, config.storage.driver(), m);
     }
+    // Read-only: nothing is created in storage either.
+    if !config.readonly {
+        storage::prepare(&config.storage).await?;
+    }
     let index = match config.search_backend.as_deref() {
         None | Some("") => None,
         Some("sqlalchemy") => {
@@ -238,11 +242,13 @@ pub(crate) async fn state(
         }
     }
     if let Some(index) = &index {
+        let started = std::time::SystemTime::now();
         index
             .rebuild(store.repositories_with_manifests().await?)
             .await?;
         if shared {
             store.index_rebuilt().await;
+            store.index_rebuilt_at(started).await;
         }
     }
     Ok(Arc::new(http::State {
@@ -298,16 +304,24 @@ impl Server {
             })
         });
         // Several processes on one bucket: each keeps its own SQLite index
-        // and re-reads the repositories from storage (see `index`).
+        // and reads the others' changes from the change log (see `index`).
         let refresher = self.state.store.is_shared().then(|| {
             let state = self.state.clone();
+            let compact = !self.readonly;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(SEARCH_REFRESH_INTERVAL);
                 tick.tick().await; // the index was just built at start
-                loop {
+                for n in 1u64.. {
                     tick.tick().await;
                     if let Err(e) = state.store.refresh_index(SEARCH_REFRESH_ON_QUERY).await {
                         tracing::warn!(error = %e, "search index refresh failed");
+                    }
+                    if compact && n % 10 == 0 {
+                        match state.store.compact_changes().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(removed = n, "compacted the change log"),
+                            Err(e) => tracing::warn!(error = %e, "change log compaction failed"),
+                        }
                     }
                 }
             })

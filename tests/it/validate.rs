@@ -94,6 +94,8 @@ const CASES: &[Case] = &[
         args: &["--flavor", "prod"],
         env: &[],
     },
+    case("storage-azure_key"),
+    case("storage-endpoint"),
     case("storage-missing_key"),
     case("storage-unknown_driver"),
     Case {

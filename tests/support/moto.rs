@@ -30,6 +30,12 @@ impl Moto {
     /// Starts moto and creates `bucket` (an unsigned `PUT`, which moto
     /// accepts).
     pub(crate) fn start(bucket: &str) -> Moto {
+        Self::start_logging(bucket, None)
+    }
+
+    /// Starts moto as [`Moto::start`] does, writing its request log (one
+    /// line per request: method, path and query, status) to `log` when given.
+    pub(crate) fn start_logging(bucket: &str, log: Option<&std::path::Path>) -> Moto {
         let probe = Command::new("python3")
             .args(["-c", "import moto.server"])
             .output()
@@ -47,9 +53,10 @@ impl Moto {
         let mut child = Command::new("sh")
             .args([
                 "-c",
-                r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; read _ignored; kill "$m"; wait "$m""#,
+                r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >"$2" 2>&1 & m=$!; read _ignored; kill "$m"; wait "$m""#,
                 "sh",
                 &port.to_string(),
+                &log.map_or_else(|| "/dev/null".to_owned(), |p| p.display().to_string()),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

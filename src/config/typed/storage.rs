@@ -37,6 +37,7 @@ pub(super) const DRIVER_KEYS: &[&str] = &[
     "gs_access_key",
     "gs_secret_key",
     "oauth2",
+    "gs_endpoint",
     "swift_authurl",
     "swift_user",
     "swift_password",
@@ -50,6 +51,7 @@ pub(super) const DRIVER_KEYS: &[&str] = &[
     "azure_storage_account_key",
     "azure_storage_container",
     "azure_use_https",
+    "azure_endpoint",
     "elliptics_nodes",
     "elliptics_wait_timeout",
     "elliptics_check_timeout",
@@ -81,7 +83,82 @@ const DRIVERS: &[&str] = &[
     "oss",
 ];
 
+/// What is wrong with an endpoint URL, if anything: it must be `http://`
+/// or `https://`, name a host (and a numeric port, if any), and carry no
+/// query or fragment (the clients append paths and queries of their own).
+fn endpoint_problem(url: &str) -> Option<&'static str> {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Some("it must start with `http://` or `https://`");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("it contains white space");
+    }
+    if url.contains(['?', '#']) {
+        return Some("it has a query or fragment");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            if !host.is_empty() && port.parse::<u16>().is_err() {
+                return Some("its port is not a number from 0 to 65535");
+            }
+            host
+        }
+        _ => authority,
+    };
+    if host.is_empty() || host.contains('@') {
+        return Some("it names no host");
+    }
+    None
+}
+
 impl Conv<'_> {
+    /// An endpoint setting (a regconf extension: `gs_endpoint`,
+    /// `azure_endpoint`); a malformed URL is an error, since the driver
+    /// could not reach anything with it.
+    fn endpoint(&mut self, top: &mut Sec<'_>, key: &str, example: &str) -> Option<String> {
+        let url = self.string(top, key)?.trim().to_owned();
+        if url.is_empty() {
+            return None;
+        }
+        if let Some(why) = endpoint_problem(&url) {
+            self.report(
+                "regconf::storage::endpoint",
+                Severity::Error,
+                &top.path_of(key),
+                format!("`{key}` is not a usable URL ({why})"),
+                "not a URL",
+                format!("write the service's base URL, for example `{example}`"),
+            );
+            return None;
+        }
+        Some(url.trim_end_matches('/').to_owned())
+    }
+
+    /// Azure account keys are base64 (the portal shows them so); the client
+    /// decodes the key before its first request, so any other text fails
+    /// every request. The key itself is never shown.
+    fn azure_key(&mut self, top: &Sec<'_>, key: Option<&str>) {
+        use base64::Engine as _;
+        let Some(key) = key else { return };
+        if base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .is_err()
+        {
+            self.report(
+                "regconf::storage::azure_key",
+                Severity::Error,
+                &top.path_of("azure_storage_account_key"),
+                "`azure_storage_account_key` is not base64 (no request to the account could be signed)".to_owned(),
+                "not base64",
+                "copy the key from the account's access keys page (it ends in `==`), or read it from a variable: `_env:AZURE_STORAGE_KEY`",
+            );
+        }
+    }
+
     /// A required driver setting: missing, null, or from an unset variable.
     pub(super) fn require(
         &mut self,
@@ -183,6 +260,7 @@ impl Conv<'_> {
                     gs_access_key: self.string(top, "gs_access_key"),
                     gs_secret_key: self.string(top, "gs_secret_key"),
                     oauth2: self.exactly_true(top, "oauth2").unwrap_or(false),
+                    gs_endpoint: self.endpoint(top, "gs_endpoint", "https://storage.example.com"),
                 };
                 self.require(
                     top,
@@ -205,7 +283,13 @@ impl Conv<'_> {
                         .string(top, "azure_storage_container")
                         .unwrap_or_else(|| path_default("registry")),
                     azure_use_https: self.truthy(top, "azure_use_https").unwrap_or(false),
+                    azure_endpoint: self.endpoint(
+                        top,
+                        "azure_endpoint",
+                        "http://127.0.0.1:10000/devstoreaccount1",
+                    ),
                 };
+                self.azure_key(top, a.azure_storage_account_key.as_deref());
                 self.require(
                     top,
                     "azure_storage_account_name",

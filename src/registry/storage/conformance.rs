@@ -86,6 +86,19 @@ pub(crate) async fn run(s: &dyn Storage) {
     let mut names = s.list("t").await.unwrap();
     names.sort();
     assert_eq!(names, ["x", "y"]);
+    // list_after: what list gives, after the given name, sorted.
+    for n in ["0001", "0002", "0003"] {
+        s.put_bytes(&format!("t/{n}"), Bytes::new()).await.unwrap();
+    }
+    assert_eq!(
+        s.list_after("t", "0001").await.unwrap(),
+        ["0002", "0003", "x", "y"]
+    );
+    assert_eq!(
+        s.list_after("t", "").await.unwrap(),
+        ["0001", "0002", "0003", "x", "y"]
+    );
+    assert!(s.list_after("none", "").await.unwrap().is_empty());
     s.delete("t").await.unwrap();
     assert!(s.list("t").await.unwrap().is_empty());
 }

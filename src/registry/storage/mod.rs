@@ -144,6 +144,28 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// empty when there are none.
     fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
 
+    /// The names [`Storage::list`] gives for `path` that sort after
+    /// `after`, sorted. Object stores answer it with one listing that
+    /// starts after that key (S3's `start-after`), so a log of small objects
+    /// with increasing names costs one request per read of what is new.
+    fn list_after<'a>(
+        &'a self,
+        path: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        async move {
+            let mut names: Vec<String> = self
+                .list(path)
+                .await?
+                .into_iter()
+                .filter(|n| n.as_str() > after)
+                .collect();
+            names.sort_unstable();
+            Ok(names)
+        }
+        .boxed()
+    }
+
     /// Removes the object or the whole subtree at `path`; missing is not an
     /// error.
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
@@ -209,6 +231,27 @@ pub enum DriverError {
         /// The missing key.
         key: &'static str,
     },
+    /// A driver that would have to find credentials on its own (for `gcs`,
+    /// the cloud's metadata server) without being asked to.
+    #[error(
+        "`storage: {driver}` has no credentials: set {keys}, or `{opt_in}` to use the cloud's own credentials (a service account file, or the metadata server)"
+    )]
+    NoCredentials {
+        /// The driver.
+        driver: &'static str,
+        /// The settings that give credentials.
+        keys: &'static str,
+        /// The switch that allows ambient credentials.
+        opt_in: &'static str,
+    },
+    /// A setup request at start (creating the Azure container) failed.
+    #[error("cannot set up `{driver}` storage: {message}")]
+    Setup {
+        /// The driver.
+        driver: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The object-store client refused the settings.
     #[error("cannot set up `{driver}` storage: {source}")]
     Client {
@@ -254,6 +297,15 @@ pub(crate) fn from_config(
     match objects::from_config(storage) {
         Some(built) => built,
         None => Err(DriverError::Unsupported(storage.driver().to_owned())),
+    }
+}
+
+/// What a driver needs done once before it serves: the Azure container is
+/// created when missing. Other drivers need nothing.
+pub(crate) async fn prepare(storage: &model::Storage) -> Result<(), DriverError> {
+    match storage {
+        model::Storage::Azure(c) => objects::azure::ensure_container(c).await,
+        _ => Ok(()),
     }
 }
 

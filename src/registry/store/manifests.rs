@@ -157,6 +157,7 @@ impl Store {
         self.manifests.drop_repository(name);
         if let Some(index) = &self.index {
             index.add(name.as_str().to_owned()).await;
+            self.log_change(name, true).await;
         }
         Ok(PutManifest {
             digest,
@@ -212,6 +213,7 @@ impl Store {
             && !self.has_manifests(name).await?
         {
             index.remove(name.as_str().to_owned()).await;
+            self.log_change(name, false).await;
         }
         Ok(())
     }

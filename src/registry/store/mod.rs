@@ -19,6 +19,7 @@
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests)
+//! changes.rs    the change log of shared storage (repositories gained, lost)
 //! ```
 //!
 //! Garbage collection and pull-through mirroring get modules of their own
@@ -62,7 +63,8 @@
 //!   both caches are off, an upload's hash state is used only while
 //!   the stored size still matches it (another process may have appended),
 //!   an upload is checked to still exist before each request, and the
-//!   search index is refreshed from storage ([`Store::refresh_index`]).
+//!   search index follows the other processes through a change log in
+//!   storage ([`Store::refresh_index`], `changes.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,7 @@ use super::storage::{Storage, StorageError};
 
 mod blobs;
 mod cache;
+mod changes;
 mod hashing;
 mod manifests;
 mod sessions;
@@ -191,8 +194,11 @@ pub(crate) struct Store {
     blob_sizes: RepoCache<u64>,
     /// Other processes write the same storage (see Rationale).
     shared: bool,
-    /// When the search index was last rebuilt from storage.
+    /// When the search index was last rebuilt from storage (or, on shared
+    /// storage, brought up to date from the change log).
     refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Where this process is in the change log of shared storage.
+    changes: tokio::sync::Mutex<changes::Cursor>,
     /// Most upload sessions open at once.
     max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
@@ -219,6 +225,7 @@ impl Store {
             shared,
             storage,
             refreshed: tokio::sync::Mutex::new(None),
+            changes: tokio::sync::Mutex::new(changes::Cursor::default()),
             max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -270,21 +277,33 @@ impl Store {
         *self.refreshed.lock().await = Some(std::time::Instant::now());
     }
 
-    /// Rebuilds the search index from storage when it was last rebuilt
-    /// more than `max_age` ago (or never). This is how a process sees
-    /// repositories pushed through other processes on shared storage.
-    /// Concurrent callers wait for one rebuild rather than start several.
+    /// Brings the search index up to date when that was last done more
+    /// than `max_age` ago (or never). Local storage: a rebuild from storage
+    /// (what another program wrote into the folder is found). Shared
+    /// storage: the change log (`changes.rs`), at most every
+    /// [`changes::ON_QUERY`], whatever `max_age` says, so a push through
+    /// another process is found within a second at one `LIST` per read.
+    /// Concurrent callers wait for one refresh rather than start several.
     pub(crate) async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
         let Some(index) = &self.index else {
             return Ok(());
         };
         let mut last = self.refreshed.lock().await;
+        let max_age = if self.shared {
+            changes::ON_QUERY
+        } else {
+            max_age
+        };
         if last.is_some_and(|t| t.elapsed() < max_age) {
             return Ok(());
         }
-        let repos = self.repositories_with_manifests().await?;
-        if let Err(e) = index.rebuild(repos).await {
-            tracing::warn!(error = %e, "search index refresh failed");
+        if self.shared {
+            self.apply_changes().await?;
+        } else {
+            let repos = self.repositories_with_manifests().await?;
+            if let Err(e) = index.rebuild(repos).await {
+                tracing::warn!(error = %e, "search index refresh failed");
+            }
         }
         *last = Some(std::time::Instant::now());
         Ok(())

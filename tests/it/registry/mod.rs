@@ -53,7 +53,10 @@ macro_rules! also_on_s3 {
 }
 
 mod api;
+mod azure;
+pub(crate) mod azurite;
 mod bad_input;
+mod fleet;
 mod image;
 mod lifecycle;
 pub(crate) mod moto;
@@ -152,6 +155,8 @@ pub(crate) enum Root {
     Local(PathBuf),
     /// A key prefix in the moto bucket.
     Bucket(Box<model::S3>),
+    /// A container on the shared Azurite.
+    Container(Box<model::Azure>),
 }
 
 /// What [`files_under`] can list: a directory, or a registry's storage.
@@ -193,6 +198,7 @@ impl Listable for Root {
         match self {
             Root::Local(p) => p.files(),
             Root::Bucket(s3) => moto::keys(s3),
+            Root::Container(a) => azurite::keys(a),
         }
     }
 }
@@ -274,7 +280,30 @@ fn flavor_yaml(c: &model::Config) -> String {
             line("s3_secure", s3.s3_secure.to_string());
             line("s3_encrypt", s3.s3_encrypt.to_string());
         }
-        other => panic!("tests use local or s3 storage, not {other:?}"),
+        model::Storage::Azure(a) => {
+            let opt = |o: &Option<String>| o.as_deref().map_or("null".to_owned(), q);
+            line("storage", "azureblob".into());
+            line(
+                "azure_storage_account_name",
+                opt(&a.azure_storage_account_name),
+            );
+            line(
+                "azure_storage_account_key",
+                opt(&a.azure_storage_account_key),
+            );
+            line("azure_storage_container", q(&a.azure_storage_container));
+            line("azure_endpoint", opt(&a.azure_endpoint));
+        }
+        model::Storage::Gcs(g) => {
+            let opt = |o: &Option<String>| o.as_deref().map_or("null".to_owned(), q);
+            line("storage", "gcs".into());
+            line("storage_path", q(&g.storage_path));
+            line("boto_bucket", opt(&g.boto_bucket));
+            line("gs_access_key", opt(&g.gs_access_key));
+            line("gs_secret_key", opt(&g.gs_secret_key));
+            line("gs_endpoint", opt(&g.gs_endpoint));
+        }
+        other => panic!("tests use local, s3 or azureblob storage, not {other:?}"),
     }
     let p = &c.upload_purge;
     line(
@@ -318,7 +347,19 @@ pub(crate) fn start_with(config: model::Config) -> Registry {
     let root = match &config.storage {
         model::Storage::Local { storage_path } => Root::Local(PathBuf::from(storage_path)),
         model::Storage::S3(s3) => Root::Bucket(Box::new(s3.clone())),
-        other => panic!("tests use local or s3 storage, not {other:?}"),
+        model::Storage::Azure(a) => Root::Container(Box::new(a.clone())),
+        // The tests point `gs_endpoint` at moto (GCS's XML API is S3's).
+        model::Storage::Gcs(g) => {
+            let port = g
+                .gs_endpoint
+                .as_deref()
+                .and_then(|e| e.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+                .expect("tests point gs_endpoint at moto");
+            let bucket = g.boto_bucket.as_deref().expect("bucket");
+            Root::Bucket(Box::new(moto::settings(port, bucket, &g.storage_path)))
+        }
+        other => panic!("tests use local, s3 or azureblob storage, not {other:?}"),
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("registry.yml");

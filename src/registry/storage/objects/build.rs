@@ -117,9 +117,12 @@ impl ObjectStorage {
 
     /// `storage: gcs`. With HMAC keys (`gs_access_key`/`gs_secret_key`)
     /// it talks to GCS's S3-compatible XML API, as boto did; with
-    /// `oauth2: true` (or no keys) it uses the JSON API with Google's
-    /// application default credentials (a service account file or the
-    /// metadata server), the equivalent of the original OAuth plugin.
+    /// `oauth2: true` it uses the JSON API with Google's application
+    /// default credentials (a service account file or the metadata server),
+    /// the equivalent of the original OAuth plugin. With neither it refuses:
+    /// a keyless client would go looking for the metadata server, which is
+    /// a request off this machine nobody asked for. `gs_endpoint` replaces
+    /// `storage.googleapis.com`.
     pub(crate) fn gcs(c: &model::Gcs) -> Result<Self, DriverError> {
         let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
             driver: "gcs",
@@ -133,27 +136,42 @@ impl ObjectStorage {
             non_empty(c.gs_access_key.as_ref()),
             non_empty(c.gs_secret_key.as_ref()),
         );
+        let endpoint = non_empty(c.gs_endpoint.as_ref());
+        let plain_http = endpoint.is_some_and(|e| e.starts_with("http://"));
         if let (false, Some(key), Some(secret)) = (c.oauth2, keys.0, keys.1) {
             let scheme = if c.gs_secure { "https" } else { "http" };
+            let endpoint = endpoint.map_or_else(
+                || format!("{scheme}://storage.googleapis.com"),
+                str::to_owned,
+            );
+            let allow_http = endpoint.starts_with("http://");
             let s3 = ::object_store::aws::AmazonS3Builder::new()
                 .with_bucket_name(bucket)
                 .with_region("auto")
-                .with_endpoint(format!("{scheme}://storage.googleapis.com"))
+                .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false)
                 .with_access_key_id(key)
                 .with_secret_access_key(secret)
-                .with_client_options(client_options(!c.gs_secure))
+                .with_client_options(client_options(allow_http))
                 .build()
                 .map_err(client)?;
             let s3 = Arc::new(s3);
             return Ok(Self::new(s3.clone(), Some(s3), &c.storage_path));
         }
-        let gcs = ::object_store::gcp::GoogleCloudStorageBuilder::new()
+        if !c.oauth2 {
+            return Err(DriverError::NoCredentials {
+                driver: "gcs",
+                keys: "`gs_access_key` and `gs_secret_key`",
+                opt_in: "oauth2: true",
+            });
+        }
+        let mut b = ::object_store::gcp::GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)
-            .with_client_options(client_options(false))
-            .build()
-            .map_err(client)?;
-        let gcs = Arc::new(gcs);
+            .with_client_options(client_options(plain_http));
+        if let Some(endpoint) = endpoint {
+            b = b.with_base_url(endpoint);
+        }
+        let gcs = Arc::new(b.build().map_err(client)?);
         Ok(Self::new(gcs.clone(), Some(gcs), &c.storage_path))
     }
 
@@ -175,12 +193,22 @@ impl ObjectStorage {
         let mut b = ::object_store::azure::MicrosoftAzureBuilder::new()
             .with_account(account)
             .with_access_key(key)
-            .with_container_name(container)
-            .with_client_options(client_options(!c.azure_use_https));
-        if !c.azure_use_https {
+            .with_container_name(container);
+        if let Some(endpoint) = non_empty(c.azure_endpoint.as_ref()) {
+            // The endpoint names the account's blob service; its scheme, not
+            // `azure_use_https`, decides plain HTTP (Azurite speaks HTTP).
+            let http = endpoint.starts_with("http://");
+            b = b
+                .with_endpoint(endpoint.to_owned())
+                .with_client_options(client_options(http))
+                .with_allow_http(http);
+        } else if !c.azure_use_https {
             b = b
                 .with_endpoint(format!("http://{account}.blob.core.windows.net"))
+                .with_client_options(client_options(true))
                 .with_allow_http(true);
+        } else {
+            b = b.with_client_options(client_options(false));
         }
         let az = Arc::new(b.build().map_err(|source| DriverError::Client {
             driver: "azureblob",

@@ -249,6 +249,36 @@ impl Storage for ObjectStorage {
         .boxed()
     }
 
+    fn list_after<'a>(
+        &'a self,
+        path: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        async move {
+            let key = self.key(path)?;
+            let offset = Path::from(format!("{key}/{after}"));
+            let mut names: Vec<String> = self
+                .store
+                .list_with_offset(Some(&key), &offset)
+                .map_ok(|m| m.location)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| remote(path, e))?
+                .iter()
+                // the child of `path` each key is in, as `list` names it
+                .filter_map(|p| {
+                    let rest = p.as_ref().strip_prefix(key.as_ref())?.strip_prefix('/')?;
+                    rest.split('/').next().map(str::to_owned)
+                })
+                .filter(|n| n.as_str() > after && n != PARTS)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            Ok(names)
+        }
+        .boxed()
+    }
+
     fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
         async move {
             let key = self.key(path)?;
@@ -338,6 +368,7 @@ impl Storage for ObjectStorage {
     }
 }
 
+pub(super) mod azure;
 mod build;
 mod staged;
 mod writer;
