@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod certificate;
 pub mod schema;
 pub mod security;
 pub mod storage;

@@ -107,10 +107,12 @@ pub(crate) enum Outcome {
 /// expanded, as for other paths `serve` opens).
 pub(crate) fn read_htpasswd(path: &str) -> Result<Vec<model::security::HtpasswdUser>, AuthError> {
     let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
-    let text = std::fs::read_to_string(&expanded).map_err(|source| AuthError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let (bytes, _) = super::files::read_regular(&expanded, super::files::HTPASSWD_LIMIT)
+        .map_err(|source| AuthError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
     model::security::parse_htpasswd(&text).map_err(|(line, message)| AuthError::Format {
         path: path.to_owned(),
         message: if line == 0 {

@@ -30,6 +30,7 @@
 
 mod auth;
 mod conns;
+mod files;
 mod http;
 mod index;
 mod layout;

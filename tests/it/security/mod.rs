@@ -12,6 +12,7 @@
 //! The helpers they share are here.
 
 mod auth_tls;
+mod certs;
 mod hostile;
 mod limits;
 mod memory;

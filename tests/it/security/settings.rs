@@ -205,7 +205,7 @@ f:
 
 /// Runs `regconf serve` on `config` (flavor `f`) and returns its stderr,
 /// checking that it refused to start.
-fn serve_refuses(d: &std::path::Path, config: &str) -> String {
+pub(super) fn serve_refuses(d: &std::path::Path, config: &str) -> String {
     std::fs::write(d.join("v.yml"), config).unwrap();
     let out = regconf(d)
         .args([
