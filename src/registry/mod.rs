@@ -38,6 +38,7 @@ mod limits;
 mod oci;
 pub(crate) mod storage;
 mod store;
+mod throttle;
 mod tls;
 
 /// Test support shared with the integration tests (the moto launcher).
