@@ -62,6 +62,7 @@ pub const CODES: &[&str] = &[
     "regconf::serve::storage",
     "regconf::serve::unsupported_driver",
     "regconf::storage::missing_key",
+    "regconf::storage::plain_http",
     "regconf::storage::unknown_driver",
     "regconf::tls::expires_soon",
     "regconf::tls::file",
