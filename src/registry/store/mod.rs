@@ -54,8 +54,9 @@
 //!   (a fixed array, the name's hash picks one), so their memory does not
 //!   grow with the number of repositories; two repositories sharing a
 //!   stripe only wait for each other. They order the writes of this
-//!   process; on shared storage, processes are not ordered among
-//!   themselves.
+//!   process; on shared storage, a write also holds the repository's lease
+//!   (`lease.rs`: an object created only if absent), which orders
+//!   processes among themselves (its limits: `storage/README.md`).
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
 //!   run on one bucket), nothing remembered between requests is trusted:
@@ -78,6 +79,7 @@ use super::storage::{Storage, StorageError};
 mod blobs;
 mod cache;
 mod hashing;
+mod lease;
 mod manifests;
 mod sessions;
 mod uploads;
@@ -179,6 +181,13 @@ pub(crate) struct PutManifest {
     pub(crate) subject: Option<Digest>,
 }
 
+/// A repository's write lock as held: this process's mutex and, on shared
+/// storage, the lease that orders other processes (released first).
+pub(super) struct WriteGuard<'a> {
+    _lease: Option<lease::Lease>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
+}
+
 /// The OCI store.
 pub(crate) struct Store {
     storage: Arc<dyn Storage>,
@@ -228,13 +237,23 @@ impl Store {
 
     /// The write lock of repository `name`; every write path in it holds
     /// this for its whole run. Never take two at once.
-    pub(super) async fn write_lock(&self, name: &Name) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(super) async fn write_lock(&self, name: &Name) -> Result<WriteGuard<'_>, StoreError> {
         use std::hash::{BuildHasher as _, BuildHasherDefault};
         let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .hash_one(name.as_str());
         // The remainder is below the stripe count, so it fits a usize.
         let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
-        self.write_locks[i].lock().await
+        let local = self.write_locks[i].lock().await;
+        // Other processes on the same storage: their writes wait too.
+        let lease = if self.shared {
+            Some(lease::acquire(&self.storage, name).await?)
+        } else {
+            None
+        };
+        Ok(WriteGuard {
+            _lease: lease,
+            _local: local,
+        })
     }
 
     /// Whether other processes may write this store's storage.
