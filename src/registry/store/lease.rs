@@ -50,24 +50,39 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A held lease; released (deleted) when dropped.
+/// A held lease; released (deleted) by [`Lease::release`], or when
+/// dropped.
 pub(crate) struct Lease {
     storage: Arc<dyn Storage>,
+    /// Empty once released.
     path: String,
+}
+
+impl Lease {
+    /// Starts deleting the lease; the handle resolves when it is gone. If
+    /// the delete fails, the lease runs out after [`LEASE`].
+    pub(crate) fn release(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let path = std::mem::take(&mut self.path);
+        let storage = Arc::clone(&self.storage);
+        // Called on the runtime (the store's futures).
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        Some(rt.spawn(async move {
+            if let Err(e) = storage.delete(&path).await {
+                tracing::warn!(error = %e, "cannot release a write lease; it runs out by itself");
+            }
+        }))
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let storage = Arc::clone(&self.storage);
-        let path = std::mem::take(&mut self.path);
-        // Dropped on the runtime (the store's futures); if the delete
-        // fails, the lease runs out after `LEASE`.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = storage.delete(&path).await {
-                    tracing::warn!(error = %e, "cannot release a write lease; it runs out by itself");
-                }
-            });
+        if !self.path.is_empty() {
+            let path = std::mem::take(&mut self.path);
+            let _ = Lease {
+                storage: Arc::clone(&self.storage),
+                path,
+            }
+            .release();
         }
     }
 }

@@ -182,10 +182,20 @@ pub(crate) struct PutManifest {
 }
 
 /// A repository's write lock as held: this process's mutex and, on shared
-/// storage, the lease that orders other processes (released first).
+/// storage, the lease that orders other processes. On drop the lease's
+/// release starts, and its handle stays under the mutex for the next
+/// holder in this process to wait for.
 pub(super) struct WriteGuard<'a> {
-    _lease: Option<lease::Lease>,
-    _local: tokio::sync::MutexGuard<'a, ()>,
+    lease: Option<lease::Lease>,
+    local: tokio::sync::MutexGuard<'a, Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            *self.local = lease.release();
+        }
+    }
 }
 
 /// The OCI store.
@@ -205,7 +215,9 @@ pub(crate) struct Store {
     /// Most upload sessions open at once.
     max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
-    write_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// Each holds the release of the last lease taken under it, still in
+    /// flight (see [`WriteGuard`]).
+    write_locks: Box<[tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>]>,
 }
 
 /// Stripes of the repository write locks.
@@ -230,7 +242,7 @@ impl Store {
             refreshed: tokio::sync::Mutex::new(None),
             max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
         }
     }
@@ -243,17 +255,19 @@ impl Store {
             .hash_one(name.as_str());
         // The remainder is below the stripe count, so it fits a usize.
         let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
-        let local = self.write_locks[i].lock().await;
+        let mut local = self.write_locks[i].lock().await;
+        // The previous holder's lease is being released: wait for it, so
+        // that the next lease is created at once instead of polled for.
+        if let Some(release) = local.take() {
+            let _ = release.await;
+        }
         // Other processes on the same storage: their writes wait too.
         let lease = if self.shared {
             Some(lease::acquire(&self.storage, name).await?)
         } else {
             None
         };
-        Ok(WriteGuard {
-            _lease: lease,
-            _local: local,
-        })
+        Ok(WriteGuard { lease, local })
     }
 
     /// Whether other processes may write this store's storage.
