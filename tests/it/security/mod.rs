@@ -17,6 +17,7 @@ mod hostile;
 mod limits;
 mod memory;
 mod peers;
+mod release;
 mod settings;
 
 use std::io::{Read as _, Write as _};
