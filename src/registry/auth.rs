@@ -296,16 +296,20 @@ impl Authenticator {
         let readonly = src.readonly.clone();
         let current = self.users();
         let read = tokio::task::spawn_blocking(move || {
-            let now = std::fs::metadata(&expanded).map(|m| stamp(&m)).ok();
-            if now.is_none_or(|n| n == old) {
-                // Unchanged, or gone for now (an editor replacing it):
-                // looked at again at the next interval.
+            let now = std::fs::metadata(&expanded).map(|m| stamp(&m)).ok()?;
+            if now == old {
                 return None;
             }
-            Some(read_htpasswd(&path, &expanded).map(|(users, stamp)| {
-                let reuse = Some((current.dummy.as_str(), current.max_cost));
-                (Users::new(entries(users, &readonly), reuse), stamp)
-            }))
+            // (Gone for now, as while an editor replaces it: `None` above,
+            // looked at again at the next interval.)
+            Some(
+                read_htpasswd(&path, &expanded)
+                    .map(|(users, stamp)| {
+                        let reuse = Some((current.dummy.as_str(), current.max_cost));
+                        (Users::new(entries(users, &readonly), reuse), stamp)
+                    })
+                    .map_err(|e| (e, now)),
+            )
         })
         .await
         .ok()
@@ -325,15 +329,13 @@ impl Authenticator {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .1 = stamp;
             }
-            Some(Err(e)) => {
+            Some(Err((e, now))) => {
                 tracing::warn!(error = %LogSafe(&e.to_string()), "the htpasswd file changed but cannot be used; the users read before stay");
                 // Not logged again until it changes again.
-                if let Ok(m) = std::fs::metadata(&src.expanded) {
-                    src.state
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .1 = stamp(&m);
-                }
+                src.state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .1 = now;
             }
         }
     }
