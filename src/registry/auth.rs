@@ -306,7 +306,15 @@ impl Authenticator {
                 read_htpasswd(&path, &expanded)
                     .map(|(users, stamp)| {
                         let reuse = Some((current.dummy.as_str(), current.max_cost));
-                        (Users::new(entries(users, &readonly), reuse), stamp)
+                        let users = Users::new(entries(users, &readonly), reuse);
+                        // A new highest cost: refused logins are padded to
+                        // a check at it, measured now.
+                        let slowest = (users.max_cost != current.max_cost).then(|| {
+                            let started = Instant::now();
+                            let _ = bcrypt::verify("", &users.dummy);
+                            micros(started.elapsed())
+                        });
+                        (users, stamp, slowest)
                     })
                     .map_err(|e| (e, now)),
             )
@@ -316,7 +324,10 @@ impl Authenticator {
         .flatten();
         match read {
             None => {}
-            Some(Ok((users, stamp))) => {
+            Some(Ok((users, stamp, slowest))) => {
+                if let Some(us) = slowest {
+                    self.slowest.store(us, std::sync::atomic::Ordering::Relaxed);
+                }
                 tracing::info!(path = %LogSafe(&src.path), users = users.map.len(), "re-read the htpasswd file");
                 *self
                     .users
