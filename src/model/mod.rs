@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod certificate;
 pub mod metrics;
 pub mod schema;
 pub mod security;

@@ -21,7 +21,8 @@ use std::ops::RangeInclusive;
 pub struct Auth {
     /// Path of an htpasswd file of bcrypt hashes, one `user:$2y$...` per
     /// line, as `htpasswd -B` writes them (other hash kinds are refused).
-    /// The file is read once, at start.
+    /// `serve` re-reads it when it changes (it looks every 2 s); a new
+    /// version that cannot be used is logged and the users before stay.
     pub htpasswd: Option<String>,
     /// Users of the htpasswd file who may only read (pull, list tags and
     /// repositories, search); writes (push, delete) are answered `403
@@ -84,6 +85,17 @@ pub struct Limits {
     /// Most connections served at once; further clients wait to be
     /// accepted. Default 1024.
     pub max_connections: u64,
+    /// Most connections open at once from one client address (an IPv4
+    /// address, or an IPv6 /64). Beyond it, the address's longest-idle
+    /// connection makes room for the new one; when none of them is idle,
+    /// the new connection is closed at once. Other addresses are not
+    /// affected. Default 256.
+    pub max_connections_per_address: u64,
+    /// Least average speed of a request body, in bytes per second, over
+    /// each period of `idle_timeout_secs`: a body slower than this (a
+    /// client trickling a byte at a time) is abandoned at the end of the
+    /// period. 0 turns the check off. Default 1024.
+    pub min_body_bytes_per_sec: u64,
 }
 
 /// The values each limit accepts: `validate` refuses others, and `serve`
@@ -101,6 +113,10 @@ pub struct LimitRanges {
     pub idle_timeout_secs: RangeInclusive<u64>,
     /// `max_connections`: 1 to 1,048,576.
     pub max_connections: RangeInclusive<u64>,
+    /// `max_connections_per_address`: 1 to 1,048,576.
+    pub max_connections_per_address: RangeInclusive<u64>,
+    /// `min_body_bytes_per_sec`: 0 (off) to 1 GiB.
+    pub min_body_bytes_per_sec: RangeInclusive<u64>,
 }
 
 impl Limits {
@@ -111,6 +127,8 @@ impl Limits {
         header_timeout_secs: 1..=86_400,
         idle_timeout_secs: 1..=86_400,
         max_connections: 1..=1 << 20,
+        max_connections_per_address: 1..=1 << 20,
+        min_body_bytes_per_sec: 0..=1 << 30,
     };
 }
 
@@ -122,6 +140,8 @@ impl Default for Limits {
             header_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 1024,
+            max_connections_per_address: 256,
+            min_body_bytes_per_sec: 1024,
         }
     }
 }

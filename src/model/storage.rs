@@ -94,8 +94,10 @@ pub struct S3 {
     pub s3_access_key: Option<String>,
     /// Secret access key.
     pub s3_secret_key: Option<String>,
-    /// HTTPS to the store. Only the boolean `true` counts. Default: `true`
-    /// (`false` for Ceph).
+    /// HTTPS to the store. Only the boolean `true` counts. When absent:
+    /// `true`, unless `boto_host` is on loopback (`127.0.0.1`, `::1`,
+    /// `localhost`), then `false` (docker-registry made an absent key plain
+    /// HTTP). The sample's `ceph-s3` flavor writes `false`.
     pub s3_secure: bool,
     /// Server-side encryption of stored objects. Only the boolean `true`
     /// counts. Default: `true` (`false` for Ceph).
@@ -146,7 +148,8 @@ pub struct Gcs {
     pub boto_bucket: Option<String>,
     /// Key prefix inside the bucket. Default: `/registry`.
     pub storage_path: String,
-    /// HTTPS to the store. Only the boolean `true` counts. Default: `true`.
+    /// HTTPS to the store. Only the boolean `true` counts. When absent:
+    /// `true` (docker-registry made an absent key plain HTTP).
     pub gs_secure: bool,
     /// HMAC access key (not needed with `oauth2`).
     pub gs_access_key: Option<String>,

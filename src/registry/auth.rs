@@ -16,6 +16,14 @@
 //! dummy hash of the file's highest cost, and every refused check lasts at
 //! least as long as one check at that cost (a moving average), so that
 //! timing reveals neither which users exist nor their hash costs.
+//! Repeated failures wait before their check ([`super::throttle`]).
+//!
+//! The htpasswd file is looked at every [`RELOAD_INTERVAL`] (sooner when
+//! an unknown user tries) and re-read when its modification time, size or
+//! inode changed, through the same regular-file and size checks as at
+//! start; the new set replaces the old whole, and remembered logins are
+//! forgotten. A new version that cannot be used is logged, and the users
+//! read before stay.
 //!
 //! Passwords and hashes are never logged; failed attempts are logged with
 //! the user name.
@@ -67,21 +75,88 @@ struct User {
     readonly: bool,
 }
 
-/// The users allowed in, and what each may do.
-pub(crate) struct Authenticator {
-    users: HashMap<String, User>,
-    /// SHA-256 of `user\0password` → (read-only, verified at).
-    cache: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
-    /// Bounds concurrent bcrypt checks.
-    checks: tokio::sync::Semaphore,
+/// One reading of the htpasswd file, swapped whole when it is re-read.
+struct Users {
+    map: HashMap<String, User>,
     /// Checked for unknown users, so they take as long as known ones.
     dummy: String,
     /// The file's highest bcrypt cost (the dummy's).
     max_cost: u32,
-    /// How long a check at `max_cost` takes, in µs: measured at start, then
-    /// a moving average of the checks at that cost (so it follows the
-    /// machine's load). A refused check is padded to this.
+}
+
+impl Users {
+    /// Builds the set, hashing a new dummy unless `reuse` has the cost
+    /// needed. Runs bcrypt: call it off the async runtime.
+    fn new(
+        users: impl IntoIterator<Item = (String, String, bool)>,
+        reuse: Option<(&str, u32)>,
+    ) -> Self {
+        let map: HashMap<String, User> = users
+            .into_iter()
+            .map(|(u, hash, readonly)| (u, User { hash, readonly }))
+            .collect();
+        // The dummy costs what the file's costliest hash costs.
+        let max_cost = map
+            .values()
+            .filter_map(|u| cost_of(&u.hash))
+            .max()
+            .unwrap_or(bcrypt::DEFAULT_COST)
+            .clamp(4, 31);
+        let dummy = match reuse {
+            Some((d, c)) if c == max_cost => d.to_owned(),
+            _ => bcrypt::hash(uuid::Uuid::new_v4().to_string(), max_cost).unwrap_or_default(),
+        };
+        Self {
+            map,
+            dummy,
+            max_cost,
+        }
+    }
+}
+
+/// What identifies one version of the htpasswd file: modification time,
+/// size and inode (a file replaced by a rename has a new one).
+type Stamp = (Option<std::time::SystemTime>, u64, u64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.modified().ok(), meta.len(), meta.ino())
+}
+
+/// How often the htpasswd file is looked at (one `stat`) for changes.
+pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How often, at most, a login by a user the file does not have makes it
+/// look sooner (a user just added logs in at once).
+const RELOAD_INTERVAL_UNKNOWN: Duration = Duration::from_millis(250);
+
+/// The htpasswd file the users came from, to re-read it when it changes.
+struct Source {
+    /// As configured (for messages).
+    path: String,
+    /// With `~` and `$VAR` expanded.
+    expanded: String,
+    readonly: Vec<String>,
+    /// When it was last looked at, and what it was then.
+    state: Mutex<(Instant, Stamp)>,
+    /// Held while a new version is read, so that one reader does it.
+    reading: tokio::sync::Mutex<()>,
+}
+
+/// The users allowed in, and what each may do.
+pub(crate) struct Authenticator {
+    users: std::sync::RwLock<Arc<Users>>,
+    /// SHA-256 of `user\0password` → (read-only, verified at).
+    cache: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
+    /// Bounds concurrent bcrypt checks.
+    checks: tokio::sync::Semaphore,
+    /// How long a check at the highest cost takes, in µs: measured at
+    /// start, then a moving average of the checks at that cost (so it
+    /// follows the machine's load). A refused check is padded to this.
     slowest: std::sync::atomic::AtomicU64,
+    /// Where the users came from; `None` for a fixed set.
+    source: Option<Source>,
+    /// Slows repeated failures.
+    throttle: super::throttle::Throttle,
 }
 
 /// The cost of a bcrypt hash (`$2b$12$...`), if it says.
@@ -104,67 +179,81 @@ pub(crate) enum Outcome {
 }
 
 /// Reads and parses the htpasswd file `path` (with `~` and `$VAR`
-/// expanded, as for other paths `serve` opens).
-pub(crate) fn read_htpasswd(path: &str) -> Result<Vec<model::security::HtpasswdUser>, AuthError> {
-    let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
-    let text = std::fs::read_to_string(&expanded).map_err(|source| AuthError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    model::security::parse_htpasswd(&text).map_err(|(line, message)| AuthError::Format {
-        path: path.to_owned(),
-        message: if line == 0 {
-            message
-        } else {
-            format!("line {line} {message}")
+/// expanded, as for other paths `serve` opens): only a regular file of at
+/// most 8 MiB.
+fn read_htpasswd(
+    path: &str,
+    expanded: &str,
+) -> Result<(Vec<model::security::HtpasswdUser>, Stamp), AuthError> {
+    let (bytes, meta) = super::files::read_regular(expanded, super::files::HTPASSWD_LIMIT)
+        .map_err(|source| AuthError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let users = model::security::parse_htpasswd(&String::from_utf8_lossy(&bytes)).map_err(
+        |(line, message)| AuthError::Format {
+            path: path.to_owned(),
+            message: if line == 0 {
+                message
+            } else {
+                format!("line {line} {message}")
+            },
         },
+    )?;
+    Ok((users, stamp(&meta)))
+}
+
+fn entries(
+    users: Vec<model::security::HtpasswdUser>,
+    readonly: &[String],
+) -> impl Iterator<Item = (String, String, bool)> {
+    for r in readonly {
+        if !users.iter().any(|u| &u.user == r) {
+            tracing::warn!(user = %LogSafe(r), "`auth.readonly` names a user the htpasswd file does not have");
+        }
+    }
+    let readonly = readonly.to_vec();
+    users.into_iter().map(move |u| {
+        let ro = readonly.contains(&u.user);
+        (u.user, u.hash, ro)
     })
 }
 
 impl Authenticator {
     /// The authenticator for `auth`, or `None` when authentication is off.
+    /// It runs bcrypt: call it off the async runtime.
     pub(crate) fn load(auth: &model::Auth) -> Result<Option<Arc<Self>>, AuthError> {
         let Some(path) = auth.htpasswd.as_deref().filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
-        let users = read_htpasswd(path)?;
-        for r in &auth.readonly {
-            if !users.iter().any(|u| &u.user == r) {
-                tracing::warn!(user = %LogSafe(r), "`auth.readonly` names a user the htpasswd file does not have");
-            }
-        }
-        Ok(Some(Arc::new(Self::new(users.into_iter().map(|u| {
-            let readonly = auth.readonly.contains(&u.user);
-            (u.user, u.hash, readonly)
-        })))))
+        let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
+        let (users, stamp) = read_htpasswd(path, &expanded)?;
+        let mut a = Self::new(entries(users, &auth.readonly));
+        a.source = Some(Source {
+            path: path.to_owned(),
+            expanded,
+            readonly: auth.readonly.clone(),
+            state: Mutex::new((Instant::now(), stamp)),
+            reading: tokio::sync::Mutex::new(()),
+        });
+        Ok(Some(Arc::new(a)))
     }
 
     /// An authenticator for `(user, bcrypt hash, read-only)` entries. It
     /// runs bcrypt twice (the dummy hash and its timing): call it off the
     /// async runtime.
     pub(crate) fn new(users: impl IntoIterator<Item = (String, String, bool)>) -> Self {
-        let users: HashMap<String, User> = users
-            .into_iter()
-            .map(|(u, hash, readonly)| (u, User { hash, readonly }))
-            .collect();
-        // The dummy costs what the file's costliest hash costs.
-        let cost = users
-            .values()
-            .filter_map(|u| cost_of(&u.hash))
-            .max()
-            .unwrap_or(bcrypt::DEFAULT_COST)
-            .clamp(4, 31);
+        let users = Users::new(users, None);
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let dummy = bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default();
         let started = Instant::now();
-        let _ = bcrypt::verify("", &dummy);
+        let _ = bcrypt::verify("", &users.dummy);
         Self {
-            users,
+            users: std::sync::RwLock::new(Arc::new(users)),
             cache: Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(cpus),
-            dummy,
-            max_cost: cost,
             slowest: std::sync::atomic::AtomicU64::new(micros(started.elapsed())),
+            source: None,
+            throttle: super::throttle::Throttle::default(),
         }
     }
 
@@ -174,8 +263,101 @@ impl Authenticator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Checks the `Authorization` header of a request.
-    pub(crate) async fn check(&self, authorization: Option<&HeaderValue>) -> Outcome {
+    fn users(&self) -> Arc<Users> {
+        Arc::clone(
+            &self
+                .users
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Re-reads the htpasswd file if it changed since it was last looked
+    /// at, and that was at least `every` ago. A file that cannot be used
+    /// (unreadable, not a regular file, too large, a bad line) is logged
+    /// and the users read before stay.
+    async fn refresh(&self, every: Duration) {
+        let Some(src) = &self.source else { return };
+        let Ok(_reading) = src.reading.try_lock() else {
+            return; // another request is reading it
+        };
+        let old = {
+            let mut state = src
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.0.elapsed() < every {
+                return;
+            }
+            state.0 = Instant::now();
+            state.1
+        };
+        let (path, expanded) = (src.path.clone(), src.expanded.clone());
+        let readonly = src.readonly.clone();
+        let current = self.users();
+        let read = tokio::task::spawn_blocking(move || {
+            let now = std::fs::metadata(&expanded).map(|m| stamp(&m)).ok()?;
+            if now == old {
+                return None;
+            }
+            // (Gone for now, as while an editor replaces it: `None` above,
+            // looked at again at the next interval.)
+            Some(
+                read_htpasswd(&path, &expanded)
+                    .map(|(users, stamp)| {
+                        let reuse = Some((current.dummy.as_str(), current.max_cost));
+                        let users = Users::new(entries(users, &readonly), reuse);
+                        // A new highest cost: refused logins are padded to
+                        // a check at it, measured now.
+                        let slowest = (users.max_cost != current.max_cost).then(|| {
+                            let started = Instant::now();
+                            let _ = bcrypt::verify("", &users.dummy);
+                            micros(started.elapsed())
+                        });
+                        (users, stamp, slowest)
+                    })
+                    .map_err(|e| (e, now)),
+            )
+        })
+        .await
+        .ok()
+        .flatten();
+        match read {
+            None => {}
+            Some(Ok((users, stamp, slowest))) => {
+                if let Some(us) = slowest {
+                    self.slowest.store(us, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::info!(path = %LogSafe(&src.path), users = users.map.len(), "re-read the htpasswd file");
+                *self
+                    .users
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(users);
+                // A removed user or a changed password is not trusted on.
+                self.cache().clear();
+                src.state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .1 = stamp;
+            }
+            Some(Err((e, now))) => {
+                tracing::warn!(error = %LogSafe(&e.to_string()), "the htpasswd file changed but cannot be used; the users read before stay");
+                // Not logged again until it changes again.
+                src.state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .1 = now;
+            }
+        }
+    }
+
+    /// Checks the `Authorization` header of a request from `peer`.
+    pub(crate) async fn check(
+        &self,
+        authorization: Option<&HeaderValue>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Outcome {
+        self.refresh(RELOAD_INTERVAL).await;
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return Outcome::Refused(None);
         };
@@ -184,15 +366,26 @@ impl Authenticator {
         key.update([0]);
         key.update(password.as_bytes());
         let key: [u8; 32] = key.finalize().into();
+        let mut users = self.users();
+        if !users.map.contains_key(&user) {
+            // Perhaps just added to the file.
+            self.refresh(RELOAD_INTERVAL_UNKNOWN).await;
+            users = self.users();
+        }
         if let Some(&(readonly, at)) = self.cache().get(&key)
             && at.elapsed() < CACHE_TTL
-            && self.users.contains_key(&user)
+            && users.map.contains_key(&user)
         {
             return Outcome::Allowed { user, readonly };
         }
-        let (hash, readonly, known) = match self.users.get(&user) {
+        // Repeated failures wait before their check (holding no permit).
+        let wait = self.throttle.delay(&user, peer);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let (hash, readonly, known) = match users.map.get(&user) {
             Some(u) => (u.hash.clone(), u.readonly, true),
-            None => (self.dummy.clone(), false, false),
+            None => (users.dummy.clone(), false, false),
         };
         let cost = cost_of(&hash);
         let ok = {
@@ -209,7 +402,7 @@ impl Authenticator {
         };
         let (ok, took) = ok;
         use std::sync::atomic::Ordering::Relaxed;
-        if cost == Some(self.max_cost) {
+        if cost == Some(users.max_cost) {
             // Races between updates only lose a sample.
             let avg = self.slowest.load(Relaxed);
             self.slowest.store((avg * 7 + micros(took)) / 8, Relaxed);
@@ -217,12 +410,14 @@ impl Authenticator {
         // A cheaper hash must not answer sooner. The permit is released
         // already: the padding holds no CPU and no check slot.
         if !(ok && known) {
+            self.throttle.failed(&user, peer);
             let slowest = Duration::from_micros(self.slowest.load(Relaxed));
             if let Some(rest) = slowest.checked_sub(took) {
                 tokio::time::sleep(rest).await;
             }
             return Outcome::Refused(Some(user));
         }
+        self.throttle.succeeded(&user, peer);
         let mut cache = self.cache();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -297,7 +492,14 @@ pub(crate) async fn layer(
     if preflight || req.uri().path() == crate::registry::http::HEALTH_PATH {
         return next.run(req).await;
     }
-    match auth.check(req.headers().get(header::AUTHORIZATION)).await {
+    let peer = req
+        .extensions()
+        .get::<super::conns::Peer>()
+        .map(|p| p.0.ip());
+    match auth
+        .check(req.headers().get(header::AUTHORIZATION), peer)
+        .await
+    {
         Outcome::Allowed { readonly, user } => {
             if readonly && !is_read(req.method()) {
                 tracing::warn!(user = %LogSafe(&user), method = %LogSafe(req.method().as_str()), path = %LogSafe(req.uri().path()), "write refused to a read-only user");
@@ -378,9 +580,9 @@ mod tests {
             ("alice".to_owned(), rw, false),
             ("bob".to_owned(), ro, true),
         ]);
-        assert_eq!(a.check(None).await, Outcome::Refused(None));
+        assert_eq!(a.check(None, None).await, Outcome::Refused(None));
         assert_eq!(
-            a.check(Some(&header("alice", "secret"))).await,
+            a.check(Some(&header("alice", "secret")), None).await,
             Outcome::Allowed {
                 user: "alice".into(),
                 readonly: false
@@ -388,31 +590,31 @@ mod tests {
         );
         // Cached the second time; still correct.
         assert_eq!(
-            a.check(Some(&header("alice", "secret"))).await,
+            a.check(Some(&header("alice", "secret")), None).await,
             Outcome::Allowed {
                 user: "alice".into(),
                 readonly: false
             }
         );
         assert_eq!(
-            a.check(Some(&header("alice", "Secret"))).await,
+            a.check(Some(&header("alice", "Secret")), None).await,
             Outcome::Refused(Some("alice".into()))
         );
         assert_eq!(
-            a.check(Some(&header("bob", "reader"))).await,
+            a.check(Some(&header("bob", "reader")), None).await,
             Outcome::Allowed {
                 user: "bob".into(),
                 readonly: true
             }
         );
         assert_eq!(
-            a.check(Some(&header("carol", "secret"))).await,
+            a.check(Some(&header("carol", "secret")), None).await,
             Outcome::Refused(Some("carol".into()))
         );
         for bad in ["Bearer x", "Basic !!!", "Basic", "Basic Zm9v"] {
             assert!(
                 matches!(
-                    a.check(Some(&HeaderValue::from_static(bad))).await,
+                    a.check(Some(&HeaderValue::from_static(bad)), None).await,
                     Outcome::Refused(_)
                 ),
                 "{bad}"

@@ -10,12 +10,18 @@
 //! [`Guarded`]). An idle connection asked to make room is dropped at once;
 //! one that became busy meanwhile ignores the request.
 //!
+//! Connections are also counted per client address (IPv4 whole, IPv6 by
+//! its /64), so that `limits::serve` can hold one address to its share
+//! ([`Conns::count_of`], [`Conns::evict_idle_of`]); each request carries
+//! its connection's [`Peer`] address as an extension.
+//!
 //! This module knows nothing of routes or limits; `limits::serve` decides
 //! when to evict.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,8 +35,27 @@ use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Notify, watch};
 
+/// The client address of the connection a request came on (a request
+/// extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+/// The address a client is counted under: IPv4 whole (IPv4-mapped IPv6
+/// as IPv4), IPv6 by its /64, which one client usually holds whole.
+pub(crate) fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// One open connection.
 pub(crate) struct Conn {
+    /// The client's address.
+    peer: SocketAddr,
     /// Requests in progress.
     busy: AtomicUsize,
     /// When it last became idle (or opened), in ms since [`Conns`]'s epoch.
@@ -50,7 +75,14 @@ impl Conn {
 pub(crate) struct Conns {
     epoch: Instant,
     next: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    open: Mutex<Open>,
+}
+
+/// The open connections, by id and counted by client.
+#[derive(Default)]
+struct Open {
+    by_id: HashMap<u64, Arc<Conn>>,
+    per_client: HashMap<IpAddr, usize>,
 }
 
 /// A connection's entry in [`Conns`]; removed when dropped.
@@ -63,7 +95,16 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.conns.lock().remove(&self.id);
+        let mut open = self.conns.lock();
+        if let Some(c) = open.by_id.remove(&self.id) {
+            let client = client_of(c.peer.ip());
+            if let Some(n) = open.per_client.get_mut(&client) {
+                *n -= 1;
+                if *n == 0 {
+                    open.per_client.remove(&client);
+                }
+            }
+        }
     }
 }
 
@@ -73,13 +114,14 @@ impl Conns {
         Arc::new(Self {
             epoch: Instant::now(),
             next: AtomicU64::new(0),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
         })
     }
 
-    /// Registers a new (idle) connection.
-    pub(crate) fn add(self: &Arc<Self>) -> Registration {
+    /// Registers a new (idle) connection from `peer`.
+    pub(crate) fn add(self: &Arc<Self>, peer: SocketAddr) -> Registration {
         let conn = Arc::new(Conn {
+            peer,
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             evict: Notify::new(),
@@ -87,7 +129,10 @@ impl Conns {
         });
         conn.idle_since.store(conn.now(), Ordering::Release);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Arc::clone(&conn));
+        let mut open = self.lock();
+        open.by_id.insert(id, Arc::clone(&conn));
+        *open.per_client.entry(client_of(peer.ip())).or_default() += 1;
+        drop(open);
         Registration {
             conns: Arc::clone(self),
             id,
@@ -98,10 +143,25 @@ impl Conns {
     /// Asks up to `n` idle connections, the longest idle first, to close;
     /// returns how many were asked.
     pub(crate) fn evict_idle(&self, n: usize) -> usize {
+        self.evict(n, |_| true)
+    }
+
+    /// Open connections of `client` (as [`client_of`] gives it).
+    pub(crate) fn count_of(&self, client: IpAddr) -> usize {
+        self.lock().per_client.get(&client).copied().unwrap_or(0)
+    }
+
+    /// As [`Conns::evict_idle`], among the connections of `client` only.
+    pub(crate) fn evict_idle_of(&self, client: IpAddr, n: usize) -> usize {
+        self.evict(n, |c| client_of(c.peer.ip()) == client)
+    }
+
+    fn evict(&self, n: usize, pick: impl Fn(&Conn) -> bool) -> usize {
         let mut idle: Vec<(u64, Arc<Conn>)> = self
             .lock()
+            .by_id
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && pick(c))
             .map(|c| (c.idle_since.load(Ordering::Acquire), Arc::clone(c)))
             .collect();
         idle.sort_unstable_by_key(|(since, _)| *since);
@@ -112,7 +172,7 @@ impl Conns {
         idle.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         // Single inserts and removals: a panic cannot leave it half-done.
         self.open
             .lock()
@@ -185,7 +245,8 @@ impl hyper::service::Service<Request> for Tracked {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, req: Request) -> Self::Future {
+    fn call(&self, mut req: Request) -> Self::Future {
+        req.extensions_mut().insert(Peer(self.conn.peer));
         let busy = Busy::new(Arc::clone(&self.conn));
         let answer = self.inner.call(req);
         Box::pin(async move {

@@ -4,6 +4,8 @@
 //! | limit | where it is enforced |
 //! |---|---|
 //! | `max_connections` | [`serve`]: no more connections are accepted while this many are open |
+//! | `max_connections_per_address` | [`serve`]: a client address over it has its longest-idle connection evicted, or the new one closed when none is idle |
+//! | `min_body_bytes_per_sec` | request bodies ([`layer`], [`MinRate`]): checked at the end of each `idle_timeout_secs` period |
 //! | `header_timeout_secs` | TLS handshake deadline; hyper's header read timeout, which also closes idle kept-alive connections |
 //! | `max_header_bytes` | hyper's read buffer (HTTP/1.1; `431` beyond it), the HTTP/2 header list size, and [`layer`] (`431` for a head that arrived whole in one read) |
 //! | `idle_timeout_secs` | request bodies ([`layer`]: a body that sends nothing for this long fails) and answers ([`WriteDeadline`]: a client that stops reading is dropped) |
@@ -38,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutBody;
 
-use super::conns::{Conns, Tracked, drive, evicted};
+use super::conns::{Conns, Tracked, client_of, drive, evicted};
 use crate::model;
 
 /// Requests in flight on one HTTP/2 connection (hyper's default is 200;
@@ -68,11 +70,112 @@ pub(crate) async fn layer(
             .into_response();
     }
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
-    let mut req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
+    let rate = limits.min_body_bytes_per_sec;
+    let mut req = req.map(|b| Body::new(MinRate::new(TimeoutBody::new(idle, b), rate, idle)));
     req.extensions_mut().insert(ManifestLimit(
         usize::try_from(limits.max_manifest_bytes).unwrap_or(usize::MAX),
     ));
     next.run(req).await
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails when it delivers fewer than `rate` bytes a
+    /// second on average over a period: checked when each period ends (a
+    /// timer, so a body that sends nothing at all is caught too), then a
+    /// new period starts. A body that has ended is never failed. Only time
+    /// spent waiting for the client counts: while the handler is busy
+    /// elsewhere (writing a chunk to slow storage) and does not ask for
+    /// more, the period is extended by as much.
+    pub(crate) struct MinRate<B> {
+        #[pin]
+        inner: B,
+        rate: u64,
+        period: Duration,
+        got: u64,
+        // When the last frame was handed over (the handler's time starts).
+        handed: Option<tokio::time::Instant>,
+        #[pin]
+        deadline: tokio::time::Sleep,
+    }
+}
+
+impl<B> MinRate<B> {
+    /// `inner`, held to `rate` bytes a second (0: not held) over each
+    /// `period`.
+    pub(crate) fn new(inner: B, rate: u64, period: Duration) -> Self {
+        Self {
+            inner,
+            rate,
+            period,
+            got: 0,
+            handed: None,
+            deadline: tokio::time::sleep(period),
+        }
+    }
+}
+
+/// Why a body was abandoned by [`MinRate`].
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived slower than {rate} bytes a second over {secs} s")]
+pub(crate) struct TooSlow {
+    rate: u64,
+    secs: u64,
+}
+
+impl<B> hyper::body::Body for MinRate<B>
+where
+    B: hyper::body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, axum::BoxError>>> {
+        use bytes::Buf as _;
+        let mut this = self.project();
+        if let Some(at) = this.handed.take() {
+            let later = this.deadline.deadline() + at.elapsed();
+            this.deadline.as_mut().reset(later);
+        }
+        let frame = match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    *this.got += d.remaining() as u64;
+                }
+                *this.handed = Some(tokio::time::Instant::now());
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        };
+        if *this.rate > 0 && this.deadline.as_mut().poll(cx).is_ready() {
+            let secs = this.period.as_secs().max(1);
+            if *this.got < this.rate.saturating_mul(secs) {
+                return Poll::Ready(Some(Err(Box::new(TooSlow {
+                    rate: *this.rate,
+                    secs,
+                }))));
+            }
+            *this.got = 0;
+            let next = tokio::time::Instant::now() + *this.period;
+            this.deadline.as_mut().reset(next);
+            // Registers the new deadline's wake-up.
+            let _ = this.deadline.as_mut().poll(cx);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Bytes of a request's head as HTTP/1.1 writes it: request line, and each
@@ -225,11 +328,13 @@ pub(crate) async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
     let conns = Conns::new();
     let evict_batch = (max as usize / 8).clamp(1, 256);
+    let per_address =
+        usize::try_from(limits.max_connections_per_address.max(1)).unwrap_or(usize::MAX);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
     'accept: loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) if is_connection_error(&e) => continue,
@@ -242,6 +347,15 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // One address over its share: its longest-idle connection makes
+        // room, or, with none idle, the new one is closed at once (before
+        // it takes a slot).
+        let client = client_of(peer.ip());
+        if conns.count_of(client) >= per_address && conns.evict_idle_of(client, 1) == 0 {
+            tracing::debug!(peer = %peer, "connection refused: too many from this address");
+            drop(stream);
+            continue;
+        }
         let permit = match Arc::clone(&slots).try_acquire_owned() {
             Ok(p) => p,
             // At the limit, the longest-idle connections make room for the
@@ -262,7 +376,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let (http1, http2, mut stopped) = (Arc::clone(&http1), Arc::clone(&http2), stopped.clone());
-        let registration = conns.add();
+        let registration = conns.add(peer);
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -30,6 +30,7 @@
 
 mod auth;
 mod conns;
+mod files;
 mod http;
 mod index;
 mod layout;
@@ -38,6 +39,7 @@ mod metrics;
 mod oci;
 pub(crate) mod storage;
 mod store;
+mod throttle;
 mod tls;
 
 /// Test support shared with the integration tests (the moto launcher).

@@ -2,8 +2,12 @@
 //! provider (the one `object_store` already builds), TLS 1.2 and 1.3, ALPN
 //! `h2` and `http/1.1`, no client certificates.
 //!
-//! The certificate chain and key are read once, at start; the key's content
-//! is never logged or shown (errors name the path and what is wrong).
+//! The certificate chain and key are read once, at start (regular files of
+//! at most 1 MiB, as `validate` reads them), and judged as `validate` judges
+//! them (`model::certificate`): expired, not yet valid, not v3 or a key
+//! that is not the certificate's stops the start; a certificate within 14
+//! days of its end is logged as a warning. The key's content is never
+//! logged or shown (errors name the path and what is wrong).
 
 use std::sync::Arc;
 
@@ -44,11 +48,13 @@ pub enum TlsError {
 
 fn read(what: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
     let expanded = shellexpand::full(path).map_or_else(|_| path.to_owned(), |p| p.into_owned());
-    std::fs::read(&expanded).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    super::files::read_regular(&expanded, super::files::PEM_LIMIT)
+        .map(|(bytes, _)| bytes)
+        .map_err(|source| TlsError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// The rustls configuration for `tls`, or `None` when TLS is off.
@@ -78,7 +84,29 @@ pub(crate) fn server_config(tls: &model::Tls) -> Result<Option<Arc<ServerConfig>
             "holds no `CERTIFICATE` block".to_owned(),
         ));
     }
+    let cert_pem = pem;
     let pem = read("key", key_path)?;
+    // Dates, version and key match, as `validate` judges them: an error
+    // stops the start, a warning (near expiry) is logged.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for f in model::certificate::check_pair(&cert_pem, cert_path, Some((&pem, key_path)), now) {
+        if !f.problem.is_error() {
+            tracing::warn!("{}", f.message);
+            continue;
+        }
+        let (what, path) = match f.file {
+            model::certificate::TlsFile::Certificate => ("certificate", cert_path),
+            model::certificate::TlsFile::Key => ("key", key_path),
+        };
+        // The message names the file already; keep only what is wrong.
+        let message = f
+            .message
+            .split_once(&format!("`{path}` "))
+            .map_or(f.message.clone(), |(_, m)| m.to_owned());
+        return Err(invalid(what, path, message));
+    }
     // The pem error does not quote the key; nothing of it is shown.
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
         invalid(

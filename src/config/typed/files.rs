@@ -8,14 +8,16 @@
 //! of their content is shown (an htpasswd problem names the line, a key
 //! problem names the file).
 
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use std::path::Path;
 
 use crate::config::Env;
 use crate::config::source::read_capped;
+use crate::diagnostics::Severity;
 use crate::model;
+use crate::model::certificate::{self, TlsFile, TlsFinding, TlsProblem};
 
 /// A problem with a file: the setting naming it, a diagnostic code and
 /// the message.
@@ -25,6 +27,8 @@ pub(super) struct Problem {
     pub(super) key: &'static str,
     /// Diagnostic code.
     pub(super) code: &'static str,
+    /// Error, or a warning (a certificate near its end).
+    pub(super) severity: Severity,
     /// What is wrong.
     pub(super) message: String,
     /// What to do.
@@ -51,6 +55,7 @@ pub(super) fn check(config: &model::Config, env: &Env) -> Vec<Problem> {
             Problem {
             key: "auth.htpasswd",
             code: "regconf::auth::htpasswd",
+            severity: Severity::Error,
             message,
             help: "write the file with `htpasswd -B -c FILE USER` (bcrypt); other hash kinds are refused".to_owned(),
         }
@@ -70,6 +75,7 @@ pub(super) fn check(config: &model::Config, env: &Env) -> Vec<Problem> {
                             out.push(Problem {
                                 key: "auth.readonly",
                                 code: "regconf::auth::readonly_unknown",
+                                severity: Severity::Error,
                                 message: format!("`auth.readonly` names `{r}`, who is not in the htpasswd file `{path}`"),
                                 help: "add the user to the file, or remove the name".to_owned(),
                             });
@@ -83,9 +89,18 @@ pub(super) fn check(config: &model::Config, env: &Env) -> Vec<Problem> {
     let tls_problem = |key, message| Problem {
         key,
         code: "regconf::tls::file",
+        severity: Severity::Error,
         message,
         help: "give PEM files: the certificate chain (server first) and its private key".to_owned(),
     };
+    let key = set(&config.tls.key).and_then(|path| match read(&path, PEM_LIMIT, env) {
+        Err(m) => {
+            out.push(tls_problem("tls.key", format!("the TLS key: {m}")));
+            None
+        }
+        Ok(pem) => Some((pem, path)),
+    });
+    let mut key_checked = false;
     if let Some(path) = set(&config.tls.certificate) {
         match read(&path, PEM_LIMIT, env) {
             Err(m) => out.push(tls_problem(
@@ -93,30 +108,68 @@ pub(super) fn check(config: &model::Config, env: &Env) -> Vec<Problem> {
                 format!("the TLS certificate: {m}"),
             )),
             Ok(pem) => {
-                let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-                if !matches!(certs, Ok(c) if !c.is_empty()) {
-                    out.push(tls_problem(
-                        "tls.certificate",
-                        format!("the TLS certificate `{path}` holds no PEM `CERTIFICATE`"),
-                    ));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let key = key
+                    .as_ref()
+                    .map(|(pem, path)| (pem.as_slice(), path.as_str()));
+                key_checked = true;
+                for f in certificate::check_pair(&pem, &path, key, now) {
+                    out.push(tls_finding(f));
                 }
             }
         }
     }
-    if let Some(path) = set(&config.tls.key) {
-        match read(&path, PEM_LIMIT, env) {
-            Err(m) => out.push(tls_problem("tls.key", format!("the TLS key: {m}"))),
-            Ok(pem) => {
-                if PrivateKeyDer::from_pem_slice(&pem).is_err() {
-                    out.push(tls_problem(
-                        "tls.key",
-                        format!(
-                            "the TLS key `{path}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"
-                        ),
-                    ));
-                }
-            }
-        }
+    if let Some((pem, path)) = &key
+        && !key_checked
+        && PrivateKeyDer::from_pem_slice(pem).is_err()
+    {
+        out.push(tls_problem(
+            "tls.key",
+            format!("the TLS key `{path}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"),
+        ));
     }
     out
+}
+
+/// A finding of [`certificate::check_pair`] as a problem of its setting.
+fn tls_finding(f: TlsFinding) -> Problem {
+    let key = match f.file {
+        TlsFile::Certificate => "tls.certificate",
+        TlsFile::Key => "tls.key",
+    };
+    let (code, help) = match f.problem {
+        TlsProblem::Unreadable => (
+            "regconf::tls::file",
+            "give PEM files: the certificate chain (server first) and its private key",
+        ),
+        TlsProblem::Expired | TlsProblem::NotYetValid => (
+            "regconf::tls::validity",
+            "renew the certificate (or check this machine's clock); `serve` refuses to start with it",
+        ),
+        TlsProblem::ExpiresSoon => (
+            "regconf::tls::expires_soon",
+            "renew the certificate before that date: clients refuse it afterwards",
+        ),
+        TlsProblem::Version => (
+            "regconf::tls::version",
+            "reissue it as v3 with a subjectAltName (`openssl req -x509 -addext subjectAltName=DNS:host ...`)",
+        ),
+        TlsProblem::KeyMismatch => (
+            "regconf::tls::key_mismatch",
+            "give the private key the certificate was issued for",
+        ),
+    };
+    Problem {
+        key,
+        code,
+        severity: if f.problem.is_error() {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        message: f.message,
+        help: help.to_owned(),
+    }
 }

@@ -73,6 +73,8 @@ pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
             "header_timeout_secs",
             "idle_timeout_secs",
             "max_connections",
+            "max_connections_per_address",
+            "min_body_bytes_per_sec",
         ],
         _ => &[],
     }

@@ -92,7 +92,7 @@ pub(crate) fn to_model(
         c.env_pitfalls();
         for p in files::check(&config, env) {
             let path: Vec<Key> = p.key.split('.').map(Key::from).collect();
-            c.report(p.code, Severity::Error, &path, p.message, "", p.help);
+            c.report(p.code, p.severity, &path, p.message, "", p.help);
         }
     }
     (config, c.diags)

@@ -113,6 +113,18 @@ impl Conv<'_> {
                 d.max_connections,
                 r.max_connections,
             ),
+            max_connections_per_address: limit(
+                self,
+                "max_connections_per_address",
+                d.max_connections_per_address,
+                r.max_connections_per_address,
+            ),
+            min_body_bytes_per_sec: limit(
+                self,
+                "min_body_bytes_per_sec",
+                d.min_body_bytes_per_sec,
+                r.min_body_bytes_per_sec,
+            ),
         };
         self.rest(&s, section_keys("limits"), &[]);
         (auth, tls, limits)

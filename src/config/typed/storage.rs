@@ -210,6 +210,12 @@ impl Conv<'_> {
                 Storage::Local { storage_path }
             }
             "s3" | "cloudfronts3" => {
+                // HTTPS unless written otherwise, or the endpoint is this
+                // machine (moto, MinIO in a test): docker-registry's `is
+                // True` made an absent key mean plain HTTP, to AWS too.
+                let host = self.string(top, "boto_host");
+                let local = host.as_deref().is_some_and(is_loopback_host);
+                let written = self.exactly_true(top, "s3_secure");
                 let mut s = model::S3 {
                     boto_bucket: self.string(top, "boto_bucket").filter(|s| !s.is_empty()),
                     storage_path: self
@@ -218,11 +224,11 @@ impl Conv<'_> {
                     s3_region: self.string(top, "s3_region"),
                     s3_access_key: self.string(top, "s3_access_key"),
                     s3_secret_key: self.string(top, "s3_secret_key"),
-                    s3_secure: self.exactly_true(top, "s3_secure").unwrap_or(false),
+                    s3_secure: written.unwrap_or(!local),
                     s3_encrypt: self.exactly_true(top, "s3_encrypt").unwrap_or(false),
                     s3_use_sigv4: self.exactly_true(top, "s3_use_sigv4").unwrap_or(false),
                     s3_bucket: self.string(top, "s3_bucket"),
-                    boto_host: self.string(top, "boto_host"),
+                    boto_host: host.clone(),
                     boto_port: self.port(top, "boto_port"),
                     boto_debug: self.int_or_bool(top, "boto_debug"),
                     boto_proxy: self.string(top, "boto_proxy"),
@@ -248,15 +254,26 @@ impl Conv<'_> {
                     "s3",
                     "it needs a bucket",
                 );
+                if written == Some(false) && !local {
+                    let to = host
+                        .as_deref()
+                        .filter(|h| !h.trim().is_empty())
+                        .map_or_else(|| "AWS S3".to_owned(), |h| format!("`{h}`"));
+                    self.plain_http(top, "s3_secure", &to);
+                }
                 Storage::S3(s)
             }
             "gcs" => {
+                let written = self.exactly_true(top, "gs_secure");
+                if written == Some(false) {
+                    self.plain_http(top, "gs_secure", "Google Cloud Storage");
+                }
                 let g = model::Gcs {
                     boto_bucket: self.string(top, "boto_bucket").filter(|s| !s.is_empty()),
                     storage_path: self
                         .string(top, "storage_path")
                         .unwrap_or_else(|| path_default("/registry")),
-                    gs_secure: self.exactly_true(top, "gs_secure").unwrap_or(false),
+                    gs_secure: written.unwrap_or(true),
                     gs_access_key: self.string(top, "gs_access_key"),
                     gs_secret_key: self.string(top, "gs_secret_key"),
                     oauth2: self.exactly_true(top, "oauth2").unwrap_or(false),
@@ -537,6 +554,65 @@ impl Conv<'_> {
                 .unwrap_or_else(|| "DOCKER".to_owned()),
             // in the sample, but no driver read it: any whole number will do
             elliptics_addr_family: self.int(top, "elliptics_addr_family", true),
+        }
+    }
+}
+
+/// Whether an endpoint host is this machine: `localhost`, or a loopback
+/// address (127.0.0.0/8, `::1`, with or without brackets).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+impl Conv<'_> {
+    /// The warning for `key: false` towards a host off this machine.
+    fn plain_http(&mut self, top: &mut Sec<'_>, key: &str, to: &str) {
+        if !matches!(self.mode, Mode::Environment(_)) {
+            return;
+        }
+        self.report(
+            "regconf::storage::plain_http",
+            Severity::Warning,
+            &top.path_of(key),
+            format!(
+                "`{key}: false` sends requests to {to} over plain HTTP: the keys' signatures, \
+                 and every image, cross the network unencrypted"
+            ),
+            "plain HTTP",
+            format!("remove `{key}` (HTTPS is the default) unless the store only speaks HTTP"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1",
+            "localhost",
+            "LOCALHOST",
+            "::1",
+            "[::1]",
+            "127.3.2.1",
+            " 127.0.0.1 ",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "s3.amazonaws.com",
+            "10.0.0.1",
+            "example.com",
+            "",
+            "0.0.0.0",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
         }
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Atomicity comes from the usual recipe: write a temporary file in
 //! `<root>/_tmp/`, `fsync` it, `rename` it over the target, `fsync` the
-//! target's directory. Temporary files live in their own directory so that
+//! target's directory. A directory created on the way (a new repository, a
+//! new blob's fan-out folder) has its own entry `fsync`ed in its parent
+//! ([`create_dirs`]): without that, a power loss can forget the new
+//! directory, and with it the renamed file inside, although the rename's
+//! `fsync` returned. Temporary files live in their own directory so that
 //! listings of real directories never see them, and so that leftovers of a
 //! crash can be swept at start.
 //!
@@ -134,6 +138,34 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and its missing ancestors, and `fsync`s the parent of each
+/// directory it created, so that their entries are on disk before anything
+/// placed inside them is reported durable. Nothing is synced when `dir`
+/// exists already (the common case costs one `stat`).
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    // Deepest first: each created directory's parent holds its entry (the
+    // last parent is the ancestor that existed).
+    for d in missing {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `data` to a fresh temporary file and renames it to `target`.
 fn atomic_write(temp: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> {
     let written = fs::File::create(temp).and_then(|mut f| {
@@ -151,7 +183,7 @@ fn atomic_write(temp: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> 
 /// Renames `temp` to `target`, creating the parent, and makes it durable.
 fn publish(temp: &Path, target: &Path) -> std::io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
+    create_dirs(parent)?;
     if let Err(e) = fs::rename(temp, target) {
         let _ = fs::remove_file(temp);
         return Err(e);
@@ -242,7 +274,7 @@ impl Storage for Filesystem {
             let open_at = temp.clone().unwrap_or_else(|| target.clone());
             let (file, size) = blocking(path, move || {
                 if let Some(parent) = open_at.parent() {
-                    fs::create_dir_all(parent)?;
+                    create_dirs(parent)?;
                 }
                 let f = fs::OpenOptions::new()
                     .create(true)
@@ -317,7 +349,7 @@ impl Storage for Filesystem {
             let dst = self.full(to)?;
             blocking(from, move || {
                 let parent = dst.parent().unwrap_or(Path::new("."));
-                fs::create_dir_all(parent)?;
+                create_dirs(parent)?;
                 fs::rename(&src, &dst)?;
                 sync_dir(parent)
             })
@@ -515,6 +547,7 @@ impl Writer for FsWriter {
             let file = self.file.take();
             let temp = self.temp.take();
             let target = self.target.clone();
+            let created = self.start == 0 && self.temp.is_none();
             let undo = self.undo();
             blocking(&self.path, move || {
                 if let Some(f) = file
@@ -525,6 +558,8 @@ impl Writer for FsWriter {
                 }
                 match temp {
                     Some(t) => publish(&t, &target),
+                    // An appended file's own entry, when this writer made it.
+                    None if created => sync_dir(target.parent().unwrap_or(Path::new("."))),
                     None => Ok(()),
                 }
             })
@@ -561,6 +596,54 @@ impl Drop for FsWriter {
 
 #[cfg(test)]
 mod tests {
+    /// Every directory `create_dirs` makes has its entry synced: strace
+    /// sees an `fsync` of each parent, the ancestor that existed included.
+    #[test]
+    fn new_directories_are_synced_in_their_parents() {
+        if std::env::var_os("REGCONF_STRACED").is_some() {
+            let root = std::path::PathBuf::from(std::env::var_os("REGCONF_STRACED").unwrap());
+            super::create_dirs(&root.join("a/b/c")).unwrap();
+            super::create_dirs(&root.join("a/b/c")).unwrap(); // exists: no sync
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("strace.log");
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("strace")
+            .args(["-f", "-e", "trace=openat,fsync", "-o"])
+            .arg(&log)
+            .arg(me)
+            .args([
+                "--exact",
+                "registry::storage::filesystem::tests::new_directories_are_synced_in_their_parents",
+                "--test-threads=1",
+            ])
+            .env("REGCONF_STRACED", dir.path())
+            .output()
+            .expect("strace is needed (apt-get install strace)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let trace = std::fs::read_to_string(&log).unwrap();
+        // fd of each opened directory, then whether that fd was fsynced.
+        let root = dir.path().display().to_string();
+        let synced = |path: &str| {
+            let open = trace.lines().find_map(|l| {
+                let l = l.split_once(' ').map_or(l, |(_, rest)| rest).trim();
+                (l.starts_with("openat(") && l.contains(&format!("\"{path}\"")))
+                    .then(|| l.rsplit("= ").next().unwrap().trim().to_owned())
+            });
+            open.is_some_and(|fd| trace.contains(&format!("fsync({fd})")))
+        };
+        for parent in [root.clone(), format!("{root}/a"), format!("{root}/a/b")] {
+            assert!(synced(&parent), "no fsync of `{parent}`:\n{trace}");
+        }
+        let fsyncs = trace.lines().filter(|l| l.contains("fsync(")).count();
+        assert_eq!(fsyncs, 3, "the second call synced again:\n{trace}");
+    }
+
     #[tokio::test]
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();

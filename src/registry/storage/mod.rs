@@ -187,6 +187,26 @@ pub(crate) trait Storage: Send + Sync + 'static {
         async { Ok(None) }.boxed()
     }
 
+    /// Stores `data` at `path` only if no object is there, atomically
+    /// against other processes; `Ok(false)` when one is. Needed only by
+    /// [`Storage::shared`] drivers (the store's cross-process write lease);
+    /// the default, for a storage this process alone writes, checks then
+    /// writes.
+    fn create_new<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move {
+            match self.stat(path).await {
+                Ok(_) => Ok(false),
+                Err(e) if e.is_not_found() => self.put_bytes(path, data).await.map(|()| true),
+                Err(e) => Err(e),
+            }
+        }
+        .boxed()
+    }
+
     /// Whether other processes may write the same storage concurrently
     /// (several `serve` processes on one bucket). The store then does not
     /// trust what it remembers between requests: manifests are not cached

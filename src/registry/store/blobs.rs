@@ -61,7 +61,7 @@ impl Store {
     /// Removes a blob from the repository (the content stays for others).
     pub(crate) async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
         // Not between a manifest push's check of this blob and its write.
-        let _write = self.write_lock(name).await;
+        let _write = self.write_lock(name).await?;
         self.linked_on_storage(name, digest).await?;
         let deleted = self.storage.delete(&layout::layer_link(name, digest)).await;
         // Even after a failed delete: the link may be gone.
@@ -96,7 +96,7 @@ impl Store {
     }
 
     pub(super) async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        let _write = self.write_lock(name).await;
+        let _write = self.write_lock(name).await?;
         let link = Bytes::copy_from_slice(digest.as_str().as_bytes());
         self.storage
             .put_bytes(&layout::layer_link(name, digest), link)

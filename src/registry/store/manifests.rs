@@ -88,7 +88,7 @@ impl Store {
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
         // From the checks to the tag: nothing else writes the repository.
-        let _write = self.write_lock(name).await;
+        let _write = self.write_lock(name).await?;
         for b in m.blobs.iter().filter(|b| !b.external) {
             let stored = match self.blob_size(name, &b.digest).await {
                 Err(StoreError::BlobUnknown(d)) => return Err(StoreError::ManifestBlobUnknown(d)),
@@ -172,7 +172,7 @@ impl Store {
         reference: &Reference,
     ) -> Result<(), StoreError> {
         let unknown = || StoreError::ManifestUnknown(reference.to_string());
-        let _write = self.write_lock(name).await;
+        let _write = self.write_lock(name).await?;
         let digest = match reference {
             Reference::Tag(t) => {
                 let path = layout::tag(name, t);

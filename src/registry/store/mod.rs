@@ -55,8 +55,9 @@
 //!   (a fixed array, the name's hash picks one), so their memory does not
 //!   grow with the number of repositories; two repositories sharing a
 //!   stripe only wait for each other. They order the writes of this
-//!   process; on shared storage, processes are not ordered among
-//!   themselves.
+//!   process; on shared storage, a write also holds the repository's lease
+//!   (`lease.rs`: an object created only if absent), which orders
+//!   processes among themselves (its limits: `storage/README.md`).
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
 //!   run on one bucket), nothing remembered between requests is trusted:
@@ -81,6 +82,7 @@ mod blobs;
 mod cache;
 mod changes;
 mod hashing;
+mod lease;
 mod manifests;
 mod sessions;
 mod uploads;
@@ -182,6 +184,23 @@ pub(crate) struct PutManifest {
     pub(crate) subject: Option<Digest>,
 }
 
+/// A repository's write lock as held: this process's mutex and, on shared
+/// storage, the lease that orders other processes. On drop the lease's
+/// release starts, and its handle stays under the mutex for the next
+/// holder in this process to wait for.
+pub(super) struct WriteGuard<'a> {
+    lease: Option<lease::Lease>,
+    local: tokio::sync::MutexGuard<'a, Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            *self.local = lease.release();
+        }
+    }
+}
+
 /// The OCI store.
 pub(crate) struct Store {
     storage: Arc<dyn Storage>,
@@ -202,7 +221,9 @@ pub(crate) struct Store {
     /// Most upload sessions open at once.
     max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
-    write_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// Each holds the release of the last lease taken under it, still in
+    /// flight (see [`WriteGuard`]).
+    write_locks: Box<[tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>]>,
 }
 
 /// Stripes of the repository write locks.
@@ -228,20 +249,32 @@ impl Store {
             changes: tokio::sync::Mutex::new(changes::Cursor::default()),
             max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
         }
     }
 
     /// The write lock of repository `name`; every write path in it holds
     /// this for its whole run. Never take two at once.
-    pub(super) async fn write_lock(&self, name: &Name) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(super) async fn write_lock(&self, name: &Name) -> Result<WriteGuard<'_>, StoreError> {
         use std::hash::{BuildHasher as _, BuildHasherDefault};
         let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .hash_one(name.as_str());
         // The remainder is below the stripe count, so it fits a usize.
         let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
-        self.write_locks[i].lock().await
+        let mut local = self.write_locks[i].lock().await;
+        // The previous holder's lease is being released: wait for it, so
+        // that the next lease is created at once instead of polled for.
+        if let Some(release) = local.take() {
+            let _ = release.await;
+        }
+        // Other processes on the same storage: their writes wait too.
+        let lease = if self.shared {
+            Some(lease::acquire(&self.storage, name).await?)
+        } else {
+            None
+        };
+        Ok(WriteGuard { lease, local })
     }
 
     /// Whether other processes may write this store's storage.

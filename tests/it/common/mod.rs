@@ -82,13 +82,20 @@ pub fn env_from_json(v: &serde_json::Value) -> Env {
 
 /// The regconf binary, with a cleared environment and no colour.
 pub fn regconf(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regconf"));
+    let mut cmd = Command::new(regconf_bin());
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
         .env("COLUMNS", "80");
     cmd
+}
+
+/// The binary under test: cargo's debug build, or the one named by
+/// `REGCONF_TEST_BIN` (the release binary, see `security/release.rs`).
+pub fn regconf_bin() -> std::path::PathBuf {
+    std::env::var_os("REGCONF_TEST_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_regconf").into(), Into::into)
 }
 
 /// Exit status, stdout and stderr as one text block, for exact comparison.

@@ -11,9 +11,12 @@ use crate::registry::moto;
 
 const ROUNDS: usize = 300;
 
-fn race(server: &Server, what: &str) {
+/// `rounds` rounds; the delete goes to the first server, the new tag to
+/// the second, the other writes alternate (one server twice: one process).
+fn race(servers: [&Server; 2], what: &str, rounds: usize) {
     let a = agent();
-    let base = server.url("");
+    let base = servers[0].url("");
+    let other_base = servers[1].url("");
     let config = b"{}";
     let cd = digest(config);
     let layers: Vec<(String, usize)> = (0..2)
@@ -30,16 +33,18 @@ fn race(server: &Server, what: &str) {
     let m = manifest((&cd, config.len()), &layers[..1]);
     let other = manifest((&cd, config.len()), &layers[1..]);
     let md = digest(m.as_bytes());
-    let put = |a: &ureq::Agent, tag: &str, text: &str| {
+    let put_to = |a: &ureq::Agent, base: &str, tag: &str, text: &str| {
         a.put(format!("{base}/v2/race/app/manifests/{tag}"))
             .header("content-type", "application/vnd.oci.image.manifest.v1+json")
             .send(text.as_bytes())
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     };
+    let bases = [base.as_str(), other_base.as_str()];
     // Every listed tag is served (a DELETE by digest removes the tags of
     // earlier rounds too, so this is checked after each round).
     let dangling = |round: usize| -> usize {
+        let base = bases[round % 2];
         let r = a
             .get(format!("{base}/v2/race/app/tags/list"))
             .call()
@@ -71,8 +76,8 @@ fn race(server: &Server, what: &str) {
     let start = Instant::now();
     let mut listed = 0;
     let mut statuses = std::collections::BTreeMap::<(&str, u16), usize>::new();
-    for round in 0..ROUNDS {
-        assert_eq!(put(&a, &format!("r{round}"), &m), 201);
+    for round in 0..rounds {
+        assert_eq!(put_to(&a, bases[round % 2], &format!("r{round}"), &m), 201);
         let (deleted, pushed, moved) = std::thread::scope(|s| {
             let (base, md) = (&base, &md);
             let del = s.spawn(move || {
@@ -91,10 +96,11 @@ fn race(server: &Server, what: &str) {
                 if round % 3 == 1 {
                     std::thread::sleep(std::time::Duration::from_millis(3));
                 }
-                put(&agent(), &format!("n{round}"), &m)
+                put_to(&agent(), &other_base, &format!("n{round}"), &m)
             });
             let text = if round % 2 == 0 { &other } else { &m };
-            let mv = s.spawn(move || put(&agent(), "moving", text));
+            let mv_base = bases[(round / 2) % 2];
+            let mv = s.spawn(move || put_to(&agent(), mv_base, "moving", text));
             (
                 del.join().unwrap(),
                 push.join().unwrap(),
@@ -111,12 +117,14 @@ fn race(server: &Server, what: &str) {
         listed += dangling(round);
     }
     eprintln!(
-        "{what}: {ROUNDS} rounds in {:?}, {listed} listed tags checked, statuses {statuses:?}",
+        "{what}: {rounds} rounds in {:?}, {listed} listed tags checked, statuses {statuses:?}",
         start.elapsed()
     );
-    assert!(server.alive());
-    let log = server.log();
-    assert!(!log.contains("storage failure"), "{what}: {log}");
+    for server in servers {
+        assert!(server.alive());
+        let log = server.log();
+        assert!(!log.contains("storage failure"), "{what}: {log}");
+    }
 }
 
 #[test]
@@ -126,7 +134,7 @@ fn delete_and_put_of_one_manifest_race_cleanly_on_local_storage() {
         dir.path(),
         "f:\n  storage: local\n  storage_path: ./store\n  loglevel: error\n",
     );
-    race(&server, "local");
+    race([&server, &server], "local", ROUNDS);
     // No temporary file stays behind (the driver's lock file stays).
     let left: Vec<_> = crate::harness::files_under(&dir.path().join("store"))
         .into_iter()
@@ -145,13 +153,39 @@ fn delete_and_put_of_one_manifest_race_cleanly_on_s3() {
         .unwrap()
         .trim_start_matches('.')
         .to_owned();
-    let server = Server::start(
-        dir.path(),
-        &format!(
-            "f:\n  storage: s3\n  boto_bucket: {}\n  storage_path: /tests/{name}\n  s3_region: us-east-1\n  s3_access_key: test\n  s3_secret_key: test\n  s3_secure: false\n  boto_host: 127.0.0.1\n  boto_port: {}\n  loglevel: error\n",
-            moto::BUCKET,
-            moto::shared().port
-        ),
-    );
-    race(&server, "s3");
+    let server = Server::start(dir.path(), &s3_flavor(&name));
+    race([&server, &server], "s3", ROUNDS);
+}
+
+fn s3_flavor(prefix: &str) -> String {
+    format!(
+        "f:\n  storage: s3\n  boto_bucket: {}\n  storage_path: /tests/{prefix}\n  s3_region: us-east-1\n  s3_access_key: test\n  s3_secret_key: test\n  s3_secure: false\n  boto_host: 127.0.0.1\n  boto_port: {}\n  loglevel: error\n",
+        moto::BUCKET,
+        moto::shared().port
+    )
+}
+
+/// Two `serve` processes on one bucket prefix: the delete goes to one, the
+/// new tag to the other, the moving tag to either. The in-process locks do
+/// not order them; the repository's write lease on the bucket does.
+#[test]
+fn delete_and_put_race_cleanly_across_two_processes_on_s3() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let name = format!("two-{}", uuid_like(&dirs[0]));
+    let a = Server::start(dirs[0].path(), &s3_flavor(&name));
+    let b = Server::start(dirs[1].path(), &s3_flavor(&name));
+    race([&a, &b], "s3, two processes", TWO_PROCESS_ROUNDS);
+}
+
+/// Rounds across two processes (each round costs more lease round trips
+/// to moto than one process's).
+const TWO_PROCESS_ROUNDS: usize = 40;
+
+fn uuid_like(dir: &tempfile::TempDir) -> String {
+    dir.path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap()
+        .trim_start_matches('.')
+        .to_owned()
 }

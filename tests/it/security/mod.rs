@@ -12,12 +12,18 @@
 //! The helpers they share are here.
 
 mod auth_tls;
+mod certs;
 mod hostile;
 mod limits;
 mod memory;
+mod peers;
+mod release;
 mod settings;
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
+use std::time::Duration;
 
 pub(super) const ALICE: (&str, &str) = ("alice", "alice-pw-9f3K");
 pub(super) const BOB: (&str, &str) = ("bob", "bob-pw-77Qz");
@@ -38,4 +44,27 @@ pub(super) fn self_signed(dir: &Path) -> (String, String) {
     std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
     (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+/// A connection to `port` on 127.0.0.1 from the loopback address `from`
+/// (127.0.0.0/8 is all loopback: distinct clients for the server).
+pub(super) fn connect_from(from: &str, port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&local.into()).unwrap();
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    s.connect(&server.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+/// Sends `req` from `from` and reads the answer until the server closes.
+pub(super) fn exchange(from: &str, port: u16, req: &str) -> Vec<u8> {
+    let mut s = connect_from(from, port);
+    let _ = s.write_all(req.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
 }

@@ -205,7 +205,7 @@ f:
 
 /// Runs `regconf serve` on `config` (flavor `f`) and returns its stderr,
 /// checking that it refused to start.
-fn serve_refuses(d: &std::path::Path, config: &str) -> String {
+pub(super) fn serve_refuses(d: &std::path::Path, config: &str) -> String {
     std::fs::write(d.join("v.yml"), config).unwrap();
     let out = regconf(d)
         .args([
@@ -221,4 +221,79 @@ fn serve_refuses(d: &std::path::Path, config: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     err
+}
+
+/// Towards real clouds, HTTPS unless written otherwise (issue 16): an S3 or
+/// GCS flavor without `s3_secure`/`gs_secure` is HTTPS (docker-registry's
+/// `is True` made it plain HTTP), an endpoint on loopback stays plain HTTP,
+/// and `validate --flavor` warns when `false` is written for a host off
+/// this machine. Read from `export` and `validate`: nothing is contacted.
+#[test]
+fn clouds_default_to_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = |flavor: &str| {
+        let out = regconf(d)
+            .args([
+                "export",
+                "v.yml",
+                "--flavor",
+                flavor,
+                "--to",
+                "distribution",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::write(
+        d.join("v.yml"),
+        "aws:\n  storage: s3\n  boto_bucket: b\n\
+         other:\n  storage: s3\n  boto_bucket: b\n  boto_host: minio.example\n\
+         local:\n  storage: s3\n  boto_bucket: b\n  boto_host: 127.0.0.1\n  boto_port: 9000\n\
+         explicit:\n  storage: s3\n  boto_bucket: b\n  boto_host: minio.example\n  s3_secure: false\n",
+    )
+    .unwrap();
+    assert!(export("aws").contains("secure: true"), "{}", export("aws"));
+    let other = export("other");
+    assert!(
+        other.contains("https://minio.example") && other.contains("secure: true"),
+        "{other}"
+    );
+    let local = export("local");
+    assert!(
+        local.contains("http://127.0.0.1:9000") && local.contains("secure: false"),
+        "{local}"
+    );
+    let explicit = export("explicit");
+    assert!(explicit.contains("secure: false"), "{explicit}");
+
+    let check = |yml: &str| {
+        std::fs::write(d.join("w.yml"), yml).unwrap();
+        let out = regconf(d)
+            .args(["validate", "w.yml", "--flavor", "f"])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let warned = check(
+        "f:\n  storage: s3\n  boto_bucket: b\n  boto_host: minio.example\n  s3_secure: false\n",
+    );
+    assert!(
+        warned.contains("regconf::storage::plain_http") && warned.contains("`minio.example`"),
+        "{warned}"
+    );
+    let warned = check("f:\n  storage: gcs\n  boto_bucket: b\n  gs_secure: false\n");
+    assert!(warned.contains("regconf::storage::plain_http"), "{warned}");
+    for quiet in [
+        "f:\n  storage: s3\n  boto_bucket: b\n  boto_host: localhost\n  s3_secure: false\n",
+        "f:\n  storage: s3\n  boto_bucket: b\n",
+    ] {
+        let out = check(quiet);
+        assert!(!out.contains("plain_http"), "{out}");
+    }
 }

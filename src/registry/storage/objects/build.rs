@@ -31,87 +31,14 @@ fn non_empty(v: Option<&String>) -> Option<&str> {
 impl ObjectStorage {
     /// `storage: s3` (and `cloudfronts3`, Ceph, moto, MinIO...).
     pub(crate) fn s3(c: &model::S3) -> Result<Self, DriverError> {
-        use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-        let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
-            driver: "s3",
-            key: "boto_bucket",
-        })?;
-        let region = non_empty(c.s3_region.as_ref()).unwrap_or("us-east-1");
-        let scheme = if c.s3_secure { "https" } else { "http" };
-        let mut b = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_region(region)
-            .with_client_options(client_options(!c.s3_secure));
-        b = match non_empty(c.boto_host.as_ref()) {
-            // Another S3-compatible store: path-style (as boto's
-            // OrdinaryCallingFormat), since virtual hosts need DNS.
-            Some(host) => {
-                let endpoint = match c.boto_port {
-                    Some(port) => format!("{scheme}://{host}:{port}"),
-                    None => format!("{scheme}://{host}"),
-                };
-                b.with_endpoint(endpoint)
-                    .with_virtual_hosted_style_request(false)
-                    .with_allow_http(!c.s3_secure)
-            }
-            None if !c.s3_secure => b
-                .with_endpoint(format!("http://{bucket}.s3.{region}.amazonaws.com"))
-                .with_virtual_hosted_style_request(true)
-                .with_allow_http(true),
-            None => b.with_virtual_hosted_style_request(true),
-        };
-        match (
-            non_empty(c.s3_access_key.as_ref()),
-            non_empty(c.s3_secret_key.as_ref()),
-        ) {
-            (Some(k), Some(s)) => {
-                b = b.with_access_key_id(k).with_secret_access_key(s);
-            }
-            (Some(_), None) => {
-                return Err(DriverError::Missing {
+        let s3 = Arc::new(
+            s3_builder(c)?
+                .build()
+                .map_err(|source| DriverError::Client {
                     driver: "s3",
-                    key: "s3_secret_key",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(DriverError::Missing {
-                    driver: "s3",
-                    key: "s3_access_key",
-                });
-            }
-            // No keys: the instance's role (metadata service), as boto did.
-            (None, None) => {}
-        }
-        if c.s3_encrypt {
-            // SSE-S3; the key type is not exported, so it is named by text.
-            let key: AmazonS3ConfigKey =
-                "aws_server_side_encryption"
-                    .parse()
-                    .map_err(|e| DriverError::Client {
-                        driver: "s3",
-                        source: Box::new(e),
-                    })?;
-            b = b.with_config(key, "AES256");
-        }
-        if let Some(proxy) = non_empty(c.boto_proxy.as_ref()) {
-            let auth = match (
-                non_empty(c.boto_proxy_user.as_ref()),
-                non_empty(c.boto_proxy_pass.as_ref()),
-            ) {
-                (Some(u), Some(p)) => format!("{u}:{p}@"),
-                (Some(u), None) => format!("{u}@"),
-                _ => String::new(),
-            };
-            let port = c
-                .boto_proxy_port
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
-            b = b.with_proxy_url(format!("http://{auth}{proxy}{port}"));
-        }
-        let s3 = Arc::new(b.build().map_err(|source| DriverError::Client {
-            driver: "s3",
-            source: Box::new(source),
-        })?);
+                    source: Box::new(source),
+                })?,
+        );
         Ok(Self::new(s3.clone(), Some(s3), &c.storage_path))
     }
 
@@ -216,6 +143,94 @@ impl ObjectStorage {
         })?);
         Ok(Self::new(az.clone(), Some(az), ""))
     }
+}
+
+/// The S3 client's settings for `c`, not yet built (the tests read its
+/// endpoint and scheme without any request). HTTPS unless `s3_secure` is
+/// false (the model's default is decided by the configuration: true unless
+/// the endpoint is on loopback).
+pub(super) fn s3_builder(
+    c: &model::S3,
+) -> Result<::object_store::aws::AmazonS3Builder, DriverError> {
+    use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+
+    let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
+        driver: "s3",
+        key: "boto_bucket",
+    })?;
+    let region = non_empty(c.s3_region.as_ref()).unwrap_or("us-east-1");
+    let scheme = if c.s3_secure { "https" } else { "http" };
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_client_options(client_options(!c.s3_secure));
+    b = match non_empty(c.boto_host.as_ref()) {
+        // Another S3-compatible store: path-style (as boto's
+        // OrdinaryCallingFormat), since virtual hosts need DNS.
+        Some(host) => {
+            let endpoint = match c.boto_port {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            };
+            b.with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(!c.s3_secure)
+        }
+        None if !c.s3_secure => b
+            .with_endpoint(format!("http://{bucket}.s3.{region}.amazonaws.com"))
+            .with_virtual_hosted_style_request(true)
+            .with_allow_http(true),
+        None => b.with_virtual_hosted_style_request(true),
+    };
+    match (
+        non_empty(c.s3_access_key.as_ref()),
+        non_empty(c.s3_secret_key.as_ref()),
+    ) {
+        (Some(k), Some(s)) => {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        (Some(_), None) => {
+            return Err(DriverError::Missing {
+                driver: "s3",
+                key: "s3_secret_key",
+            });
+        }
+        (None, Some(_)) => {
+            return Err(DriverError::Missing {
+                driver: "s3",
+                key: "s3_access_key",
+            });
+        }
+        // No keys: the instance's role (metadata service), as boto did.
+        (None, None) => {}
+    }
+    if c.s3_encrypt {
+        // SSE-S3; the key type is not exported, so it is named by text.
+        let key: AmazonS3ConfigKey =
+            "aws_server_side_encryption"
+                .parse()
+                .map_err(|e| DriverError::Client {
+                    driver: "s3",
+                    source: Box::new(e),
+                })?;
+        b = b.with_config(key, "AES256");
+    }
+    if let Some(proxy) = non_empty(c.boto_proxy.as_ref()) {
+        let auth = match (
+            non_empty(c.boto_proxy_user.as_ref()),
+            non_empty(c.boto_proxy_pass.as_ref()),
+        ) {
+            (Some(u), Some(p)) => format!("{u}:{p}@"),
+            (Some(u), None) => format!("{u}@"),
+            _ => String::new(),
+        };
+        let port = c
+            .boto_proxy_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        b = b.with_proxy_url(format!("http://{auth}{proxy}{port}"));
+    }
+    Ok(b)
 }
 
 /// Builds the object-store driver for `storage`, or `None` for drivers

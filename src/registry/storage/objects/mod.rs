@@ -366,6 +366,32 @@ impl Storage for ObjectStorage {
     fn shared(&self) -> bool {
         true
     }
+
+    fn create_new<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move {
+            let key = self.key(path)?;
+            // `If-None-Match: *` on S3 (and GCS's S3 API), generation 0 on
+            // GCS, `If-None-Match` on Azure: the store decides, not us.
+            let opts = ::object_store::PutOptions {
+                mode: ::object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&key, PutPayload::from(data), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(::object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(remote(path, e)),
+            }
+        }
+        .boxed()
+    }
 }
 
 pub(super) mod azure;

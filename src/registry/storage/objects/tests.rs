@@ -128,3 +128,50 @@ fn builders_need_their_keys() {
     .unwrap();
     assert_eq!(s3.prefix, "registry");
 }
+
+/// The endpoint and scheme the S3 client would use, read from its settings
+/// (no request is made): AWS over HTTPS by default, plain HTTP only when
+/// `s3_secure` is false (the configuration makes it false by default only
+/// for an endpoint on loopback).
+#[test]
+fn s3_endpoints_and_schemes() {
+    use ::object_store::ClientConfigKey;
+    use ::object_store::aws::AmazonS3ConfigKey as K;
+    let setting = |c: &model::S3| {
+        let b = super::build::s3_builder(c).unwrap();
+        (
+            b.get_config_value(&K::Endpoint),
+            b.get_config_value(&K::Client(ClientConfigKey::AllowHttp)),
+        )
+    };
+    let aws = model::S3 {
+        boto_bucket: Some("b".into()),
+        s3_secure: true,
+        ..model::S3::default()
+    };
+    // No endpoint: object_store's own, https://s3.<region>.amazonaws.com.
+    assert_eq!(setting(&aws), (None, Some("false".into())));
+    let other = model::S3 {
+        boto_host: Some("minio.example".into()),
+        boto_port: Some(9000),
+        ..aws.clone()
+    };
+    assert_eq!(
+        setting(&other),
+        (
+            Some("https://minio.example:9000".into()),
+            Some("false".into())
+        )
+    );
+    let plain = model::S3 {
+        s3_secure: false,
+        ..aws
+    };
+    assert_eq!(
+        setting(&plain),
+        (
+            Some("http://b.s3.us-east-1.amazonaws.com".into()),
+            Some("true".into())
+        )
+    );
+}
