@@ -19,6 +19,8 @@
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
 //! index     the `/v1/search` repository index in SQLite        (index.rs)
+//! migrate   `migrate-v1`: docker-registry's v1 images written  (migrate/)
+//!           into the store through its push paths
 //! ```
 //!
 //! Doors: only [`bind`], [`Server`], [`ServeOptions`], [`RegistryError`]
@@ -34,6 +36,7 @@ mod http;
 mod index;
 mod layout;
 mod limits;
+pub(crate) mod migrate;
 mod oci;
 pub(crate) mod storage;
 mod store;
@@ -212,6 +215,15 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
     let shared = driver.shared();
+    if migrate::only_v1(&driver)
+        .await
+        .map_err(store::StoreError::from)?
+    {
+        tracing::warn!(
+            "this storage holds docker-registry v1 images and no v2 images, which today's clients cannot pull; convert them with `regconf migrate-v1 --flavor {}`",
+            config.flavor
+        );
+    }
     let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
     let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
     let purged = store.purge_uploads(max_age).await?;
