@@ -86,6 +86,8 @@ pub(crate) async fn run(s: &dyn Storage) {
     let mut names = s.list("t").await.unwrap();
     names.sort();
     assert_eq!(names, ["x", "y"]);
+    // An object has no children (v1 files sit among repository directories).
+    assert!(s.list("t/y").await.unwrap().is_empty());
     s.delete("t").await.unwrap();
     assert!(s.list("t").await.unwrap().is_empty());
 }
