@@ -79,6 +79,26 @@ fn local_store_is_converted_pulled_and_a_second_run_converts_nothing() {
     let first = migrate(d, &[]);
     assert_eq!(first.status.code(), Some(1), "{first:?}");
     assert_eq!(without_bytes(&stdout(&first)), expected);
+    // read: the layers converted and the one whose checksum failed;
+    // written: the layer blobs, as the records of the run say
+    let size = |p: String| std::fs::metadata(d.join("store").join(p)).unwrap().len();
+    let read: u64 = ["base", "child", "other", "badsum"]
+        .iter()
+        .map(|n| size(format!("images/{}/layer", id(n))))
+        .sum();
+    let written: u64 = ["base", "child", "other"]
+        .iter()
+        .map(|n| {
+            let r = std::fs::read(d.join("store/_migrate_v1/images").join(id(n))).unwrap();
+            let r: serde_json::Value = serde_json::from_slice(&r).unwrap();
+            r["size"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(
+        stdout(&first).contains(&format!("\nbytes: {read} read, {written} written\n")),
+        "{}",
+        stdout(&first)
+    );
     // v1 data untouched
     let after = d.join("store").files();
     for f in &before {
