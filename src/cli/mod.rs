@@ -12,6 +12,7 @@ mod export;
 mod flavors;
 mod healthcheck;
 mod init;
+mod migrate;
 mod render;
 mod schema;
 mod serve;
@@ -94,6 +95,9 @@ enum Command {
     Init(init::Args),
     /// Write an equivalent configuration for another registry.
     Export(export::Args),
+    /// Convert the v1 images a docker-registry left in storage into images today's clients pull.
+    #[command(name = "migrate-v1")]
+    MigrateV1(migrate::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -305,6 +309,7 @@ pub fn main() -> ExitCode {
         Command::Flavors(args) => flavors::run(&ctx, &args),
         Command::Init(args) => init::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
+        Command::MigrateV1(args) => migrate::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args, command()),
         Command::Man => completions::man(command()),
     };

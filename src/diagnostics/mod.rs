@@ -56,6 +56,7 @@ pub const CODES: &[&str] = &[
     "regconf::key::unknown",
     "regconf::merge::not_a_mapping",
     "regconf::merge::shallow",
+    "regconf::migrate::failed",
     "regconf::path::expanded",
     "regconf::serve::listen",
     "regconf::serve::listen_address",

@@ -15,6 +15,7 @@
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a manifest whose subject is <alg>:<hex>
 //! repositories/<name>/_uploads/<uuid>/{startedat,data}   an upload in progress
 //! _changes/<nanos>-<random>                              shared storage: a repository gained or lost its manifests
+//! _migrate_v1/images/<v1 id>                              what `migrate-v1` made of a v1 layer
 //! ```
 
 use uuid::Uuid;
@@ -39,6 +40,15 @@ pub(crate) const UPLOADS_DIR: &str = "_uploads";
 /// probe is one `stat` (one `HEAD` on an object store) whose "not found"
 /// means storage answered.
 pub(crate) const HEALTH_PROBE: &str = "_healthz";
+/// Root of `migrate-v1`'s records (beside `blobs/` and `repositories/`,
+/// under a name no v1 or v2 path uses).
+pub(crate) const MIGRATE_V1: &str = "_migrate_v1";
+
+/// The record of what `migrate-v1` made of the v1 layer of image `id`
+/// (an id `migrate` checked to be 64 lower-case hex digits).
+pub(crate) fn migrated_v1_image(id: &str) -> String {
+    format!("{MIGRATE_V1}/images/{id}")
+}
 
 /// Content of a blob.
 pub(crate) fn blob_data(d: &Digest) -> String {

@@ -19,6 +19,8 @@
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
 //! index     the `/v1/search` repository index in SQLite        (index.rs)
+//! migrate   `migrate-v1`: docker-registry's v1 images written  (migrate/)
+//!           into the store through its push paths
 //! ```
 //!
 //! Doors: only [`bind`], [`Server`], [`ServeOptions`], [`RegistryError`]
@@ -36,6 +38,7 @@ mod index;
 mod layout;
 mod limits;
 mod metrics;
+pub(crate) mod migrate;
 mod oci;
 pub(crate) mod storage;
 mod store;
@@ -234,6 +237,15 @@ pub(crate) async fn state(
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
     let shared = driver.shared();
+    if migrate::only_v1(&driver)
+        .await
+        .map_err(store::StoreError::from)?
+    {
+        tracing::warn!(
+            "this storage holds docker-registry v1 images and no v2 images, which today's clients cannot pull; convert them with `regconf migrate-v1 --flavor {}`",
+            config.flavor
+        );
+    }
     let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
     // Read-only: this process writes nothing to storage, purges included.
     if !config.readonly {

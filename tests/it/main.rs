@@ -45,6 +45,9 @@ mod docker;
 // the container image built by scripts/build-image.sh, and `healthcheck`
 mod container_image;
 
+// `migrate-v1`: a v1 store written by the tests, converted, then pulled
+mod migrate;
+
 // the dependency rule between modules
 mod architecture;
 

@@ -99,6 +99,8 @@ pub(crate) async fn run(s: &dyn Storage) {
         ["0001", "0002", "0003", "x", "y"]
     );
     assert!(s.list_after("none", "").await.unwrap().is_empty());
+    // An object has no children (v1 files sit among repository directories).
+    assert!(s.list("t/y").await.unwrap().is_empty());
     s.delete("t").await.unwrap();
     assert!(s.list("t").await.unwrap().is_empty());
 }

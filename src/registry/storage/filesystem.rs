@@ -307,7 +307,13 @@ impl Storage for Filesystem {
             let full = self.full(path)?;
             let r = blocking(path, move || {
                 let mut out = Vec::new();
-                for e in fs::read_dir(full)? {
+                // A file has no children (as on object stores): docker-registry's
+                // v1 files sit among the repository directories.
+                let dir = match fs::read_dir(full) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(out),
+                    other => other?,
+                };
+                for e in dir {
                     if let Ok(name) = e?.file_name().into_string() {
                         out.push(name);
                     }
