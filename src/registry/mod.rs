@@ -13,8 +13,8 @@
 //!           tls.rs, auth.rs)
 //! http      routes, OCI error answers, access log, CORS       (http/)
 //! store     OCI meaning: blobs, uploads, manifests, tags,      (store/, layout.rs)
-//!           upload sessions, caches; gc and mirroring will be
-//!           rooms of their own in store/, beside these
+//!           upload sessions, caches, pull-through mirroring
+//!           (store/mirror/); gc will be a room of its own there
 //! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
@@ -100,6 +100,9 @@ pub enum RegistryError {
     /// The certificate or key of `tls:` cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The client of the mirrored registry could not be built.
+    #[error("cannot set up mirroring: {0}")]
+    Mirror(String),
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
@@ -212,7 +215,23 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
     let shared = driver.shared();
-    let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
+    let store = Arc::new(store::Store::new(
+        driver,
+        index.clone(),
+        max_uploads(&config.limits),
+    ));
+    let mirror = store::mirror::Mirror::new(
+        &config.mirroring,
+        usize::try_from(config.limits.max_manifest_bytes).unwrap_or(usize::MAX),
+    )
+    .map_err(|e| RegistryError::Mirror(e.to_string()))?;
+    if let Some(m) = &mirror {
+        tracing::info!(
+            source = m.source(),
+            allow_push = m.allow_push(),
+            "pull-through mirror: what is not stored is fetched from the upstream"
+        );
+    }
     let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
     let purged = store.purge_uploads(max_age).await?;
     if purged > 0 {
@@ -228,6 +247,7 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
     }
     Ok(Arc::new(http::State {
         store,
+        mirror,
         settings: http::Settings::new(config),
         index,
     }))
