@@ -13,6 +13,8 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# mirror/token.rs: the token server's signing key and certificate
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # docker.rs and image.rs start their own dockerd; podman for one round trip
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)

@@ -228,6 +228,20 @@ fn anonymous_pull_through() {
     up.stop();
     let c = pull(&reg.host, "base:3.1", &dir.join("c"));
     assert_same_blobs(&src, &c, &image);
+    // `allow_push: true` accepts pushes.
+    let open = mirror(&dir.join("open"), &up.url(), |m| m.allow_push = true);
+    let data = bytes(3, 1000);
+    let d = digest(&data);
+    assert_eq!(
+        crate::harness::push_blob(
+            &agent(),
+            &format!("http://{}", open.host),
+            "mine",
+            &data,
+            &d
+        ),
+        201
+    );
 }
 
 #[test]
