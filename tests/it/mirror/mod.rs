@@ -8,6 +8,7 @@
 //! serve` on local storage or on S3 (moto).
 
 mod corrupt;
+mod docker;
 mod pull;
 mod token;
 
