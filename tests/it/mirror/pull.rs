@@ -166,6 +166,26 @@ fn concurrent_pulls_of_one_blob_fetch_it_once() {
     assert_eq!(up.gets(&path), 1);
 }
 
+#[test]
+fn a_silent_upstream_gets_a_clear_error_in_bounded_time() {
+    // The kernel accepts connections into the backlog; nobody answers, so
+    // only the mirror's idle timeout ends the request.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = mirror(tmp.path(), &format!("http://127.0.0.1:{port}"), |_| {});
+    let r = curl(&["--max-time", "90", &reg.url("/v2/quiet/manifests/v1")]);
+    assert_eq!(r.status, 502);
+    let err = &r.json()["errors"][0];
+    assert_eq!(err["code"], "UNKNOWN");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}")) && message.contains("timed out"),
+        "{message}"
+    );
+    drop(silent);
+}
+
 /// A blob corrupted on its way from the upstream fails the pull and
 /// leaves nothing behind; manifests from the same upstream still work.
 fn corrupted_blob_is_refused_and_not_stored() {
