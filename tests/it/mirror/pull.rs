@@ -19,6 +19,7 @@ fn token_upstream_pulls_are_byte_identical_and_outlive_the_upstream() {
     let dir = tmp.path();
     let tokens = TokenServer::start(&dir.join("token"));
     let issued = tokens.issued.clone();
+    let to_user = tokens.to_user.clone();
     let mut up = Upstream::start(&dir.join("upstream"), Auth::Token(tokens));
     let src = dir.join("src");
     let image = oci_layout(&src, "v1", &[200_000, 2_000_000, 10], 7);
@@ -40,6 +41,17 @@ fn token_upstream_pulls_are_byte_identical_and_outlive_the_upstream() {
         (1..=4).contains(&tokens_used),
         "the mirror should fetch a token per repository and reuse it, fetched {tokens_used}"
     );
+
+    // With credentials, the mirror asks for its tokens as the user.
+    let (user, password) = TokenServer::user();
+    let with_user = mirror(&dir.join("with-user"), &up.url(), |m| {
+        m.username = Some(user.into());
+        m.password = Some(password.into());
+    });
+    let before = to_user.load(Ordering::SeqCst);
+    let c = pull(&with_user.host, "team/tool:1.0", &dir.join("c"));
+    assert_same_blobs(&src, &c, &image);
+    assert!(to_user.load(Ordering::SeqCst) > before);
 
     // Pushes are refused, with the reason.
     let push = curl(&["-X", "POST", &reg.url("/v2/app/blobs/uploads/")]);

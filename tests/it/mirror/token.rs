@@ -25,6 +25,8 @@ pub(crate) struct TokenServer {
     cert: PathBuf,
     /// Tokens issued so far.
     pub(crate) issued: Arc<AtomicUsize>,
+    /// Of those, tokens issued to the user's credentials.
+    pub(crate) to_user: Arc<AtomicUsize>,
 }
 
 impl TokenServer {
@@ -60,6 +62,8 @@ impl TokenServer {
         let port = listener.local_addr().unwrap().port();
         let issued = Arc::new(AtomicUsize::new(0));
         let count = issued.clone();
+        let to_user = Arc::new(AtomicUsize::new(0));
+        let user_count = to_user.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -85,6 +89,9 @@ impl TokenServer {
                 let target = line.split(' ').nth(1).unwrap_or("");
                 let token = token(&encoding, &der, target, authorized);
                 count.fetch_add(1, Ordering::SeqCst);
+                if authorized {
+                    user_count.fetch_add(1, Ordering::SeqCst);
+                }
                 let body = serde_json::json!({
                     "token": token,
                     "expires_in": 300,
@@ -97,7 +104,12 @@ impl TokenServer {
                 );
             }
         });
-        TokenServer { port, cert, issued }
+        TokenServer {
+            port,
+            cert,
+            issued,
+            to_user,
+        }
     }
 
     /// The `auth:` section of distribution's configuration.
@@ -112,6 +124,11 @@ impl TokenServer {
     /// `user:password` of the user that may push.
     pub(crate) fn creds(&self) -> String {
         format!("{USER}:{PASSWORD}")
+    }
+
+    /// The user and password, apart.
+    pub(crate) fn user() -> (&'static str, &'static str) {
+        (USER, PASSWORD)
     }
 }
 
