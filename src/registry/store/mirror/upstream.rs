@@ -23,6 +23,10 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most time the upstream may stay silent while a request is open (per
 /// read, so a large blob that keeps flowing is never cut).
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most time a tag's re-check (a manifest `HEAD`) may take: when it runs
+/// out, the stored tag is served, so a slow upstream costs a pull this
+/// much at most.
+pub(super) const RECHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A token whose lifetime the token service does not state lives this long
 /// (the token specification's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -160,6 +164,9 @@ impl Upstream {
             let mut req = self.client.request(method.clone(), &url);
             if manifest {
                 req = req.header(header::ACCEPT, accept());
+                if method == Method::HEAD {
+                    req = req.timeout(RECHECK_TIMEOUT);
+                }
             }
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);
