@@ -96,7 +96,7 @@ fn basic_upstream_tags_are_rechecked_after_the_ttl_and_not_before() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (user, password) = ("mirror-bot", "s3cret-pw");
-    let up = Upstream::start(
+    let mut up = Upstream::start(
         &dir.join("upstream"),
         Auth::Basic {
             user: user.into(),
@@ -147,7 +147,14 @@ fn basic_upstream_tags_are_rechecked_after_the_ttl_and_not_before() {
     // After it, the next pull sees the new manifest.
     std::thread::sleep(Duration::from_secs(TTL + 1).saturating_sub(fetched.elapsed()));
     let b = pull(&reg.host, "web:latest", &dir.join("b"));
+    let refetched = Instant::now();
     assert_same_blobs(&src2, &b, &two);
+
+    // A stale tag whose upstream is gone: the stored one is served.
+    up.stop();
+    std::thread::sleep(Duration::from_secs(TTL + 1).saturating_sub(refetched.elapsed()));
+    let c = pull(&reg.host, "web:latest", &dir.join("c"));
+    assert_same_blobs(&src2, &c, &two);
 }
 
 #[test]
