@@ -7,6 +7,7 @@
 //! upstream. Clients are skopeo and curl/ureq; the mirror is `regconf
 //! serve` on local storage or on S3 (moto).
 
+mod config;
 mod corrupt;
 mod docker;
 mod pull;
