@@ -144,6 +144,29 @@ for r in $(seq "$ROUNDS"); do
   kill "$MPID"; wait "$MPID" 2>/dev/null || true
 done
 
+# Peak RSS against blob size: one blob of 64 MiB and one of 1 GiB, each
+# fetched through the mirror with curl (VmHWM reset before each, as root).
+push_blob() { # file -> digest, pushed to the upstream's library/raw
+  local d; d=sha256:$(sha256sum "$1" | cut -d' ' -f1)
+  local loc; loc=$(curl -sf -D - -o /dev/null -X POST "http://$UP/v2/library/raw/blobs/uploads/" \
+    | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case "$loc" in http*) ;; *) loc="http://$UP$loc" ;; esac
+  case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$1" "$loc" -o /dev/null
+  echo "$d"
+}
+log "peak RSS against blob size: 64 MiB and 1 GiB blobs through a fresh mirror"
+serve mirror-blobs mirror; M=$ADDR; MPID=$SPID
+declare -A BLOB_PEAK
+for sz in 64M 1G; do
+  python3 "$ROOT/benches/oci_layout.py" blob "$WORK/raw-$sz.bin" "$sz" > /dev/null
+  d=$(push_blob "$WORK/raw-$sz.bin")
+  echo 5 > "/proc/$MPID/clear_refs" 2>/dev/null || true
+  curl -sf "http://$M/v2/raw/blobs/$d" -o /dev/null || die "blob $sz through the mirror failed"
+  BLOB_PEAK[$sz]=$(peak_mib "$MPID")
+  rm -f "$WORK/raw-$sz.bin"
+done
+
 D=$(best "${DIRECT[@]}"); F=$(best "${FIRST[@]}"); S=$(best "${SECOND[@]}"); L=$(best "${LOCALS[@]}")
 P=$(printf '%s\n' "${PEAK[@]}" | sort -g | tail -1)
 echo
@@ -156,3 +179,5 @@ echo
 awk -v f="$F" -v d="$D" 'BEGIN{r=f/d; printf "%-44s %10.2f   target >= 0.90  %s\n", "first pull : direct", r, (r>=0.9?"ok":"MISSED")}'
 awk -v s="$S" -v l="$L" 'BEGIN{r=s/l; printf "%-44s %10.2f   target >= 1.00  %s\n", "second pull : local pull", r, (r>=1.0?"ok":"MISSED")}'
 printf '%-44s %10s   (layers of %s; rounds: %s)\n' "mirror peak RSS during the first pull, MiB" "$P" "$BIG_LAYER_SIZE" "${PEAK[*]}"
+printf '%-44s %10s\n' "mirror peak RSS, one 64 MiB blob fetched, MiB" "${BLOB_PEAK[64M]}"
+printf '%-44s %10s\n' "mirror peak RSS, one 1 GiB blob fetched, MiB" "${BLOB_PEAK[1G]}"
