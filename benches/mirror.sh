@@ -141,6 +141,7 @@ for r in $(seq "$ROUNDS"); do
   SECOND+=("$(pull "$M" big:v1)")
   log "round $r: pull from the plain regconf"
   LOCALS+=("$(pull "$LOCAL" library/big:v1)")
+  log "round $r: direct ${DIRECT[-1]}, first ${FIRST[-1]}, second ${SECOND[-1]}, local ${LOCALS[-1]} MiB/s; peak ${PEAK[-1]} MiB"
   kill "$MPID"; wait "$MPID" 2>/dev/null || true
 done
 
@@ -152,7 +153,7 @@ push_blob() { # file -> digest, pushed to the upstream's library/raw
     | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
   case "$loc" in http*) ;; *) loc="http://$UP$loc" ;; esac
   case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
-  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$1" "$loc" -o /dev/null
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' -T "$1" "$loc" -o /dev/null
   echo "$d"
 }
 log "peak RSS against blob size: 64 MiB and 1 GiB blobs through a fresh mirror"
