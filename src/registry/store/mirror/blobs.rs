@@ -27,7 +27,12 @@ use crate::registry::oci::{Digest, Name};
 use crate::registry::store::{Body, Store, StoreError};
 
 /// Chunks queued towards the client and towards storage.
-const QUEUE: usize = 16;
+const QUEUE: usize = 4;
+
+/// The upstream's small reads are gathered into chunks of this size before
+/// they are passed on: fewer hand-offs between the tasks, and writes and
+/// hashing in large pieces.
+const GATHER: usize = 256 << 10;
 
 /// What a blob `GET` through the mirror gives.
 pub(crate) enum Fetched {
@@ -188,7 +193,26 @@ async fn tee(
     let mut held: Option<Bytes> = None;
     let mut client = true;
     let mut failure: Option<String> = None;
-    while let Some(chunk) = stream.next().await {
+    let mut gathered = bytes::BytesMut::new();
+    let mut ended = false;
+    while !ended {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => {
+                gathered.extend_from_slice(&c);
+                if gathered.len() < GATHER {
+                    continue;
+                }
+                Ok(gathered.split().freeze())
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                ended = true;
+                if gathered.is_empty() {
+                    break;
+                }
+                Ok(gathered.split().freeze())
+            }
+        };
         match chunk {
             Ok(c) => {
                 if store_tx.send(Ok(c.clone())).await.is_err() {
