@@ -201,7 +201,15 @@ pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
 /// Starts `regconf serve` mirroring `source`, with storage for `dir` (local
 /// or S3, see `registry::Backend`).
 pub(crate) fn mirror(dir: &Path, source: &str, f: impl FnOnce(&mut model::Mirroring)) -> Registry {
-    let mut c = crate::registry::config(dir);
+    // On S3 the key prefix is the directory's name: a unique one, so tests
+    // running at once never share a prefix.
+    std::fs::create_dir_all(dir).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("mirror-")
+        .tempdir_in(dir)
+        .unwrap()
+        .keep();
+    let mut c = crate::registry::config(&dir);
     c.mirroring.source = Some(source.to_owned());
     f(&mut c.mirroring);
     start_with(c)
