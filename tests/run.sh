@@ -15,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # security/certs.rs: an X.509 v1 certificate (rcgen writes only v3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# mirror/token.rs: the token server's signing key and certificate
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # docker.rs and image.rs start their own dockerd; podman for one round trip
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)

@@ -151,8 +151,8 @@ fn plain(message: &str) -> String {
 fn inert_settings(m: &model::Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
-    if set(&m.mirroring.source) {
-        out.push("mirroring.source");
+    if set(&m.mirroring.source_index) {
+        out.push("mirroring.source_index");
     }
     if set(&m.cache.host) {
         out.push("cache.host");

@@ -7,7 +7,8 @@
 //! `log.level`, CORS as `http.headers`, the upload purge, `readonly` as
 //! `storage.maintenance.readonly`, `tls:` as `http.tls`, `metrics:` as the
 //! debug server's Prometheus endpoint (`http.debug`), `auth.htpasswd`,
-//! `redis`, `proxy` and `reporting.bugsnag` where the flavor sets them, and a `#` comment for
+//! `redis`, `proxy` (`remoteurl`, `username`, `password`, `ttl`) and
+//! `reporting.bugsnag` where the flavor sets them, and a `#` comment for
 //! each setting of the flavor that has no equivalent there. Secrets are
 //! written as they are: the file is for a program to read.
 
@@ -236,11 +237,17 @@ pub(crate) fn distribution(config: &model::Config, listen: &str) -> Result<Strin
                 "the v2 API has no index",
             );
         }
-        if let Some(ttl) = config.mirroring.tags_cache_ttl {
+        o.opt(1, "username", config.mirroring.username.as_deref());
+        o.opt(1, "password", config.mirroring.password.as_deref());
+        // distribution's `proxy.ttl` is a Go duration; the sample's default
+        // applies when the flavor does not say.
+        let ttl = config.mirroring.tags_cache_ttl.unwrap_or(172_800).max(0);
+        o.str(1, "ttl", &format!("{ttl}s"));
+        if config.mirroring.allow_push {
             drop(
-                "mirroring.tags_cache_ttl",
-                ttl.to_string(),
-                "distribution's proxy has its own `proxy.ttl`",
+                "mirroring.allow_push",
+                "true".to_owned(),
+                "distribution's proxy never accepts pushes",
             );
         }
     }

@@ -174,9 +174,20 @@ pub struct Mirroring {
     /// URL of the upstream index for index routes such as `/v1/search`
     /// (e.g. `https://index.docker.io`).
     pub source_index: Option<String>,
-    /// Seconds the mirrored tags stay cached in redis. Default: `172800`
-    /// (two days).
+    /// Seconds a tag fetched from `source` is served without asking
+    /// `source` again; after that the next pull re-checks its digest.
+    /// Default: `172800` (two days). Manifests by digest never expire.
     pub tags_cache_ttl: Option<i64>,
+    /// User name for `source` (a regconf extension): sent with HTTP Basic,
+    /// or to the token service of a registry that asks for Bearer tokens.
+    /// Set both `username` and `password`, or neither (anonymous).
+    pub username: Option<String>,
+    /// Password for `source` (a regconf extension; a secret).
+    pub password: Option<String>,
+    /// Whether clients may push to a mirror (a regconf extension). Off by
+    /// default: pushes are refused with `UNSUPPORTED`, so that nothing
+    /// local shadows the mirrored registry's content.
+    pub allow_push: bool,
     /// Keys not typed above, kept as written.
     #[serde(flatten)]
     pub extra: Extra,
@@ -298,6 +309,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "oss_accesskey",
     "cloudfront.keysecret",
     "cache.password",
+    "mirroring.password",
     "cache_lru.password",
     "email_exceptions.smtp_password",
     "smtp_password",

@@ -13,8 +13,8 @@
 //!           and metrics, counted around all of it              tls.rs, auth.rs, metrics/)
 //! http      routes, OCI error answers, access log, CORS       (http/)
 //! store     OCI meaning: blobs, uploads, manifests, tags,      (store/, layout.rs)
-//!           upload sessions, caches; gc and mirroring will be
-//!           rooms of their own in store/, beside these
+//!           upload sessions, caches, pull-through mirroring
+//!           (store/mirror/); gc will be a room of its own there
 //! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
@@ -114,6 +114,9 @@ pub enum RegistryError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The client of the mirrored registry could not be built.
+    #[error("cannot set up mirroring: {0}")]
+    Mirror(String),
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
@@ -246,7 +249,23 @@ pub(crate) async fn state(
             config.flavor
         );
     }
-    let store = store::Store::new(driver, index.clone(), max_uploads(&config.limits));
+    let store = Arc::new(store::Store::new(
+        driver,
+        index.clone(),
+        max_uploads(&config.limits),
+    ));
+    let mirror = store::mirror::Mirror::new(
+        &config.mirroring,
+        usize::try_from(config.limits.max_manifest_bytes).unwrap_or(usize::MAX),
+    )
+    .map_err(|e| RegistryError::Mirror(e.to_string()))?;
+    if let Some(m) = &mirror {
+        tracing::info!(
+            source = m.source(),
+            allow_push = m.allow_push(),
+            "pull-through mirror: what is not stored is fetched from the upstream"
+        );
+    }
     // Read-only: this process writes nothing to storage, purges included.
     if !config.readonly {
         let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
@@ -267,6 +286,7 @@ pub(crate) async fn state(
     }
     Ok(Arc::new(http::State {
         store,
+        mirror,
         settings: http::Settings::new(config),
         index,
         unhealthy: std::sync::atomic::AtomicBool::new(false),

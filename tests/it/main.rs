@@ -21,6 +21,10 @@ mod fuzz;
 // the registry, driven by skopeo, oras and curl
 mod registry;
 
+// pull-through mirroring against real upstreams (distribution with token
+// and htpasswd auth, a token server, a corrupting proxy)
+mod mirror;
+
 // `regconf validate`: diagnostics per code, samples, acceptance points
 mod validate;
 

@@ -38,7 +38,14 @@ pub(super) const LEVELS: &[&str] = &[
 /// Keys of each nested section.
 pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
     match name {
-        "mirroring" => &["source", "source_index", "tags_cache_ttl"],
+        "mirroring" => &[
+            "source",
+            "source_index",
+            "tags_cache_ttl",
+            "username",
+            "password",
+            "allow_push",
+        ],
         "cache" | "cache_lru" => &["host", "port", "db", "password"],
         "email_exceptions" => &[
             "smtp_host",

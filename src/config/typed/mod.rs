@@ -17,7 +17,8 @@
 //! By concern: [`scalars`] (strings, numbers, switches, sections, unknown
 //! keys), [`storage`] (the drivers), [`search`] (the search index),
 //! [`security`] (`auth:`, `tls:`, `limits:`), [`operate`] (`readonly`,
-//! `metrics:`), [`warnings`] (docker-registry pitfalls in the environment)
+//! `metrics:`), [`mirroring`], [`warnings`] (docker-registry pitfalls in the
+//! environment)
 //! and the key tables in [`keys`]; this file holds the conversion of the
 //! whole flavor and the one way a typed-value diagnostic is built.
 //!
@@ -27,6 +28,7 @@
 
 mod files;
 mod keys;
+mod mirroring;
 mod operate;
 mod scalars;
 mod search;
@@ -265,17 +267,7 @@ impl Conv<'_> {
             sqlalchemy_index_database.as_deref(),
         );
 
-        let mut s = self.section(&mut top, "mirroring");
-        let mirroring = model::Mirroring {
-            source: self.string(&mut s, "source"),
-            source_index: self.string(&mut s, "source_index"),
-            tags_cache_ttl: self.int(&mut s, "tags_cache_ttl", true),
-            extra: model::Extra::new(),
-        };
-        let mirroring = model::Mirroring {
-            extra: self.rest(&s, section_keys("mirroring"), &[]),
-            ..mirroring
-        };
+        let mirroring = self.mirroring(&mut top);
         let cache = self.redis(&mut top, "cache");
         let cache_lru = self.redis(&mut top, "cache_lru");
         let mut s = self.section(&mut top, "email_exceptions");

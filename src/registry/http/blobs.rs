@@ -2,7 +2,9 @@
 //! support, and `DELETE`. Bodies stream from storage; they are never
 //! buffered whole. With `storage_redirect` and a driver that can sign URLs
 //! (the object stores), `GET` answers 307 to a time-limited URL of the
-//! blob in the store instead; `HEAD` is always answered here.
+//! blob in the store instead; `HEAD` is always answered here. On a mirror,
+//! a blob the repository lacks is fetched (see `store::mirror`): its first
+//! `GET` streams from the upstream, `HEAD` asks the upstream for its size.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, Code};
 use super::{AppState, header_str, value};
 use crate::registry::oci::{Digest, Name};
+use crate::registry::store::mirror::Fetched;
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`.
 pub(super) async fn get(
@@ -21,7 +24,31 @@ pub(super) async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(digest)?;
-    let size = state.store.blob_size(name, &digest).await?;
+    let size = match &state.mirror {
+        None => state.store.blob_size(name, &digest).await?,
+        Some(m) if head => {
+            let size = m.blob_size(&state.store, name, &digest).await?;
+            return Ok(blob_answer(StatusCode::OK, Body::empty(), size, &digest));
+        }
+        Some(m) => match m.blob(&state.store, name, &digest).await? {
+            Fetched::Stored(size) => size,
+            // The first pull: the whole blob, whatever `Range` asked (RFC
+            // 9110 lets a server ignore it), as it arrives.
+            Fetched::Streaming { len, body } => {
+                let mut res = (StatusCode::OK, Body::from_stream(body)).into_response();
+                let h = res.headers_mut();
+                if let Some(len) = len {
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert("docker-content-digest", value(digest.as_str()));
+                return Ok(res);
+            }
+        },
+    };
     if state.settings.storage_redirect
         && !head
         && let Some(url) = state
@@ -57,6 +84,18 @@ pub(super) async fn get(
     } else {
         Body::from_stream(state.store.blob_read(&digest, range.clone()).await?)
     };
+    let mut res = blob_answer(status, body, len, &digest);
+    if let Some(r) = range {
+        res.headers_mut().insert(
+            header::CONTENT_RANGE,
+            value(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
+        );
+    }
+    Ok(res)
+}
+
+/// A blob answer's headers around `body` of `len` bytes.
+fn blob_answer(status: StatusCode, body: Body, len: u64, digest: &Digest) -> Response {
     let mut res = (status, body).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -67,13 +106,7 @@ pub(super) async fn get(
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert("docker-content-digest", value(digest.as_str()));
     h.insert(header::ETAG, value(&format!("\"{digest}\"")));
-    if let Some(r) = range {
-        h.insert(
-            header::CONTENT_RANGE,
-            value(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
-        );
-    }
-    Ok(res)
+    res
 }
 
 /// `DELETE /v2/<name>/blobs/<digest>`.

@@ -50,6 +50,8 @@ pub(crate) enum Code {
     StorageFull,
     /// `TOOMANYREQUESTS` 429 (as many uploads as allowed are open).
     TooManyRequests,
+    /// `UNKNOWN` 502: the mirrored registry failed (see `store::mirror`).
+    BadGateway,
 }
 
 impl Code {
@@ -71,6 +73,7 @@ impl Code {
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Self::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            Self::BadGateway => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
         }
     }
 }
@@ -148,6 +151,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NameUnknown(_) => Code::NameUnknown,
             StoreError::TooManyUploads(_) => Code::TooManyRequests,
+            StoreError::Upstream { .. } => {
+                tracing::warn!(error = %e, "mirror: upstream failure");
+                Code::BadGateway
+            }
             StoreError::Storage(crate::registry::storage::StorageError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::StorageFull =>
             {

@@ -35,7 +35,14 @@ pub(super) async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let parsed = lookup_reference(reference)?;
-    let m = state.store.manifest_get(name, &parsed, reference).await?;
+    let m = match &state.mirror {
+        Some(mirror) => {
+            mirror
+                .manifest(&state.store, name, &parsed, reference)
+                .await?
+        }
+        None => state.store.manifest_get(name, &parsed, reference).await?,
+    };
     let body = if head {
         Body::empty()
     } else {

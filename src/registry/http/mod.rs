@@ -8,6 +8,11 @@
 //! the raw (still percent-encoded) path from the right and validates each
 //! part before a handler sees it. Handlers call the store and shape answers;
 //! they must not build storage paths or touch the driver.
+//!
+//! On a mirror (`mirroring.source`), manifest and blob reads go through
+//! `store::mirror`, and every other method on a repository is refused with
+//! `UNSUPPORTED` unless `mirroring.allow_push` is on. Tag lists and the
+//! catalog show what is stored locally.
 
 mod blobs;
 mod catalog;
@@ -45,7 +50,9 @@ const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
 /// What the handlers share.
 pub(crate) struct State {
     /// The OCI store.
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
+    /// The pull-through mirror, when `mirroring.source` is set.
+    pub(crate) mirror: Option<store::mirror::Mirror>,
     /// Settings from the configuration, prepared once.
     pub(crate) settings: Settings,
     /// The search index, when `search_backend` is set.
@@ -222,6 +229,20 @@ async fn dispatch(Extract(state): Extract<AppState>, req: Request) -> Response {
             format!("`{method}` is not allowed here"),
         )
     };
+    if let Some(m) = &state.mirror
+        && !m.allow_push()
+        && !matches!(method, Method::GET | Method::HEAD)
+        && route != Route::Catalog
+    {
+        return ApiError::new(
+            Code::MethodNotAllowed,
+            format!(
+                "this registry is a pull-through mirror of `{}`: pushes and deletes are refused (set `mirroring.allow_push: true` to accept them)",
+                m.source()
+            ),
+        )
+        .into_response();
+    }
     let r = match (route, &method) {
         (Route::Catalog, &Method::GET) => catalog::list(&state, req).await,
         (Route::Tags(n), &Method::GET) => tags::list(&state, &n, req).await,

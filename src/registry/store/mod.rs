@@ -20,10 +20,12 @@
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests)
 //! changes.rs    the change log of shared storage (repositories gained, lost)
+//! mirror/       pull-through mirroring: the upstream client, manifests and
+//!               tags fetched and kept, blobs streamed while stored
 //! ```
 //!
-//! Garbage collection and pull-through mirroring get modules of their own
-//! beside these (`gc.rs`, `mirror.rs`), not inside them: gc walks what
+//! Garbage collection gets a module of its own beside these (`gc.rs`),
+//! not inside them: gc walks what
 //! `mod.rs` lists and deletes through `blobs`/`manifests`; a mirror fills
 //! the store through the same write paths as a push (taking the same
 //! repository write lock). A cache shared between processes goes into
@@ -84,6 +86,7 @@ mod changes;
 mod hashing;
 mod lease;
 mod manifests;
+pub(crate) mod mirror;
 mod sessions;
 mod uploads;
 
@@ -162,6 +165,14 @@ pub enum StoreError {
     /// The storage driver failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The mirrored registry could not give what the store lacks.
+    #[error("the upstream `{upstream}` failed: {why}")]
+    Upstream {
+        /// The upstream's base URL.
+        upstream: String,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 /// A manifest as stored and served: bytes exactly as pushed.

@@ -57,7 +57,7 @@ mod azure;
 pub(crate) mod azurite;
 mod bad_input;
 mod fleet;
-mod image;
+pub(crate) mod image;
 mod lifecycle;
 pub(crate) mod moto;
 mod objects;
@@ -313,6 +313,19 @@ fn flavor_yaml(c: &model::Config) -> String {
             p.max_age_secs, p.interval_secs
         ),
     );
+    let m = &c.mirroring;
+    if let Some(source) = &m.source {
+        y.push_str("    mirroring:\n");
+        y.push_str(&format!("        source: {}\n", q(source)));
+        if let Some(ttl) = m.tags_cache_ttl {
+            y.push_str(&format!("        tags_cache_ttl: {ttl}\n"));
+        }
+        if let (Some(u), Some(p)) = (&m.username, &m.password) {
+            y.push_str(&format!("        username: {}\n", q(u)));
+            y.push_str(&format!("        password: {}\n", q(p)));
+        }
+        y.push_str(&format!("        allow_push: {}\n", m.allow_push));
+    }
     let cors = &c.cors;
     if !cors.origins.is_empty() {
         let list = |v: &[String]| {
