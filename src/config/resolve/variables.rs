@@ -269,11 +269,36 @@ pub(super) fn variable_problem(var: &EnvUse, file: &Arc<Source>, detail: &str) -
         Given::Default(d) => ("the default of", d.as_str()),
         Given::Unset => ("the value of", ""),
     };
+    let text = if secret_reference(var, file) {
+        crate::model::MASK.to_owned()
+    } else {
+        text.escape_debug().to_string()
+    };
     Diagnostic::error(
         "regconf::env::invalid_yaml",
         format!("{what} `{}` is not valid YAML: {detail}", var.name),
     )
     .with_source(file)
-    .label(var.reference, format!("`{}` is `{}`", var.name, text.escape_debug()))
+    .label(var.reference, format!("`{}` is `{text}`", var.name))
     .help("docker-registry parsed each variable's text as YAML; quote it in the variable (`'[GET'`) if it is meant as a string")
+}
+
+/// Whether the variable is read by a secret key (`password: _env:P`), or is
+/// named like a secret itself, so that its text must not be shown.
+fn secret_reference(var: &EnvUse, file: &Source) -> bool {
+    let line_start = file.text()[..var.reference.start.min(file.text().len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let before = file
+        .text()
+        .get(line_start..var.reference.start)
+        .unwrap_or("")
+        .trim_end();
+    let key = before.strip_suffix(':').unwrap_or("").trim_end();
+    let key = key
+        .rsplit(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '[' | '?'))
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c| c == '"' || c == '\'');
+    crate::model::is_secret(key) || crate::model::is_secret(&var.name)
 }
