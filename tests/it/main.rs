@@ -54,3 +54,6 @@ mod security;
 
 // hostile configuration files and environments: no signal, no hang (issue 12)
 mod hostile_config;
+
+// numbers' ranges, `--env-file` problems, the registry's paths (issue 12)
+mod hostile_values;

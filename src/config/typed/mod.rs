@@ -399,7 +399,9 @@ impl Conv<'_> {
         let mut r = model::Redis {
             host: self.string(&mut s, "host"),
             port: self.port(&mut s, "port"),
-            db: self.int(&mut s, "db", true),
+            db: self
+                .ranged(&mut s, "db", model::Redis::DB_RANGE, Some(0))
+                .and_then(|n| i64::try_from(n).ok()),
             password: self.string(&mut s, "password"),
             extra: model::Extra::new(),
         };

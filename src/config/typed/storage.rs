@@ -1,6 +1,8 @@
 //! The storage drivers: each driver's keys and defaults, the settings a
 //! driver cannot start without, and the drivers `serve` cannot run.
 
+use std::ops::RangeInclusive;
+
 use super::keys::section_keys;
 use super::scalars::shown;
 use super::{Conv, Mode, Sec};
@@ -334,6 +336,7 @@ impl Conv<'_> {
             "elliptics",
             "it needs nodes to connect to",
         );
+        let r = model::Elliptics::RANGES;
         let groups = match top.get("elliptics_groups") {
             None => vec![1],
             Some(Value::Seq(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => items
@@ -378,6 +381,28 @@ impl Conv<'_> {
                 vec![1]
             }
         };
+        if let Some(bad) = groups
+            .iter()
+            .find(|&&g| u64::try_from(g).map_or(true, |g| !r.group.contains(&g)))
+        {
+            let path = top.path_of("elliptics_groups");
+            self.report(
+                "regconf::value::range",
+                Severity::Error,
+                &path,
+                format!(
+                    "each of `elliptics_groups` must be from {} to {}, not `{bad}`",
+                    r.group.start(),
+                    r.group.end()
+                ),
+                "out of range",
+                format!(
+                    "write group ids from {} to {}",
+                    r.group.start(),
+                    r.group.end()
+                ),
+            );
+        }
         let verbosity = match top.get("elliptics_verbosity") {
             None => "error".to_owned(),
             Some(Value::Str(s)) => s.clone(),
@@ -401,19 +426,24 @@ impl Conv<'_> {
                 "error".to_owned()
             }
         };
+        let mut num = |c: &mut Self, key: &str, range: &RangeInclusive<u64>, default: u64| {
+            c.ranged(top, key, range.clone(), Some(default))
+                .unwrap_or(default)
+                .try_into()
+                .unwrap_or(i64::MAX)
+        };
         model::Elliptics {
             elliptics_nodes: nodes,
-            elliptics_wait_timeout: self.int(top, "elliptics_wait_timeout", false).unwrap_or(60),
-            elliptics_check_timeout: self
-                .int(top, "elliptics_check_timeout", false)
-                .unwrap_or(60),
-            elliptics_io_thread_num: self.int(top, "elliptics_io_thread_num", false).unwrap_or(2),
-            elliptics_net_thread_num: self
-                .int(top, "elliptics_net_thread_num", false)
-                .unwrap_or(2),
-            elliptics_nonblocking_io_thread_num: self
-                .int(top, "elliptics_nonblocking_io_thread_num", false)
-                .unwrap_or(2),
+            elliptics_wait_timeout: num(self, "elliptics_wait_timeout", &r.timeout, 60),
+            elliptics_check_timeout: num(self, "elliptics_check_timeout", &r.timeout, 60),
+            elliptics_io_thread_num: num(self, "elliptics_io_thread_num", &r.threads, 2),
+            elliptics_net_thread_num: num(self, "elliptics_net_thread_num", &r.threads, 2),
+            elliptics_nonblocking_io_thread_num: num(
+                self,
+                "elliptics_nonblocking_io_thread_num",
+                &r.threads,
+                2,
+            ),
             elliptics_groups: groups,
             elliptics_verbosity: verbosity,
             elliptics_logfile: self
@@ -422,7 +452,9 @@ impl Conv<'_> {
             elliptics_namespace: self
                 .string(top, "elliptics_namespace")
                 .unwrap_or_else(|| "DOCKER".to_owned()),
-            elliptics_addr_family: self.int(top, "elliptics_addr_family", false),
+            elliptics_addr_family: self
+                .ranged(top, "elliptics_addr_family", r.addr_family.clone(), None)
+                .and_then(|n| i64::try_from(n).ok()),
         }
     }
 }

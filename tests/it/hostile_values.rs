@@ -1,0 +1,50 @@
+//! Hostile configuration values (issue 12, continued beside
+//! `hostile_config`): numbers out of their range, `--env-file` problems, and
+//! the paths the registry opens, each shown as exact text.
+
+use crate::common::{regconf, root, snapshot, transcript};
+
+fn snap(name: &str, actual: &str) {
+    snapshot(
+        &root()
+            .join("tests/snapshots/hostile")
+            .join(format!("{name}.txt")),
+        actual,
+    );
+}
+
+/// Elliptics' timeouts, thread counts, groups and address family, and the
+/// redis `db`, have ranges: out of them is refused with the range; the ends
+/// are accepted.
+#[test]
+fn elliptics_and_redis_numbers_have_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("out.yml"),
+        "dev:\n  storage: elliptics\n  elliptics_nodes: [a:1025:2]\n  elliptics_wait_timeout: 0\n  \
+         elliptics_check_timeout: 86401\n  elliptics_io_thread_num: 99999999999999999999\n  \
+         elliptics_net_thread_num: -1\n  elliptics_nonblocking_io_thread_num: 1025\n  \
+         elliptics_groups: '[1, 4294967296]'\n  elliptics_addr_family: 65536\n  \
+         cache: {host: h, db: -1}\n  cache_lru: {host: h, db: '2147483648'}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ends.yml"),
+        "dev:\n  storage: elliptics\n  elliptics_nodes: [a:1025:2]\n  elliptics_wait_timeout: 1\n  \
+         elliptics_check_timeout: 86400\n  elliptics_io_thread_num: 1024\n  \
+         elliptics_net_thread_num: 1\n  elliptics_nonblocking_io_thread_num: 1\n  \
+         elliptics_groups: [0, 4294967295]\n  elliptics_addr_family: 65535\n  \
+         cache: {host: h, db: 0}\n  cache_lru: {host: h, db: 2147483647}\n",
+    )
+    .unwrap();
+    let out = regconf(d).args(["validate", "out.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    snap("elliptics-redis-ranges", &transcript(&out));
+    let out = regconf(d)
+        .args(["validate", "ends.yml", "--format", "json"])
+        .output()
+        .unwrap();
+    let text = transcript(&out);
+    assert!(!text.contains("regconf::value::range"), "{text}");
+}
