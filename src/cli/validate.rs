@@ -102,10 +102,8 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     let env = match &args.env_file {
         Some(path) => match read_env_file(path, ctx.env.clone()) {
             Ok(env) => env,
-            Err(d) => {
-                ctx.report(&[*d]);
-                return 2;
-            }
+            // a data error (exit 1), reported as the file's problems are
+            Err(d) => return finish(ctx, args, vec![*d], 0, ""),
         },
         None => ctx.env.clone(),
     };

@@ -313,7 +313,7 @@ fn special_and_oversized_files_are_refused() {
             args.push(file);
             let out = run(d, &args, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?}:\n{stderr}");
+            assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
             assert!(
                 stderr.contains("regconf::file::env_file") && stderr.contains("regular file"),
                 "{args:?}:\n{stderr}"

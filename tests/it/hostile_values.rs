@@ -48,3 +48,55 @@ fn elliptics_and_redis_numbers_have_ranges() {
     let text = transcript(&out);
     assert!(!text.contains("regconf::value::range"), "{text}");
 }
+
+/// An `--env-file` that cannot be used is a problem with the data, exit 1,
+/// like a configuration file that cannot be used; 2 stays for usage errors.
+#[test]
+fn env_file_problems_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("c.yml"),
+        "dev:\n  loglevel: info\nprod:\n  loglevel: debug\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("bad.env"), "A=1\nnot a variable\n").unwrap();
+    let mut all = String::new();
+    for args in [
+        &[
+            "validate",
+            "c.yml",
+            "--flavor",
+            "dev",
+            "--env-file",
+            "bad.env",
+        ][..],
+        &[
+            "validate",
+            "c.yml",
+            "--flavor",
+            "dev",
+            "--env-file",
+            "bad.env",
+            "--format",
+            "json",
+        ],
+        &[
+            "env",
+            "c.yml",
+            "--flavor",
+            "dev",
+            "--env-file",
+            "missing.env",
+        ],
+        &["diff", "dev", "prod", "c.yml", "--env-file", "bad.env"],
+    ] {
+        let out = regconf(d).args(args).output().unwrap();
+        all.push_str(&format!(
+            "$ regconf {}\n{}\n",
+            args.join(" "),
+            transcript(&out)
+        ));
+    }
+    snap("env-file-exit", &all);
+}
