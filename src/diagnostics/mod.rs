@@ -53,6 +53,7 @@ pub const CODES: &[&str] = &[
     "regconf::merge::not_a_mapping",
     "regconf::merge::shallow",
     "regconf::path::expanded",
+    "regconf::path::unset_variable",
     "regconf::serve::listen",
     "regconf::serve::listen_address",
     "regconf::serve::search_backend",

@@ -100,3 +100,39 @@ fn env_file_problems_exit_1() {
     }
     snap("env-file-exit", &all);
 }
+
+/// `storage_path` and the index database's path were expanded by the
+/// registry from the process environment. They are expanded from the
+/// environment the flavor was resolved in, like the auth and TLS paths:
+/// `--env-file` counts for `validate`, a variable unset there is an error,
+/// and `serve` creates its storage and index where the snapshot says.
+#[test]
+fn storage_and_index_paths_expand_from_the_resolved_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = "f:\n  storage_path: $RC_ROOT/store\n  search_backend: sqlalchemy\n  \
+                  sqlalchemy_index_database: sqlite:///${RC_ROOT}/index.db\n";
+    std::fs::write(d.join("config.yml"), config).unwrap();
+    std::fs::write(d.join("vars.env"), format!("RC_ROOT={}\n", d.display())).unwrap();
+    let validate = |extra: &[&str]| {
+        let out = regconf(d)
+            .args(["validate", "config.yml", "--flavor", "f"])
+            .args(extra)
+            .env_remove("RC_ROOT")
+            .output()
+            .unwrap();
+        (out.status.code(), transcript(&out))
+    };
+    let (status, text) = validate(&["--env-file", "vars.env"]);
+    assert_eq!(status, Some(0), "{text}");
+    assert!(!text.contains("unset_variable"), "{text}");
+    let (status, text) = validate(&[]);
+    assert_eq!(status, Some(1), "{text}");
+    snap("paths-unset-variable", &text);
+    let root = d.join("root");
+    let mut server =
+        crate::harness::Server::start_with(d, config, &[("RC_ROOT", root.to_str().unwrap())]);
+    let made = root.join("store").is_dir() && root.join("index.db").is_file();
+    server.kill();
+    assert!(made, "{}", server.log());
+}

@@ -72,6 +72,11 @@ const CASES: &[Case] = &[
     case("merge-not_a_mapping"),
     case("merge-shallow"),
     case("path-expanded"),
+    Case {
+        name: "path-unset_variable",
+        args: &["--flavor", "dev"],
+        env: &[],
+    },
     case("serve-search_backend"),
     case("serve-search_database"),
     Case {
