@@ -44,6 +44,10 @@ enum Format {
     Json,
 }
 
+/// The most diagnostics drawn in full in human output; the others are
+/// counted by code (JSON output lists every one).
+const FULL_REPORTS: usize = 200;
+
 /// The most an environment file may hold: Linux passes a process at most a
 /// few MiB of arguments and environment together, so no environment a file
 /// stands for is larger.
@@ -146,7 +150,8 @@ fn finish(
             let _ = std::io::stdout().write_all(text.as_bytes());
         }
         Format::Human => {
-            ctx.report(&diags);
+            let text = report::human_capped(&diags, ctx.style, FULL_REPORTS);
+            let _ = std::io::stderr().write_all(text.as_bytes());
             if !name.is_empty() {
                 let plural =
                     |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

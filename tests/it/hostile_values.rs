@@ -136,3 +136,41 @@ fn storage_and_index_paths_expand_from_the_resolved_environment() {
     server.kill();
     assert!(made, "{}", server.log());
 }
+
+/// Human output draws at most 200 diagnostics in full, errors chosen first
+/// (a flood of warnings cannot hide one), and counts the rest by code; JSON
+/// lists every one.
+#[test]
+fn human_output_draws_200_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut text = String::from("dev:\n");
+    for i in 0..250 {
+        text.push_str(&format!("  unknown_{i}: {i}\n"));
+    }
+    text.push_str("  cache: {host: h, port: 70000}\n");
+    std::fs::write(d.join("c.yml"), text).unwrap();
+    let out = regconf(d).args(["validate", "c.yml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("\nregconf::").count() + 1, 200, "{stderr}");
+    assert!(
+        stderr.contains("`cache.port` must be from 0 to 65535"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown key `unknown_198`"), "{stderr}");
+    assert!(!stderr.contains("unknown key `unknown_199`"), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "\n… and 51 more not drawn (200 are, errors first; `--format json` lists every one):\n  \
+             51 warnings regconf::key::unknown\n\nc.yml: invalid (1 flavor checked; 1 error, 250 warnings)\n"
+        ),
+        "{stderr}"
+    );
+    let out = regconf(d)
+        .args(["validate", "c.yml", "--format", "json"])
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 251);
+}
