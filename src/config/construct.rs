@@ -356,6 +356,30 @@ impl Builder {
         self.value_at(r, 0)
     }
 
+    /// Checks that the whole value of a node can be built, as
+    /// [`Builder::value`] would, and returns its type name. A mapping's
+    /// values are built one at a time and dropped, so checking a large file
+    /// never holds a second copy of it.
+    pub(crate) fn check(&mut self, r: &Ref) -> Result<&'static str, ConstructError> {
+        let plain_map = matches!(r.node.kind, NodeKind::Map(_))
+            && r.node
+                .tag
+                .as_deref()
+                .is_none_or(|t| tag_suffix(t).unwrap_or(t) == "map");
+        if !plain_map {
+            return self.value(r).map(|v| v.type_name());
+        }
+        self.spend(r.site())?;
+        let flat = self.flatten(&r.node)?;
+        for lost in &flat.overridden {
+            self.value_at(lost, 1)?;
+        }
+        for entry in flat.entries.values() {
+            self.value_at(&entry.value, 1)?;
+        }
+        Ok("mapping")
+    }
+
     fn value_at(&mut self, r: &Ref, depth: usize) -> Result<Value, ConstructError> {
         self.spend(r.site())?;
         // Each alias can add a nesting's worth of depth; bound the total so

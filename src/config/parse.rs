@@ -200,7 +200,8 @@ pub(crate) enum ParseError {
 }
 
 /// A composed text: its source and its one document (`None` when empty).
-#[derive(Debug)]
+/// A clone shares the nodes.
+#[derive(Debug, Clone)]
 pub struct Document {
     /// The text and its name.
     pub source: Arc<Source>,
@@ -471,6 +472,9 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         Style::Quoted
                     }
                 };
+                // the scanner's buffer keeps room to grow (about 128 bytes
+                // for a short value): a 50 MB file holds millions of these
+                text_value.shrink_to_fit();
                 let node = Arc::new(Node {
                     kind: NodeKind::Scalar {
                         text: text_value,

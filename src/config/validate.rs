@@ -109,7 +109,14 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     // With a flavor, its resolution in the environment comes first, so that
     // its diagnostics win over the static ones at the same place.
     if let Some(flavor) = opts.flavor {
-        match super::load(Arc::clone(source), flavor, opts.inherit, opts.env) {
+        // the same nodes as the static pass below: the file is parsed once
+        match resolve::resolve(
+            doc.clone(),
+            flavor,
+            opts.inherit,
+            opts.env,
+            &super::readable_file,
+        ) {
             Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
                 Ok(()) => {
                     out.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)

@@ -187,16 +187,13 @@ pub fn top_level(doc: &Document) -> Result<TopLevel, Vec<Diagnostic>> {
             .is_none_or(|t| t == "tag:yaml.org,2002:map");
     let mut builder = Builder::new();
     let whole = builder
-        .value(root)
+        .check(root)
         .map_err(|e| vec![construct_diagnostic(&e, source)])?;
     if !is_map {
         return Err(vec![
             Diagnostic::error(
                 "regconf::flavor::top_not_mapping",
-                format!(
-                    "the top level of the file is a {}, not a mapping of flavors",
-                    whole.type_name()
-                ),
+                format!("the top level of the file is a {whole}, not a mapping of flavors"),
             )
             .with_source(source)
             .label(
