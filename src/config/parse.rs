@@ -38,17 +38,47 @@ pub enum Style {
 }
 
 /// A node of the composed document.
+///
+/// A large file holds millions of nodes, so a node is kept small: the tag
+/// and the anchor, which few nodes have, share one optional box.
 #[derive(Debug)]
 pub struct Node {
     /// What the node holds.
     pub kind: NodeKind,
-    /// The explicit tag, expanded (`tag:yaml.org,2002:str`), if any.
-    pub tag: Option<String>,
     /// Where the node is written (for collections: from the first property
     /// or indicator to the end of the collection).
     pub span: Span,
+    props: Option<Box<Props>>,
+}
+
+/// The properties of a node that has any.
+#[derive(Debug)]
+struct Props {
+    tag: Option<String>,
+    anchor: Option<String>,
+}
+
+impl Node {
+    /// A node; `tag` is expanded (`tag:yaml.org,2002:str`).
+    pub(crate) fn new(
+        kind: NodeKind,
+        tag: Option<String>,
+        span: Span,
+        anchor: Option<String>,
+    ) -> Node {
+        let props = (tag.is_some() || anchor.is_some()).then(|| Box::new(Props { tag, anchor }));
+        Node { kind, span, props }
+    }
+
+    /// The explicit tag, expanded (`tag:yaml.org,2002:str`), if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.props.as_ref()?.tag.as_deref()
+    }
+
     /// The anchor name (`&common`), if the node has one.
-    pub anchor: Option<String>,
+    pub fn anchor(&self) -> Option<&str> {
+        self.props.as_ref()?.anchor.as_deref()
+    }
 }
 
 impl Drop for Node {
@@ -122,7 +152,7 @@ impl Ref {
     /// Whether this is a merge key: a plain `<<`, or any scalar tagged
     /// `!!merge`.
     pub(crate) fn is_merge_key(&self) -> bool {
-        match (&self.node.kind, &self.node.tag) {
+        match (&self.node.kind, self.node.tag()) {
             (NodeKind::Scalar { text, style }, None) => *style == Style::Plain && text == "<<",
             (NodeKind::Scalar { .. }, Some(t)) => t == "tag:yaml.org,2002:merge",
             _ => false,
@@ -131,7 +161,7 @@ impl Ref {
 
     /// Whether this is a plain, untagged `<<`.
     pub(crate) fn is_plain_merge_key(&self) -> bool {
-        self.node.tag.is_none() && self.is_merge_key()
+        self.node.tag().is_none() && self.is_merge_key()
     }
 }
 
@@ -393,12 +423,12 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                             // Merging an empty mapping keeps the `<<` in
                             // the file (it decides `--inherit auto`).
                             Ref {
-                                node: Arc::new(Node {
-                                    kind: NodeKind::Map(Vec::new()),
-                                    tag: None,
+                                node: Arc::new(Node::new(
+                                    NodeKind::Map(Vec::new()),
+                                    None,
                                     span,
-                                    anchor: None,
-                                }),
+                                    None,
+                                )),
                                 alias: Some(span),
                             }
                         } else {
@@ -475,15 +505,15 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 // the scanner's buffer keeps room to grow (about 128 bytes
                 // for a short value): a 50 MB file holds millions of these
                 text_value.shrink_to_fit();
-                let node = Arc::new(Node {
-                    kind: NodeKind::Scalar {
+                let node = Arc::new(Node::new(
+                    NodeKind::Scalar {
                         text: text_value,
                         style,
                     },
-                    tag: tag.as_deref().and_then(expand_tag),
+                    tag.as_deref().and_then(expand_tag),
                     span,
-                    anchor: name,
-                });
+                    name,
+                ));
                 c.close_anchor(anchor, &node);
                 let r = Ref { node, alias: None };
                 match question_key(text, &r, flow)? {
@@ -569,12 +599,12 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 };
                 let name = c.anchor_name(start).map(|(n, _)| n).filter(|_| anchor != 0);
                 let end = span.end.max(start);
-                let node = Arc::new(Node {
+                let node = Arc::new(Node::new(
                     kind,
                     tag,
-                    span: Span::new(start, trim_end(text, start, end)),
-                    anchor: name,
-                });
+                    Span::new(start, trim_end(text, start, end)),
+                    name,
+                ));
                 c.close_anchor(anchor, &node);
                 Ref { node, alias: None }
             }
@@ -602,7 +632,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
     // An empty document (`---` alone) is a null scalar; PyYAML gave None for
     // both that and an empty stream.
     Ok(root.filter(|r| {
-        !matches!(&r.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty() && r.node.tag.is_none())
+        !matches!(&r.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty() && r.node.tag().is_none())
     }))
 }
 

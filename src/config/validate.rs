@@ -234,7 +234,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
 }
 
 fn is_map(r: &Ref) -> bool {
-    matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag.is_none()
+    matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag().is_none()
 }
 
 fn article_key(key: &Key) -> String {
@@ -309,7 +309,7 @@ impl Scan<'_> {
                 }
             }
             NodeKind::Map(pairs) => {
-                if r.node.tag.is_none() {
+                if r.node.tag().is_none() {
                     self.mapping(r);
                 }
                 for (k, v) in pairs {
@@ -329,7 +329,7 @@ impl Scan<'_> {
     }
 
     fn scalar(&mut self, r: &Ref, text: &str, style: Style, in_list: bool) {
-        if r.alias.is_some() || r.node.tag.is_some() {
+        if r.alias.is_some() || r.node.tag().is_some() {
             return;
         }
         let span = r.node.span;
@@ -460,8 +460,7 @@ impl Scan<'_> {
                 }
                 let from = src
                     .node
-                    .anchor
-                    .as_ref()
+                    .anchor()
                     .map_or_else(String::new, |a| format!(" from `&{a}`"));
                 self.out.push(
                     Diagnostic::warning(

@@ -141,7 +141,7 @@ pub(crate) fn has_merge_key(doc: &Document) -> bool {
             NodeKind::Seq(items) => stack.extend(items.iter().map(|r| Arc::clone(&r.node))),
             NodeKind::Map(pairs) => {
                 for (k, v) in pairs {
-                    let is_merge = match (&k.node.kind, &k.node.tag) {
+                    let is_merge = match (&k.node.kind, k.node.tag()) {
                         (NodeKind::Scalar { text, style }, None) => {
                             *style == parse::Style::Plain && text == "<<"
                         }
@@ -180,11 +180,7 @@ pub fn top_level(doc: &Document) -> Result<TopLevel, Vec<Diagnostic>> {
         ]);
     };
     let is_map = matches!(root.node.kind, NodeKind::Map(_))
-        && root
-            .node
-            .tag
-            .as_deref()
-            .is_none_or(|t| t == "tag:yaml.org,2002:map");
+        && root.node.tag().is_none_or(|t| t == "tag:yaml.org,2002:map");
     let mut builder = Builder::new();
     let whole = builder
         .check(root)

@@ -124,7 +124,7 @@ impl Walker<'_> {
         let r = &item.entry.value;
         let mut origin = self.origin_of(item);
         let value = match &r.node.kind {
-            NodeKind::Map(_) if r.node.tag.is_none() => {
+            NodeKind::Map(_) if r.node.tag().is_none() => {
                 let flat = self.flatten(t, r)?;
                 let items = self.items(t, &flat);
                 self.provenance.insert(path.clone(), origin);
@@ -194,7 +194,7 @@ impl Walker<'_> {
             variable: Some(var),
         });
         let t = self.texts.len() - 1;
-        if matches!(root.node.kind, NodeKind::Map(_)) && root.node.tag.is_none() {
+        if matches!(root.node.kind, NodeKind::Map(_)) && root.node.tag().is_none() {
             let flat = self.flatten(t, &root)?;
             let var = self.texts[t].variable.as_ref().expect("a variable's text");
             if let Some(d) = self.nesting_problem(var, path.len()) {
