@@ -106,26 +106,6 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             return 0;
         }
     };
-    // With a flavor, its resolution in the environment comes first, so that
-    // its diagnostics win over the static ones at the same place.
-    if let Some(flavor) = opts.flavor {
-        // the same nodes as the static pass below: the file is parsed once
-        match resolve::resolve(
-            doc.clone(),
-            flavor,
-            opts.inherit,
-            opts.env,
-            &super::readable_file,
-        ) {
-            Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
-                Ok(()) => {
-                    out.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
-                }
-                Err(diags) => out.extend(diags),
-            },
-            Err(diags) => out.extend(diags),
-        }
-    }
     let mut scan = Scan {
         source,
         builder: &mut builder,
@@ -230,6 +210,26 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             .extend(typed::to_model(&resolved, source, Mode::Static).1);
     }
     out.append(&mut walker.out);
+    // The static pass's flattened mappings go before the flavor's own
+    // resolution builds its own: a large file holds one set at a time.
+    drop((walker, flat, common));
+    // With a flavor, its resolution in the environment comes first in the
+    // list, so that its diagnostics win over the static ones at the same
+    // place (the first of a kind at one place is kept).
+    if let Some(flavor) = opts.flavor {
+        let mut first = Vec::new();
+        // the same nodes as the static pass: the file is parsed once
+        match resolve::resolve(doc, flavor, opts.inherit, opts.env, &super::readable_file) {
+            Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
+                Ok(()) => {
+                    first.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
+                }
+                Err(diags) => first.extend(diags),
+            },
+            Err(diags) => first.extend(diags),
+        }
+        out.splice(0..0, first);
+    }
     count
 }
 
