@@ -131,14 +131,16 @@ pub enum NodeKind {
 pub struct Ref {
     /// The node.
     pub node: Arc<Node>,
-    /// Where the alias stands, when the node was reached through one.
-    pub alias: Option<Span>,
+    /// Where the alias stands, when the node was reached through one
+    /// (boxed: few uses are aliases, and a large file holds millions of
+    /// uses).
+    pub alias: Option<Box<Span>>,
 }
 
 impl Ref {
     /// The position to point at for this use: the alias if there is one.
     pub fn site(&self) -> Span {
-        self.alias.unwrap_or(self.node.span)
+        self.alias.as_deref().copied().unwrap_or(self.node.span)
     }
 
     /// The scalar text, if this is an untagged or tagged scalar.
@@ -406,7 +408,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 match c.anchors.get(&id) {
                     Some(node) => Ref {
                         node: Arc::clone(node),
-                        alias: Some(span),
+                        alias: Some(Box::new(span)),
                     },
                     None => {
                         // `d: &d {a: 1, <<: *d}`: PyYAML removed the merge
@@ -429,7 +431,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                                     span,
                                     None,
                                 )),
-                                alias: Some(span),
+                                alias: Some(Box::new(span)),
                             }
                         } else {
                             return Err(match c.open_anchors.get(&id) {
