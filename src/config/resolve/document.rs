@@ -218,6 +218,26 @@ pub(crate) fn flavor_names(flat: &Flat) -> Vec<String> {
         .collect()
 }
 
+/// Whether the distance between two ASCII names is surely above `most`:
+/// an edit changes the counts of at most two characters, so half the
+/// difference of the names' character counts bounds the distance from
+/// below. Cheaper than the distance by far (a file of 160,000 unknown keys
+/// spent a third of `validate` in distances).
+fn far_apart(a: &str, b: &str, most: usize) -> bool {
+    if !a.is_ascii() || !b.is_ascii() {
+        return false;
+    }
+    let mut counts = [0i32; 128];
+    for &x in a.as_bytes() {
+        counts[usize::from(x)] += 1;
+    }
+    for &x in b.as_bytes() {
+        counts[usize::from(x)] -= 1;
+    }
+    let diff: u32 = counts.iter().map(|c| c.unsigned_abs()).sum();
+    diff as usize > 2 * most
+}
+
 /// The closest name to `wanted` among `names`, if one is close enough.
 pub(crate) fn did_you_mean<'a>(
     wanted: &str,
@@ -232,7 +252,7 @@ pub(crate) fn did_you_mean<'a>(
             // the distance is at least the difference in length: names that
             // far apart need no distance computed (a flavor of many unknown
             // keys spent most of `validate` here)
-            if c.abs_diff(w) > most {
+            if c.abs_diff(w) > most || far_apart(wanted, n, most) {
                 return None;
             }
             let d = strsim::damerau_levenshtein(wanted, n);
