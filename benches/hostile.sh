@@ -62,21 +62,23 @@ with open(f"{work}/last", "w") as f:
 EOF
 last=$(cat "$work/last")
 
-# seconds and peak RSS (MiB) of one run, and its exit status
+# seconds (wall, and CPU: user plus system, which a shared machine inflates
+# less), peak RSS (MiB) of one run, and its exit status
 measure() {
   local label=$1
   shift
   local status=0
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || status=$?
-  read -r secs kib <"$work/time" || true
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >/dev/null 2>"$work/err" || status=$?
+  read -r secs kib user sys <"$work/time" || true
   # GNU time appends "Command exited with non-zero status N" first on failure
   if ! [[ $secs =~ ^[0-9.]+$ ]]; then
-    read -r secs kib < <(tail -n 1 "$work/time")
+    read -r secs kib user sys < <(tail -n 1 "$work/time")
   fi
-  printf '%-34s %8s s %8d MiB   exit %s\n' "$label" "$secs" "$((kib / 1024))" "$status"
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  printf '%-34s %8s s %8s s %8d MiB   exit %s\n' "$label" "$secs" "$cpu" "$((kib / 1024))" "$status"
 }
 
-printf '%-34s %10s %12s\n' case time "peak RSS"
+printf '%-34s %10s %10s %12s\n' case wall CPU "peak RSS"
 measure "validate unknown-20k (human)" "$bin" validate "$work/unknown-20k.yml"
 measure "validate unknown-20k (json)" "$bin" validate --format json "$work/unknown-20k.yml"
 measure "validate flow-160k (human)" "$bin" validate "$work/flow-160k.yml"

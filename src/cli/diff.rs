@@ -52,9 +52,10 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         for path in &args.env_file {
             match super::validate::read_env_file(path, ctx.env.clone()) {
                 Ok(env) => out.push((env, path.display().to_string())),
+                // a file that cannot be read is a data error, not a usage one
                 Err(d) => {
                     ctx.report(&[*d]);
-                    return 2;
+                    return 1;
                 }
             }
         }

@@ -49,7 +49,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             Ok(env) => env,
             Err(d) => {
                 ctx.report(&[*d]);
-                return 2;
+                return 1;
             }
         },
         None => ctx.env.clone(),

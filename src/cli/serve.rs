@@ -275,8 +275,9 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         });
         return 1;
     }
-    // The registry opens the files the checks above read: the same paths,
-    // expanded from the same snapshot of the environment.
+    // The registry opens the files the checks above read, its storage and
+    // its index: the same paths, expanded from the same snapshot of the
+    // environment (the registry reads no environment).
     for path in [
         &mut model.auth.htpasswd,
         &mut model.tls.certificate,
@@ -285,6 +286,16 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         if let Some(p) = path.as_mut() {
             *p = ctx.env.expand_path(p);
         }
+    }
+    if let crate::model::Storage::Local { storage_path } = &mut model.storage {
+        *storage_path = ctx.env.expand_path(storage_path);
+    }
+    if let Some(url) = model.sqlalchemy_index_database.as_mut()
+        && let Some(path) = url.strip_prefix("sqlite:///")
+        && !path.is_empty()
+        && path != ":memory:"
+    {
+        *url = format!("sqlite:///{}", ctx.env.expand_path(path));
     }
     let listen = match listen_address(ctx, args.listen.as_deref()) {
         Ok(a) => a,

@@ -46,6 +46,10 @@ enum Format {
     Json,
 }
 
+/// The most diagnostics drawn in full in human output; the others are
+/// counted by code (JSON output lists every one).
+const FULL_REPORTS: usize = 200;
+
 /// The most an environment file may hold: Linux passes a process at most a
 /// few MiB of arguments and environment together, so no environment a file
 /// stands for is larger.
@@ -104,10 +108,8 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     let env = match &args.env_file {
         Some(path) => match read_env_file(path, ctx.env.clone()) {
             Ok(env) => env,
-            Err(d) => {
-                ctx.report(&[*d]);
-                return 2;
-            }
+            // a data error (exit 1), reported as the file's problems are
+            Err(d) => return finish(ctx, args, vec![*d], 0, ""),
         },
         None => ctx.env.clone(),
     };
@@ -150,7 +152,8 @@ fn finish(
             let _ = std::io::stdout().write_all(text.as_bytes());
         }
         Format::Human => {
-            ctx.report(&diags);
+            let text = report::human_capped(&diags, ctx.style, FULL_REPORTS);
+            let _ = std::io::stderr().write_all(text.as_bytes());
             if !name.is_empty() {
                 let plural =
                     |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

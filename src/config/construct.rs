@@ -178,7 +178,7 @@ impl Builder {
             related: None,
             label: String::new(),
         };
-        let implicit = match (&node.tag, style) {
+        let implicit = match (node.tag(), style) {
             (None, Style::Plain) => yaml11::resolve_plain(text),
             (None, Style::Quoted) => Implicit::Str,
             (Some(tag), _) => match tag_suffix(tag) {
@@ -205,7 +205,7 @@ impl Builder {
             NodeKind::Scalar {
                 text,
                 style: Style::Plain,
-            } if r.node.tag.is_none() && text == "=" => Value::Str(text.clone()),
+            } if r.node.tag().is_none() && text == "=" => Value::Str(text.clone()),
             NodeKind::Scalar { .. } => self.scalar(&r.node)?,
             _ => Value::Null,
         };
@@ -223,7 +223,7 @@ impl Builder {
 
     /// Whether a key node is the merge key `<<` (plain, or tagged `!!merge`).
     fn is_merge(key: &Ref) -> bool {
-        match (&key.node.kind, &key.node.tag) {
+        match (&key.node.kind, key.node.tag()) {
             (NodeKind::Scalar { text, style }, None) => *style == Style::Plain && text == "<<",
             (NodeKind::Scalar { .. }, Some(tag)) => tag_suffix(tag) == Some("merge"),
             _ => false,
@@ -305,7 +305,7 @@ impl Builder {
                         let via = Arc::new(Via {
                             merge_key: key_ref.node.span,
                             source: source.site(),
-                            anchor: source.node.anchor.clone(),
+                            anchor: source.node.anchor().map(str::to_owned),
                             next: entry.via.clone(),
                         });
                         merged.insert(
@@ -356,6 +356,29 @@ impl Builder {
         self.value_at(r, 0)
     }
 
+    /// Checks that the whole value of a node can be built, as
+    /// [`Builder::value`] would, and returns its type name. A mapping's
+    /// values are built one at a time and dropped, so checking a large file
+    /// never holds a second copy of it.
+    pub(crate) fn check(&mut self, r: &Ref) -> Result<&'static str, ConstructError> {
+        let plain_map = matches!(r.node.kind, NodeKind::Map(_))
+            && r.node
+                .tag()
+                .is_none_or(|t| tag_suffix(t).unwrap_or(t) == "map");
+        if !plain_map {
+            return self.value(r).map(|v| v.type_name());
+        }
+        self.spend(r.site())?;
+        let flat = self.flatten(&r.node)?;
+        for lost in &flat.overridden {
+            self.value_at(lost, 1)?;
+        }
+        for entry in flat.entries.values() {
+            self.value_at(&entry.value, 1)?;
+        }
+        Ok("mapping")
+    }
+
     fn value_at(&mut self, r: &Ref, depth: usize) -> Result<Value, ConstructError> {
         self.spend(r.site())?;
         // Each alias can add a nesting's worth of depth; bound the total so
@@ -370,7 +393,7 @@ impl Builder {
             });
         }
         let node = &r.node;
-        let tag = node.tag.as_deref();
+        let tag = node.tag();
         match &node.kind {
             NodeKind::Scalar { .. } => self.scalar(node),
             NodeKind::Seq(items) => match tag.map(|t| tag_suffix(t).unwrap_or(t)) {

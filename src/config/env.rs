@@ -57,6 +57,15 @@ impl Env {
             .map_or_else(|_| path.to_owned(), std::borrow::Cow::into_owned)
     }
 
+    /// The first variable `path` names (`$NAME`, `${NAME}`) that is not set
+    /// in this snapshot, if any.
+    pub(crate) fn unset_in_path(&self, path: &str) -> Option<String> {
+        let lookup = |name: &str| self.get(name).map(Some).ok_or(());
+        shellexpand::full_with_context(path, || self.get("HOME"), lookup)
+            .err()
+            .map(|e| e.var_name)
+    }
+
     /// All variables, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))

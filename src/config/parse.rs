@@ -38,17 +38,47 @@ pub enum Style {
 }
 
 /// A node of the composed document.
+///
+/// A large file holds millions of nodes, so a node is kept small: the tag
+/// and the anchor, which few nodes have, share one optional box.
 #[derive(Debug)]
 pub struct Node {
     /// What the node holds.
     pub kind: NodeKind,
-    /// The explicit tag, expanded (`tag:yaml.org,2002:str`), if any.
-    pub tag: Option<String>,
     /// Where the node is written (for collections: from the first property
     /// or indicator to the end of the collection).
     pub span: Span,
+    props: Option<Box<Props>>,
+}
+
+/// The properties of a node that has any.
+#[derive(Debug)]
+struct Props {
+    tag: Option<String>,
+    anchor: Option<String>,
+}
+
+impl Node {
+    /// A node; `tag` is expanded (`tag:yaml.org,2002:str`).
+    pub(crate) fn new(
+        kind: NodeKind,
+        tag: Option<String>,
+        span: Span,
+        anchor: Option<String>,
+    ) -> Node {
+        let props = (tag.is_some() || anchor.is_some()).then(|| Box::new(Props { tag, anchor }));
+        Node { kind, span, props }
+    }
+
+    /// The explicit tag, expanded (`tag:yaml.org,2002:str`), if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.props.as_ref()?.tag.as_deref()
+    }
+
     /// The anchor name (`&common`), if the node has one.
-    pub anchor: Option<String>,
+    pub fn anchor(&self) -> Option<&str> {
+        self.props.as_ref()?.anchor.as_deref()
+    }
 }
 
 impl Drop for Node {
@@ -101,14 +131,16 @@ pub enum NodeKind {
 pub struct Ref {
     /// The node.
     pub node: Arc<Node>,
-    /// Where the alias stands, when the node was reached through one.
-    pub alias: Option<Span>,
+    /// Where the alias stands, when the node was reached through one
+    /// (boxed: few uses are aliases, and a large file holds millions of
+    /// uses).
+    pub alias: Option<Box<Span>>,
 }
 
 impl Ref {
     /// The position to point at for this use: the alias if there is one.
     pub fn site(&self) -> Span {
-        self.alias.unwrap_or(self.node.span)
+        self.alias.as_deref().copied().unwrap_or(self.node.span)
     }
 
     /// The scalar text, if this is an untagged or tagged scalar.
@@ -122,7 +154,7 @@ impl Ref {
     /// Whether this is a merge key: a plain `<<`, or any scalar tagged
     /// `!!merge`.
     pub(crate) fn is_merge_key(&self) -> bool {
-        match (&self.node.kind, &self.node.tag) {
+        match (&self.node.kind, self.node.tag()) {
             (NodeKind::Scalar { text, style }, None) => *style == Style::Plain && text == "<<",
             (NodeKind::Scalar { .. }, Some(t)) => t == "tag:yaml.org,2002:merge",
             _ => false,
@@ -131,7 +163,7 @@ impl Ref {
 
     /// Whether this is a plain, untagged `<<`.
     pub(crate) fn is_plain_merge_key(&self) -> bool {
-        self.node.tag.is_none() && self.is_merge_key()
+        self.node.tag().is_none() && self.is_merge_key()
     }
 }
 
@@ -200,7 +232,8 @@ pub(crate) enum ParseError {
 }
 
 /// A composed text: its source and its one document (`None` when empty).
-#[derive(Debug)]
+/// A clone shares the nodes.
+#[derive(Debug, Clone)]
 pub struct Document {
     /// The text and its name.
     pub source: Arc<Source>,
@@ -375,7 +408,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 match c.anchors.get(&id) {
                     Some(node) => Ref {
                         node: Arc::clone(node),
-                        alias: Some(span),
+                        alias: Some(Box::new(span)),
                     },
                     None => {
                         // `d: &d {a: 1, <<: *d}`: PyYAML removed the merge
@@ -392,13 +425,13 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                             // Merging an empty mapping keeps the `<<` in
                             // the file (it decides `--inherit auto`).
                             Ref {
-                                node: Arc::new(Node {
-                                    kind: NodeKind::Map(Vec::new()),
-                                    tag: None,
+                                node: Arc::new(Node::new(
+                                    NodeKind::Map(Vec::new()),
+                                    None,
                                     span,
-                                    anchor: None,
-                                }),
-                                alias: Some(span),
+                                    None,
+                                )),
+                                alias: Some(Box::new(span)),
                             }
                         } else {
                             return Err(match c.open_anchors.get(&id) {
@@ -471,15 +504,18 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                         Style::Quoted
                     }
                 };
-                let node = Arc::new(Node {
-                    kind: NodeKind::Scalar {
+                // the scanner's buffer keeps room to grow (about 128 bytes
+                // for a short value): a 50 MB file holds millions of these
+                text_value.shrink_to_fit();
+                let node = Arc::new(Node::new(
+                    NodeKind::Scalar {
                         text: text_value,
                         style,
                     },
-                    tag: tag.as_deref().and_then(expand_tag),
+                    tag.as_deref().and_then(expand_tag),
                     span,
-                    anchor: name,
-                });
+                    name,
+                ));
                 c.close_anchor(anchor, &node);
                 let r = Ref { node, alias: None };
                 match question_key(text, &r, flow)? {
@@ -565,12 +601,12 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
                 };
                 let name = c.anchor_name(start).map(|(n, _)| n).filter(|_| anchor != 0);
                 let end = span.end.max(start);
-                let node = Arc::new(Node {
+                let node = Arc::new(Node::new(
                     kind,
                     tag,
-                    span: Span::new(start, trim_end(text, start, end)),
-                    anchor: name,
-                });
+                    Span::new(start, trim_end(text, start, end)),
+                    name,
+                ));
                 c.close_anchor(anchor, &node);
                 Ref { node, alias: None }
             }
@@ -598,7 +634,7 @@ fn compose(c: &mut Composer<'_>) -> Result<Option<Ref>, ParseError> {
     // An empty document (`---` alone) is a null scalar; PyYAML gave None for
     // both that and an empty stream.
     Ok(root.filter(|r| {
-        !matches!(&r.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty() && r.node.tag.is_none())
+        !matches!(&r.node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty() && r.node.tag().is_none())
     }))
 }
 

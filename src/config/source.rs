@@ -19,6 +19,9 @@ pub struct Source {
     /// column costs at most `STRIDE` bytes of counting however long the
     /// line (one is empty for ASCII text, where bytes are characters).
     char_marks: Vec<usize>,
+    /// Lines the diagnostic renderer shows masked whole (the continuation
+    /// lines of secret values), found by it on first need.
+    masked_lines: std::sync::OnceLock<Vec<std::ops::Range<usize>>>,
 }
 
 /// Bytes between two entries of `char_marks`.
@@ -51,6 +54,7 @@ impl Source {
             text,
             line_starts,
             char_marks,
+            masked_lines: std::sync::OnceLock::new(),
         })
     }
 
@@ -115,6 +119,11 @@ impl Source {
             }
         }
         (start, end, next)
+    }
+
+    /// The renderer's cache of the lines it masks whole.
+    pub(crate) fn masked_lines(&self) -> &std::sync::OnceLock<Vec<std::ops::Range<usize>>> {
+        &self.masked_lines
     }
 
     /// The text of the line (without its newline) that holds `offset`.

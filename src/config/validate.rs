@@ -116,19 +116,6 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             return 0;
         }
     };
-    // With a flavor, its resolution in the environment comes first, so that
-    // its diagnostics win over the static ones at the same place.
-    if let Some(flavor) = opts.flavor {
-        match super::load(Arc::clone(source), flavor, opts.inherit, opts.env) {
-            Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
-                Ok(()) => {
-                    out.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
-                }
-                Err(diags) => out.extend(diags),
-            },
-            Err(diags) => out.extend(diags),
-        }
-    }
     let mut scan = Scan {
         source,
         builder: &mut builder,
@@ -238,6 +225,26 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         walker.out = elsewhere(walker.out, flavor);
     }
     out.append(&mut walker.out);
+    // The static pass's flattened mappings go before the flavor's own
+    // resolution builds its own: a large file holds one set at a time.
+    drop((walker, flat, common));
+    // With a flavor, its resolution in the environment comes first in the
+    // list, so that its diagnostics win over the static ones at the same
+    // place (the first of a kind at one place is kept).
+    if let Some(flavor) = opts.flavor {
+        let mut first = Vec::new();
+        // the same nodes as the static pass: the file is parsed once
+        match resolve::resolve(doc, flavor, opts.inherit, opts.env, &super::readable_file) {
+            Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
+                Ok(()) => {
+                    first.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
+                }
+                Err(diags) => first.extend(diags),
+            },
+            Err(diags) => first.extend(diags),
+        }
+        out.splice(0..0, first);
+    }
     count
 }
 
@@ -270,7 +277,7 @@ fn elsewhere(diags: Vec<Diagnostic>, flavor: &str) -> Vec<Diagnostic> {
 }
 
 fn is_map(r: &Ref) -> bool {
-    matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag.is_none()
+    matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag().is_none()
 }
 
 fn article_key(key: &Key) -> String {
@@ -356,7 +363,7 @@ impl Scan<'_> {
                 }
             }
             NodeKind::Map(pairs) => {
-                if r.node.tag.is_none() {
+                if r.node.tag().is_none() {
                     self.mapping(r);
                 }
                 for (k, v) in pairs {
@@ -376,7 +383,7 @@ impl Scan<'_> {
     }
 
     fn scalar(&mut self, r: &Ref, text: &str, style: Style, in_list: bool) {
-        if r.alias.is_some() || r.node.tag.is_some() {
+        if r.alias.is_some() || r.node.tag().is_some() {
             return;
         }
         let span = r.node.span;
@@ -519,8 +526,7 @@ impl Scan<'_> {
                 }
                 let from = src
                     .node
-                    .anchor
-                    .as_ref()
+                    .anchor()
                     .map_or_else(String::new, |a| format!(" from `&{a}`"));
                 self.out.push(
                     Diagnostic::warning(

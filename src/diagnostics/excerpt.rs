@@ -139,7 +139,12 @@ impl Excerpt {
             self.text.push_str(ELLIPSIS);
         }
         let at = self.text.len();
-        let masked = mask_secrets(text, start, lo..hi);
+        let masked = if continues_secret(source, line) {
+            // every byte but blanks, so positions hold
+            text[lo..hi].replace(|c: char| !c.is_whitespace(), "*")
+        } else {
+            mask_secrets(text, start, lo..hi)
+        };
         // a lone carriage return is a line break to miette, not to us
         let shown = masked.replace('\r', " ");
         self.text.push_str(&shown);
@@ -220,6 +225,67 @@ fn mask_secrets(text: &str, line_start: usize, window: Range<usize>) -> String {
     // every replaced byte was part of a whole masked value, but a window
     // edge may split a character: make the text valid again
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Whether line `line` continues the value of a secret key written on a
+/// line above (a block scalar `password: |`, or a quoted or plain scalar
+/// folded over lines), so that it is masked whole.
+fn continues_secret(source: &Source, line: usize) -> bool {
+    let ranges = source
+        .masked_lines()
+        .get_or_init(|| continuation_lines(source));
+    let i = ranges.partition_point(|r| r.end <= line);
+    ranges.get(i).is_some_and(|r| r.contains(&line))
+}
+
+/// The lines, in one pass over the source, that follow a line whose secret
+/// key has a value on it and are indented further than that key (or blank).
+fn continuation_lines(source: &Source) -> Vec<Range<usize>> {
+    let text = source.text();
+    let mut out: Vec<Range<usize>> = Vec::new();
+    // the column of the secret key whose value is being continued
+    let mut open: Option<usize> = None;
+    for line in 0..source.line_count() {
+        let (start, end, _) = source.line_bounds(line);
+        let content = &text[start..end];
+        let indent = content.len() - content.trim_start_matches(' ').len();
+        let rest = &content[indent..];
+        let blank = rest.trim().is_empty();
+        if let Some(col) = open {
+            if blank || indent > col {
+                match out.last_mut() {
+                    Some(r) if r.end == line => r.end = line + 1,
+                    _ => out.push(line..line + 1),
+                }
+                continue;
+            }
+            open = None;
+        }
+        if blank {
+            continue;
+        }
+        // `- - key: value`: the key's column is after the dashes
+        let mut col = indent;
+        let mut rest = rest;
+        while let Some(r) = rest.strip_prefix("- ") {
+            let r2 = r.trim_start_matches(' ');
+            col += rest.len() - r2.len();
+            rest = r2;
+        }
+        let Some(colon) = rest
+            .match_indices(':')
+            .map(|(i, _)| i)
+            .find(|&i| rest.as_bytes().get(i + 1).is_none_or(|&b| b == b' '))
+        else {
+            continue;
+        };
+        let key = rest[..colon].trim().trim_matches(|c| c == '"' || c == '\'');
+        let value = rest[colon + 1..].trim();
+        if !value.is_empty() && !value.starts_with('#') && crate::model::is_secret(key) {
+            open = Some(col);
+        }
+    }
+    out
 }
 
 /// The part of a secret's value that may hold the secret: all of it, but

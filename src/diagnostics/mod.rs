@@ -61,6 +61,7 @@ pub const CODES: &[&str] = &[
     "regconf::mirroring::source_index",
     "regconf::mirroring::source_url",
     "regconf::path::expanded",
+    "regconf::path::unset_variable",
     "regconf::serve::listen",
     "regconf::serve::listen_address",
     "regconf::serve::search_backend",

@@ -144,6 +144,71 @@ pub fn human_all(diags: &[Diagnostic], style: Style) -> String {
         .join("\n")
 }
 
+/// Renders at most `cap` diagnostics in full, errors first chosen (so a
+/// flood of warnings cannot hide one), drawn in their order; the rest are
+/// summarised with a count per code. A report of 160,000 problems is read
+/// by no one, and drawing them all took longer than finding them.
+pub fn human_capped(diags: &[Diagnostic], style: Style, cap: usize) -> String {
+    if diags.len() <= cap {
+        return human_all(diags, style);
+    }
+    let mut drawn = vec![false; diags.len()];
+    let mut left = cap;
+    for pass in [true, false] {
+        for (i, d) in diags.iter().enumerate() {
+            if left > 0 && !drawn[i] && d.is_error() == pass {
+                drawn[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    let shown: Vec<String> = diags
+        .iter()
+        .zip(&drawn)
+        .filter(|&(_, &on)| on)
+        .map(|(d, _)| human(d, style))
+        .collect();
+    // the codes of the others, in order of first appearance
+    let mut codes: Vec<(&str, super::Severity, usize)> = Vec::new();
+    for (d, _) in diags.iter().zip(&drawn).filter(|&(_, &on)| !on) {
+        match codes.iter_mut().find(|(c, _, _)| *c == d.code) {
+            Some(entry) => entry.2 += 1,
+            None => codes.push((d.code, d.severity, 1)),
+        }
+    }
+    let rest = diags.len() - cap;
+    let mut summary = format!(
+        "… and {} more not drawn ({cap} are, errors first; `--format json` lists every one):\n",
+        thousands(rest)
+    );
+    for (code, severity, n) in codes {
+        let kind = match severity {
+            super::Severity::Error => "error",
+            super::Severity::Warning => "warning",
+            super::Severity::Advice => "advice",
+        };
+        let plural = if n == 1 || kind == "advice" { "" } else { "s" };
+        summary.push_str(&format!("  {} {kind}{plural} {code}\n", thousands(n)));
+    }
+    let mut out = shown.join("\n");
+    out.push('\n');
+    out.push_str(&summary);
+    out
+}
+
+/// `n` with a comma between groups of three digits.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// One diagnostic as a JSON object.
 pub fn json_value(diag: &Diagnostic) -> serde_json::Value {
     let (line, column) = diag.line_col().unzip();

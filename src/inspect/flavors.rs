@@ -88,14 +88,14 @@ pub(crate) fn inheritance(
             .merge_sources(Ref::is_merge_key)
             .into_iter()
             .map(|(merge_key, r)| Parent {
-                anchor: r.node.anchor.clone().unwrap_or_default(),
+                anchor: r.node.anchor().map(str::to_owned).unwrap_or_default(),
                 flavor: sections.get(&Arc::as_ptr(&r.node)).cloned(),
                 merge_key,
             })
             .collect();
         flavors.push(Flavor {
             name: name.to_owned(),
-            anchor: node.anchor.clone(),
+            anchor: node.anchor().map(str::to_owned),
             at: entry.key_node.site(),
             parents,
             implicit_common: rule == Rule::Implicit && name != "common" && common_is_map,
@@ -218,7 +218,12 @@ pub(crate) fn definitions(
             let label = names
                 .get(&Arc::as_ptr(&r.node))
                 .cloned()
-                .unwrap_or_else(|| format!("*{}", r.node.anchor.clone().unwrap_or_default()));
+                .unwrap_or_else(|| {
+                    format!(
+                        "*{}",
+                        r.node.anchor().map(str::to_owned).unwrap_or_default()
+                    )
+                });
             stack.push((label, Arc::clone(&r.node)));
         }
     }

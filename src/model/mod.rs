@@ -36,7 +36,7 @@ use serde::Serialize;
 
 pub use metrics::Metrics;
 pub use security::{Auth, LimitRanges, Limits, Tls};
-pub use storage::{Azure, Elliptics, Gcs, Glance, Oss, S3, Storage, Swift};
+pub use storage::{Azure, Elliptics, EllipticsRanges, Gcs, Glance, Oss, S3, Storage, Swift};
 
 /// Keys the model does not type, with their values as JSON (unknown keys,
 /// and keys that belong to another storage driver). Nothing is dropped.
@@ -202,13 +202,19 @@ pub struct Redis {
     pub host: Option<String>,
     /// Redis port (a number, or a string of digits).
     pub port: Option<i64>,
-    /// Redis database number. Default: `0`.
+    /// Redis database number, 0 to 2147483647 (redis numbers databases
+    /// with a C `int`). Default: `0`.
     pub db: Option<i64>,
     /// Redis password.
     pub password: Option<String>,
     /// Keys not typed above, kept as written.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl Redis {
+    /// The database numbers `db` accepts.
+    pub const DB_RANGE: std::ops::RangeInclusive<u64> = 0..=i32::MAX as u64;
 }
 
 /// Error mails (`email_exceptions:` section); enabled when `smtp_host` is

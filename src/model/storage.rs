@@ -6,6 +6,7 @@
 //! keys go with which driver.
 
 use std::borrow::Cow;
+use std::ops::RangeInclusive;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::ser::{Error as _, SerializeMap};
@@ -226,17 +227,18 @@ pub struct Elliptics {
     /// Nodes as `host:port:family` (required): a list, or one string
     /// separated by spaces.
     pub elliptics_nodes: Vec<String>,
-    /// Seconds to wait for an operation. Default: `60`.
+    /// Seconds to wait for an operation, 1 to 86400. Default: `60`.
     pub elliptics_wait_timeout: i64,
-    /// Seconds between route checks. Default: `60`.
+    /// Seconds between route checks, 1 to 86400. Default: `60`.
     pub elliptics_check_timeout: i64,
-    /// I/O threads. Default: `2`.
+    /// I/O threads, 1 to 1024. Default: `2`.
     pub elliptics_io_thread_num: i64,
-    /// Network threads. Default: `2`.
+    /// Network threads, 1 to 1024. Default: `2`.
     pub elliptics_net_thread_num: i64,
-    /// Non-blocking I/O threads. Default: `2`.
+    /// Non-blocking I/O threads, 1 to 1024. Default: `2`.
     pub elliptics_nonblocking_io_thread_num: i64,
-    /// Groups to write to: a list of numbers, or a string such as `"[1,2]"`.
+    /// Groups to write to (ids 0 to 4294967295): a list of numbers, or a
+    /// string such as `"[1,2]"`.
     /// Default: `[1]`.
     pub elliptics_groups: Vec<i64>,
     /// Log level name (`error`, `info`, `notice`, `debug`). A number (the
@@ -249,6 +251,28 @@ pub struct Elliptics {
     pub elliptics_namespace: String,
     /// Address family (in the 0.9.1 sample; not read by the driver).
     pub elliptics_addr_family: Option<i64>,
+}
+
+/// The values each elliptics setting accepts: `validate` refuses others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EllipticsRanges {
+    /// `elliptics_wait_timeout` and `elliptics_check_timeout`: 1 second to
+    /// a day.
+    pub timeout: RangeInclusive<u64>,
+    /// The three `*_thread_num`: 1 to 1,024 threads.
+    pub threads: RangeInclusive<u64>,
+    /// Each of `elliptics_groups`: a group id, 0 to 2^32-1 (elliptics ids
+    /// are 32-bit).
+    pub group: RangeInclusive<u64>,
+}
+
+impl Elliptics {
+    /// The values each setting accepts.
+    pub const RANGES: EllipticsRanges = EllipticsRanges {
+        timeout: 1..=86_400,
+        threads: 1..=1024,
+        group: 0..=u32::MAX as u64,
+    };
 }
 
 /// A log level name, or a number (accepted with a warning).

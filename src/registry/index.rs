@@ -37,14 +37,6 @@ pub enum IndexError {
         "unsupported search index database `{0}`: only `sqlite:` urls (`sqlite:////absolute/path`, `sqlite:///relative/path`) are supported"
     )]
     Scheme(String),
-    /// `~` or `$VAR` could not be expanded.
-    #[error("cannot expand search index path `{path}`: {message}")]
-    Expand {
-        /// The path as configured.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
     /// SQLite refused.
     #[error("search index `{path}`: {source}")]
     Sqlite {
@@ -65,8 +57,9 @@ pub(crate) enum Location {
 }
 
 /// Reads `sqlite:///path` URLs as SQLAlchemy does: what follows the third
-/// `/` is the path, so four slashes make it absolute. `~` and `$VAR` in the
-/// path are expanded.
+/// `/` is the path, so four slashes make it absolute. The path is taken as
+/// it is: `serve` expanded `~` and `$VAR` in it from the environment the
+/// flavor was resolved in.
 pub(crate) fn parse_url(url: &str) -> Result<Location, IndexError> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -80,11 +73,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Location, IndexError> {
     if path.is_empty() {
         return Err(IndexError::Scheme(url.to_owned()));
     }
-    let expanded = shellexpand::full(path).map_err(|e| IndexError::Expand {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    Ok(Location::File(PathBuf::from(expanded.as_ref())))
+    Ok(Location::File(PathBuf::from(path)))
 }
 
 /// The name shown for a repository: top-level ones under `library/`.

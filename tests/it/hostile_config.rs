@@ -313,7 +313,7 @@ fn special_and_oversized_files_are_refused() {
             args.push(file);
             let out = run(d, &args, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?}:\n{stderr}");
+            assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
             assert!(
                 stderr.contains("regconf::file::env_file") && stderr.contains("regular file"),
                 "{args:?}:\n{stderr}"
@@ -557,11 +557,22 @@ fn secrets_never_show_in_snippets() {
     let d = dir.path();
     std::fs::write(
         d.join("config.yml"),
-        "dev:\n  storage: s3\n  s3_access_key: AKIAHUNTER\n  s3_secret_key: hunter2\n  s3_bucket: b\n  s3_secure: maybe\n  boto_host: AKIAHUNTER\n  \
-         cache: {password: 'sw0rdfish', port: 70000000000000000000}\n  swift_password: _env:SWIFT_PASS:tops3cret\n  standalone: maybe\n\
+        "dev:\n  storage: s3\n  s3_access_key: AKIAHUNTER\n  s3_secret_key: hunter2\n  s3_bucket: b\n  \
+         gs_secret_key: |\n    bl0ckline1\n    bl0ckline2\n  s3_secure: maybe\n  boto_host: AKIAHUNTER\n  \
+         cache: {password: 'sw0rdfish', port: 70000000000000000000}\n  swift_password: _env:SWIFT_PASS:tops3cret\n  standalone: maybe\n  \
+         smtp_password: _env:SMTP_PASS\n  mirroring: {source: _env:MIRROR_TOKEN}\n\
          prod:\n  loglevel: info\n",
     )
     .unwrap();
+    // values that `validate --flavor` quotes in its messages: a variable of
+    // the wrong type under a secret key, one that is not YAML, and one
+    // named like a secret
+    let env = [
+        ("SWIFT_PASS", "[v4rlist]"),
+        ("SMTP_PASS", "'unclosed v4ryaml"),
+        ("MIRROR_TOKEN", "{t0kenmap: 1"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
     for args in [
         vec!["validate", "config.yml"],
         vec!["validate", "config.yml", "--flavor", "dev"],
@@ -574,10 +585,20 @@ fn secrets_never_show_in_snippets() {
             "127.0.0.1:0",
         ],
     ] {
-        let out = run(d, &args, &[]);
+        // (`serve` would stop at the broken variables, before the rest)
+        let out = run(d, &args, if args[0] == "serve" { &[] } else { &env });
         let text = transcript(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}:\n{text}");
-        for secret in ["hunter2", "sw0rdfish", "tops3cret"] {
+        let secrets = [
+            "hunter2",
+            "sw0rdfish",
+            "tops3cret",
+            "bl0ckline",
+            "v4rlist",
+            "v4ryaml",
+            "t0kenmap",
+        ];
+        for secret in secrets {
             assert!(!text.contains(secret), "{args:?} shows {secret}:\n{text}");
         }
         // `serve` knows the flavor's secret texts and hides them under any

@@ -67,3 +67,6 @@ mod operate;
 
 // hostile configuration files and environments: no signal, no hang (issue 12)
 mod hostile_config;
+
+// numbers' ranges, `--env-file` problems, the registry's paths (issue 12)
+mod hostile_values;

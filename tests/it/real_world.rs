@@ -322,7 +322,7 @@ fn types_follow_what_0_9_1_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("c.yml"),
-        "prod:\n    storage: s3\n    boto_bucket: images\n    boto_debug: _env:AWS_DEBUG\n    \
+        "prod:\n    storage: s3\n    boto_bucket: images\n    boto_host: 127.0.0.1\n    boto_debug: _env:AWS_DEBUG\n    \
          s3_secure: 'false'\n    s3_encrypt: 0\n    debug: 1\n    storage_redirect: 0\n    \
          mirroring: {tags_cache_ttl: '3600'}\n    email_exceptions: {smtp_secure: 1}\n\
          swift:\n    storage: swift\n    swift_authurl: http://keystone.internal\n    \

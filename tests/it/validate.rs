@@ -79,6 +79,11 @@ const CASES: &[Case] = &[
     case("mirroring-source_index"),
     case("mirroring-source_url"),
     case("path-expanded"),
+    Case {
+        name: "path-unset_variable",
+        args: &["--flavor", "dev"],
+        env: &[],
+    },
     case("search-backend_name"),
     case("search-database_url"),
     case("search-missing_database"),

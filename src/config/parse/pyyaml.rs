@@ -237,7 +237,7 @@ pub(super) fn question_key(text: &str, r: &Ref, flow: bool) -> Result<Option<Ref
     else {
         return Ok(None);
     };
-    if !flow || node.tag.is_some() || node.anchor.is_some() {
+    if !flow || node.tag().is_some() || node.anchor().is_some() {
         return Ok(None);
     }
     let written = &text[node.span.start..node.span.end.min(text.len())];
@@ -281,15 +281,15 @@ pub(super) fn question_key(text: &str, r: &Ref, flow: bool) -> Result<Option<Ref
         });
     }
     Ok(Some(Ref {
-        node: Arc::new(Node {
-            kind: NodeKind::Scalar {
+        node: Arc::new(Node::new(
+            NodeKind::Scalar {
                 text: rest.to_owned(),
                 style: Style::Plain,
             },
-            tag: None,
-            span: Span::new(node.span.start + 1, node.span.end.max(node.span.start + 1)),
-            anchor: None,
-        }),
+            None,
+            Span::new(node.span.start + 1, node.span.end.max(node.span.start + 1)),
+            None,
+        )),
         alias: None,
     }))
 }
@@ -297,24 +297,24 @@ pub(super) fn question_key(text: &str, r: &Ref, flow: bool) -> Result<Option<Ref
 /// A one-pair mapping `{key: null}` (PyYAML's reading of `[?key]`).
 pub(super) fn single_pair(key: Ref, span: Span) -> Ref {
     let null = Ref {
-        node: Arc::new(Node {
-            kind: NodeKind::Scalar {
+        node: Arc::new(Node::new(
+            NodeKind::Scalar {
                 text: String::new(),
                 style: Style::Plain,
             },
-            tag: None,
-            span: Span::new(span.end, span.end),
-            anchor: None,
-        }),
+            None,
+            Span::new(span.end, span.end),
+            None,
+        )),
         alias: None,
     };
     Ref {
-        node: Arc::new(Node {
-            kind: NodeKind::Map(vec![(key, null)]),
-            tag: None,
+        node: Arc::new(Node::new(
+            NodeKind::Map(vec![(key, null)]),
+            None,
             span,
-            anchor: None,
-        }),
+            None,
+        )),
         alias: None,
     }
 }
@@ -378,7 +378,7 @@ pub(super) fn check_empty_key(text: &str, key: &Ref) -> Result<(), ParseError> {
     let node = &key.node;
     let empty =
         matches!(&node.kind, NodeKind::Scalar { text, style: Style::Plain } if text.is_empty());
-    if !empty || node.tag.is_some() || node.anchor.is_some() || key.alias.is_some() {
+    if !empty || node.tag().is_some() || node.anchor().is_some() || key.alias.is_some() {
         return Ok(());
     }
     let at = node.span.start;

@@ -149,7 +149,7 @@ pub(crate) fn resolve(
         && flavor != "common"
         && let Some(common) = flat.entries.get(&Key::from("common"))
         && matches!(common.value.node.kind, NodeKind::Map(_))
-        && common.value.node.tag.is_none()
+        && common.value.node.tag().is_none()
         && let Some(common_flat) = walker.flatten(0, &common.value)
     {
         let mut base = walker.items(0, &common_flat);
@@ -192,7 +192,7 @@ fn section_items(
 ) -> Option<Vec<Item>> {
     let flavor = walker.flavor;
     let node = &section.value.node;
-    if matches!(node.kind, NodeKind::Map(_)) && node.tag.is_none() {
+    if matches!(node.kind, NodeKind::Map(_)) && node.tag().is_none() {
         let flat = walker.flatten(0, &section.value)?;
         return Some(walker.items(0, &flat));
     }
@@ -250,7 +250,7 @@ fn section_items(
         }
     };
     let root = match &doc.root {
-        Some(r) if matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag.is_none() => r.clone(),
+        Some(r) if matches!(r.node.kind, NodeKind::Map(_)) && r.node.tag().is_none() => r.clone(),
         Some(r) => {
             let mut b = Builder::new();
             let what = b

@@ -124,7 +124,7 @@ impl Walker<'_> {
         let r = &item.entry.value;
         let mut origin = self.origin_of(item);
         let value = match &r.node.kind {
-            NodeKind::Map(_) if r.node.tag.is_none() => {
+            NodeKind::Map(_) if r.node.tag().is_none() => {
                 let flat = self.flatten(t, r)?;
                 let items = self.items(t, &flat);
                 self.provenance.insert(path.clone(), origin);
@@ -194,7 +194,7 @@ impl Walker<'_> {
             variable: Some(var),
         });
         let t = self.texts.len() - 1;
-        if matches!(root.node.kind, NodeKind::Map(_)) && root.node.tag.is_none() {
+        if matches!(root.node.kind, NodeKind::Map(_)) && root.node.tag().is_none() {
             let flat = self.flatten(t, &root)?;
             let var = self.texts[t].variable.as_ref().expect("a variable's text");
             if let Some(d) = self.nesting_problem(var, path.len()) {
@@ -269,11 +269,36 @@ pub(super) fn variable_problem(var: &EnvUse, file: &Arc<Source>, detail: &str) -
         Given::Default(d) => ("the default of", d.as_str()),
         Given::Unset => ("the value of", ""),
     };
+    let text = if secret_reference(var, file) {
+        crate::model::MASK.to_owned()
+    } else {
+        text.escape_debug().to_string()
+    };
     Diagnostic::error(
         "regconf::env::invalid_yaml",
         format!("{what} `{}` is not valid YAML: {detail}", var.name),
     )
     .with_source(file)
-    .label(var.reference, format!("`{}` is `{}`", var.name, text.escape_debug()))
+    .label(var.reference, format!("`{}` is `{text}`", var.name))
     .help("docker-registry parsed each variable's text as YAML; quote it in the variable (`'[GET'`) if it is meant as a string")
+}
+
+/// Whether the variable is read by a secret key (`password: _env:P`), or is
+/// named like a secret itself, so that its text must not be shown.
+fn secret_reference(var: &EnvUse, file: &Source) -> bool {
+    let line_start = file.text()[..var.reference.start.min(file.text().len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let before = file
+        .text()
+        .get(line_start..var.reference.start)
+        .unwrap_or("")
+        .trim_end();
+    let key = before.strip_suffix(':').unwrap_or("").trim_end();
+    let key = key
+        .rsplit(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '[' | '?'))
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c| c == '"' || c == '\'');
+    crate::model::is_secret(key) || crate::model::is_secret(&var.name)
 }

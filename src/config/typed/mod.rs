@@ -82,6 +82,7 @@ pub(crate) fn to_model(
     mode: Mode<'_>,
 ) -> (model::Config, Vec<Diagnostic>) {
     let mut c = Conv {
+        root: &resolved.config,
         prov: &resolved.provenance,
         file,
         flavor: &resolved.flavor,
@@ -134,6 +135,7 @@ impl<'m> Sec<'m> {
 }
 
 struct Conv<'a> {
+    root: &'a Map,
     prov: &'a Provenance,
     file: &'a Arc<Source>,
     flavor: &'a str,
@@ -206,7 +208,41 @@ impl Conv<'_> {
         let mut d = self.inherited(d, via);
         message.push_str(&format!(" in flavor `{}`", self.flavor));
         d.message = message;
-        self.diags.push(d.help(help));
+        let mut d = d.help(help);
+        if model::is_secret(&dotted(path)) {
+            self.mask_value(&mut d, path);
+        }
+        self.diags.push(d);
+    }
+
+    /// Masks, in `d`'s texts, every quoted form of the secret value at
+    /// `path`: as resolved, as written, and as its variable gave it.
+    fn mask_value(&self, d: &mut Diagnostic, path: &[Key]) {
+        let mut texts: Vec<String> = Vec::new();
+        if let Some(v) = super::value::at_path(self.root, path) {
+            texts.push(scalars::shown(v));
+        }
+        texts.extend(self.written(path));
+        if let Some(e) = self.prov.get(path).and_then(|o| o.env.as_ref()) {
+            let given = e.given.text();
+            texts.push(given.to_owned());
+            texts.push(given.trim().to_owned());
+            texts.push(given.escape_debug().to_string());
+        }
+        texts.retain(|t| !t.is_empty());
+        // longer first, so that a text holding another is masked whole
+        texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        let mask = |s: &str| {
+            texts.iter().fold(s.to_owned(), |s, t| {
+                s.replace(&format!("`{t}`"), &format!("`{}`", model::MASK))
+                    .replace(&format!("'{t}'"), &format!("'{}'", model::MASK))
+            })
+        };
+        d.message = mask(&d.message);
+        for l in &mut d.labels {
+            l.text = mask(&l.text);
+        }
+        d.help = d.help.as_deref().map(mask);
     }
 
     /// `d`, labelled also at the merge key through which the flavor
@@ -386,7 +422,9 @@ impl Conv<'_> {
         let mut r = model::Redis {
             host: self.string(&mut s, "host"),
             port: self.port(&mut s, "port"),
-            db: self.int(&mut s, "db", true),
+            db: self
+                .ranged(&mut s, "db", model::Redis::DB_RANGE, Some(0))
+                .and_then(|n| i64::try_from(n).ok()),
             password: self.string(&mut s, "password"),
             extra: model::Extra::new(),
         };

@@ -5,7 +5,7 @@
 use std::ops::RangeInclusive;
 
 use super::keys::section_keys;
-use super::{Conv, Sec};
+use super::{Conv, Mode, Sec};
 use crate::config::origin::dotted;
 use crate::config::value::Key;
 use crate::diagnostics::Severity;
@@ -130,8 +130,27 @@ impl Conv<'_> {
         (auth, tls, limits)
     }
 
-    /// Advice when a path the registry opens relies on `~`/`$VAR` expansion.
+    /// Advice when a path the registry opens relies on `~`/`$VAR` expansion;
+    /// in an environment, an error when it names a variable that is unset
+    /// there (the registry would create its files under a folder named
+    /// `$NAME`).
     pub(super) fn expansion(&mut self, path: &[Key], value: &str) {
+        if let Mode::Environment(env) = self.mode
+            && let Some(name) = env.unset_in_path(value)
+        {
+            self.report(
+                "regconf::path::unset_variable",
+                Severity::Error,
+                path,
+                format!(
+                    "`{}` is `{value}`, but `{name}` is not set in this environment",
+                    dotted(path)
+                ),
+                "unset variable",
+                format!("set `{name}` (or give it in `--env-file`), or write the path without it"),
+            );
+            return;
+        }
         if value.starts_with('~') || value.contains('$') {
             self.report("regconf::path::expanded",
                     Severity::Advice,

@@ -3,6 +3,8 @@
 //! imported `docker_registry.drivers.<name>`), and the drivers `serve`
 //! cannot run.
 
+use std::ops::RangeInclusive;
+
 use super::keys::section_keys;
 use super::scalars::shown;
 use super::{Conv, Mode, Sec};
@@ -464,6 +466,7 @@ impl Conv<'_> {
             "elliptics",
             "it needs nodes to connect to",
         );
+        let r = model::Elliptics::RANGES;
         let groups = match top.get("elliptics_groups") {
             None => vec![1],
             Some(Value::Seq(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => items
@@ -508,6 +511,28 @@ impl Conv<'_> {
                 vec![1]
             }
         };
+        if let Some(bad) = groups
+            .iter()
+            .find(|&&g| u64::try_from(g).map_or(true, |g| !r.group.contains(&g)))
+        {
+            let path = top.path_of("elliptics_groups");
+            self.report(
+                "regconf::value::range",
+                Severity::Error,
+                &path,
+                format!(
+                    "each of `elliptics_groups` must be from {} to {}, not `{bad}`",
+                    r.group.start(),
+                    r.group.end()
+                ),
+                "out of range",
+                format!(
+                    "write group ids from {} to {}",
+                    r.group.start(),
+                    r.group.end()
+                ),
+            );
+        }
         let verbosity = match top.get("elliptics_verbosity") {
             None => "error".to_owned(),
             Some(Value::Str(s)) => s.clone(),
@@ -531,19 +556,24 @@ impl Conv<'_> {
                 "error".to_owned()
             }
         };
+        let mut num = |c: &mut Self, key: &str, range: &RangeInclusive<u64>, default: u64| {
+            c.ranged(top, key, range.clone(), Some(default))
+                .unwrap_or(default)
+                .try_into()
+                .unwrap_or(i64::MAX)
+        };
         model::Elliptics {
             elliptics_nodes: nodes,
-            elliptics_wait_timeout: self.int(top, "elliptics_wait_timeout", false).unwrap_or(60),
-            elliptics_check_timeout: self
-                .int(top, "elliptics_check_timeout", false)
-                .unwrap_or(60),
-            elliptics_io_thread_num: self.int(top, "elliptics_io_thread_num", false).unwrap_or(2),
-            elliptics_net_thread_num: self
-                .int(top, "elliptics_net_thread_num", false)
-                .unwrap_or(2),
-            elliptics_nonblocking_io_thread_num: self
-                .int(top, "elliptics_nonblocking_io_thread_num", false)
-                .unwrap_or(2),
+            elliptics_wait_timeout: num(self, "elliptics_wait_timeout", &r.timeout, 60),
+            elliptics_check_timeout: num(self, "elliptics_check_timeout", &r.timeout, 60),
+            elliptics_io_thread_num: num(self, "elliptics_io_thread_num", &r.threads, 2),
+            elliptics_net_thread_num: num(self, "elliptics_net_thread_num", &r.threads, 2),
+            elliptics_nonblocking_io_thread_num: num(
+                self,
+                "elliptics_nonblocking_io_thread_num",
+                &r.threads,
+                2,
+            ),
             elliptics_groups: groups,
             elliptics_verbosity: verbosity,
             elliptics_logfile: self

@@ -288,14 +288,6 @@ pub enum DriverError {
         /// The cause.
         source: std::io::Error,
     },
-    /// `~` or `$VAR` in the path could not be expanded.
-    #[error("cannot expand storage path `{path}`: {message}")]
-    Expand {
-        /// The path as configured.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// The drivers `serve` runs (as written in `storage:`); the list lives in the
@@ -307,11 +299,9 @@ pub(crate) fn from_config(
     storage: &model::Storage,
 ) -> Result<std::sync::Arc<dyn Storage>, DriverError> {
     if let model::Storage::Local { storage_path } = storage {
-        let root = shellexpand::full(storage_path).map_err(|e| DriverError::Expand {
-            path: storage_path.clone(),
-            message: e.to_string(),
-        })?;
-        let fs = filesystem::Filesystem::new(root.as_ref())?;
+        // the path is final: `serve` expanded `~` and `$VAR` from the
+        // environment the flavor was resolved in (the registry reads none)
+        let fs = filesystem::Filesystem::new(storage_path.as_ref())?;
         return Ok(std::sync::Arc::new(fs));
     }
     match objects::from_config(storage) {
