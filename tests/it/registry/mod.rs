@@ -398,7 +398,9 @@ pub(crate) fn start_with(config: model::Config) -> Registry {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("run regconf serve");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: a start builds the search index from storage, which on
+        // a loaded machine with a thousand repositories on moto takes a while.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 // Another process took the port between our check and its
