@@ -10,6 +10,7 @@ mod env;
 mod explain;
 mod export;
 mod flavors;
+mod gc;
 mod healthcheck;
 mod init;
 mod render;
@@ -94,6 +95,8 @@ enum Command {
     Init(init::Args),
     /// Write an equivalent configuration for another registry.
     Export(export::Args),
+    /// Remove blobs and links no kept manifest references (safe while serving).
+    Gc(gc::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -305,6 +308,7 @@ pub fn main() -> ExitCode {
         Command::Flavors(args) => flavors::run(&ctx, &args),
         Command::Init(args) => init::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
+        Command::Gc(args) => gc::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args, command()),
         Command::Man => completions::man(command()),
     };

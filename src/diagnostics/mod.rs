@@ -47,6 +47,7 @@ pub const CODES: &[&str] = &[
     "regconf::flavor::none_selected",
     "regconf::flavor::not_a_mapping",
     "regconf::flavor::top_not_mapping",
+    "regconf::gc::failed",
     "regconf::key::index_endpoint_type",
     "regconf::key::privileged_key_missing",
     "regconf::key::unknown",

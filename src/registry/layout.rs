@@ -26,6 +26,9 @@ pub(crate) const REPOSITORIES: &str = "repositories";
 /// Marker directory of a repository that has had a manifest.
 pub(crate) const MANIFESTS_DIR: &str = "_manifests";
 
+/// Directory of a repository's blob links.
+pub(crate) const LAYERS_DIR: &str = "_layers";
+
 /// Marker directory of uploads.
 pub(crate) const UPLOADS_DIR: &str = "_uploads";
 
@@ -43,7 +46,7 @@ pub(crate) fn repository(name: &Name) -> String {
 /// The link that makes a blob part of a repository.
 pub(crate) fn layer_link(name: &Name, d: &Digest) -> String {
     format!(
-        "{REPOSITORIES}/{name}/_layers/{}/{}/link",
+        "{REPOSITORIES}/{name}/{LAYERS_DIR}/{}/{}/link",
         d.algorithm().as_str(),
         d.hex()
     )

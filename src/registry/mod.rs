@@ -54,6 +54,9 @@ use crate::model;
 /// The error a refused storage driver gives (see [`check_driver`]).
 pub use storage::DriverError;
 
+/// Garbage collection's options and report (for `regconf gc`).
+pub use store::gc::{GcOptions, GcReport, Kinds, Tally};
+
 use http::router;
 
 /// On shared storage, `/v1/search` first rebuilds the index from storage
@@ -233,6 +236,70 @@ pub(crate) async fn state(config: &model::Config) -> Result<http::AppState, Regi
     }))
 }
 
+/// Collects garbage once on the storage `config` names (`regconf gc`).
+/// Safe while `serve` processes use the same storage (see
+/// `store/gc/GC.md`); problems met are in the report's `errors`.
+pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, RegistryError> {
+    check_driver(&config.storage)?;
+    let driver = storage::from_config(&config.storage)?;
+    let store = store::Store::new(driver, None, 1);
+    Ok(store.gc(options).await)
+}
+
+/// The options of the online collector a `gc:` section asks for.
+fn gc_options(config: &model::Config) -> GcOptions {
+    GcOptions {
+        grace: Duration::from_secs(config.gc.grace_secs),
+        untagged: config.gc.untagged,
+        dry_run: false,
+        upload_max_age: Duration::from_secs(config.upload_purge.max_age_secs),
+    }
+}
+
+/// The online collector: every `interval`, takes the lease (one process
+/// at a time on shared storage), collects, and logs the report. This is
+/// where a run's [`GcReport`] is handed on (metrics hook here).
+async fn collect_loop(
+    state: http::AppState,
+    lease: Arc<store::gc::Lease>,
+    interval: Duration,
+    options: GcOptions,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // not at start: let the registry come up first
+    loop {
+        tick.tick().await;
+        match lease.acquire(&state.store).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("gc: another process holds the lease");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "gc: cannot take the lease");
+                continue;
+            }
+        }
+        let report = state.store.gc(options).await;
+        let r = &report.removed;
+        if report.errors.is_empty() {
+            tracing::info!(
+                blobs = r.blobs.count,
+                bytes = r.blobs.bytes,
+                manifests = r.manifests.count,
+                layer_links = r.layer_links.count,
+                uploads = r.uploads.count,
+                kept_back = report.kept_back.blobs.count,
+                restored = report.restored,
+                "gc run finished"
+            );
+        } else {
+            tracing::warn!(errors = ?report.errors, "gc run finished with errors");
+        }
+    }
+}
+
 /// A registry bound to its socket, not yet serving.
 pub struct Server {
     listener: tokio::net::TcpListener,
@@ -241,6 +308,8 @@ pub struct Server {
     auth: Option<Arc<auth::Authenticator>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: model::Limits,
+    /// The online collector's schedule, when `gc:` asks for one.
+    gc: Option<(Duration, GcOptions)>,
 }
 
 impl Server {
@@ -289,6 +358,19 @@ impl Server {
                 }
             })
         });
+        let collector = self.gc.map(|(interval, options)| {
+            // Longer than a run should take, so the holder keeps it; a
+            // process that dies frees it after this.
+            let ttl = (interval * 2).max(Duration::from_secs(60));
+            let lease = Arc::new(store::gc::Lease::new(ttl));
+            let task = tokio::spawn(collect_loop(
+                self.state.clone(),
+                lease.clone(),
+                interval,
+                options,
+            ));
+            (task, lease, self.state.clone())
+        });
         tracing::info!(addr = %self.local_addr(), "registry listening");
         let mut app = router(self.state).layer(axum::middleware::from_fn_with_state(
             self.limits,
@@ -301,6 +383,13 @@ impl Server {
             .await
             .map_err(RegistryError::Serve);
         purger.abort();
+        if let Some((task, lease, state)) = collector {
+            task.abort();
+            let _ = task.await;
+            if let Err(e) = lease.release(&state.store).await {
+                tracing::warn!(error = %e, "gc: cannot release the lease");
+            }
+        }
         if let Some(r) = refresher {
             r.abort();
         }
@@ -351,6 +440,12 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         auth,
         tls,
         limits: config.limits,
+        gc: (config.gc.interval_secs > 0).then(|| {
+            (
+                Duration::from_secs(config.gc.interval_secs),
+                gc_options(config),
+            )
+        }),
     })
 }
 
