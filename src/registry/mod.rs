@@ -106,6 +106,14 @@ pub enum RegistryError {
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// Another process is collecting garbage on the same storage.
+    #[error(
+        "another process is collecting garbage on this storage (its lease expires at {until}, seconds since 1970)"
+    )]
+    GcBusy {
+        /// When the other process's lease expires.
+        until: u64,
+    },
 }
 
 /// The `tracing` filter for the configured `loglevel` (docker-registry's
@@ -243,8 +251,26 @@ pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, 
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
     let store = store::Store::new(driver, None, 1);
-    Ok(store.gc(options).await)
+    let lease = store::gc::Lease::new(GC_LEASE_TTL);
+    let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
+    while !lease.acquire(&store).await? {
+        if std::time::Instant::now() >= deadline {
+            let until = lease.held_by_other(&store).await?.unwrap_or(0);
+            return Err(RegistryError::GcBusy { until });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let report = store.gc(options, Some(&lease)).await;
+    lease.release(&store).await?;
+    Ok(report)
 }
+
+/// How long a collector's lease lasts without renewal (a run renews it
+/// between phases; a process that dies frees it after this).
+const GC_LEASE_TTL: Duration = Duration::from_secs(600);
+
+/// How long `regconf gc` waits for another collector to finish.
+const GC_LEASE_WAIT: Duration = Duration::from_secs(60);
 
 /// The options of the online collector a `gc:` section asks for.
 fn gc_options(config: &model::Config) -> GcOptions {
@@ -281,7 +307,10 @@ async fn collect_loop(
                 continue;
             }
         }
-        let report = state.store.gc(options).await;
+        let report = state.store.gc(options, Some(&lease)).await;
+        if let Err(e) = lease.release(&state.store).await {
+            tracing::warn!(error = %e, "gc: cannot release the lease");
+        }
         let r = &report.removed;
         if report.errors.is_empty() {
             tracing::info!(
@@ -359,10 +388,7 @@ impl Server {
             })
         });
         let collector = self.gc.map(|(interval, options)| {
-            // Longer than a run should take, so the holder keeps it; a
-            // process that dies frees it after this.
-            let ttl = (interval * 2).max(Duration::from_secs(60));
-            let lease = Arc::new(store::gc::Lease::new(ttl));
+            let lease = Arc::new(store::gc::Lease::new(GC_LEASE_TTL));
             let task = tokio::spawn(collect_loop(
                 self.state.clone(),
                 lease.clone(),

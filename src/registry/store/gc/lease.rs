@@ -56,6 +56,15 @@ impl Lease {
         }
     }
 
+    /// When the lease another process holds expires (seconds since the
+    /// epoch); `None` when it is free (or ours).
+    pub(crate) async fn held_by_other(&self, store: &Store) -> Result<Option<u64>, StoreError> {
+        Ok(Self::holder(store.storage.as_ref())
+            .await?
+            .filter(|(h, expires)| *h != self.holder && *expires > now_secs())
+            .map(|(_, expires)| expires))
+    }
+
     /// Takes (or renews) the lease; `false` when another process holds it.
     pub(crate) async fn acquire(&self, store: &Store) -> Result<bool, StoreError> {
         let storage = store.storage.as_ref();

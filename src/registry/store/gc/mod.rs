@@ -119,10 +119,10 @@ pub struct GcReport {
 pub(crate) struct Run<'a> {
     pub(crate) store: &'a Store,
     pub(crate) options: GcOptions,
-    /// Whether the store's write locks order gc against this process's
-    /// writes (online mode); a separate `regconf gc` process takes them
-    /// too, harmlessly.
+    /// When the run started: the grace counts back from here.
     pub(crate) started: SystemTime,
+    /// The lease this run holds, renewed between phases.
+    pub(crate) lease: Option<&'a Lease>,
 }
 
 impl Run<'_> {
@@ -140,12 +140,14 @@ impl Run<'_> {
 }
 
 impl Store {
-    /// Collects garbage once (see the module docs and `GC.md`).
-    pub(crate) async fn gc(&self, options: GcOptions) -> GcReport {
+    /// Collects garbage once (see the module docs and `GC.md`), holding
+    /// `lease` (taken by the caller; renewed between phases).
+    pub(crate) async fn gc(&self, options: GcOptions, lease: Option<&Lease>) -> GcReport {
         let run = Run {
             store: self,
             options,
             started: SystemTime::now(),
+            lease,
         };
         let mut report = GcReport {
             dry_run: options.dry_run,
@@ -166,6 +168,9 @@ impl Run<'_> {
             report.restored += self.recover().await?;
         }
         let marked = self.mark(report).await?;
+        // Marking can take long on a large store: make sure no other
+        // collector took over meanwhile before removing anything.
+        self.renew().await?;
         let doomed = self.doom(&marked, report).await?;
         if self.options.dry_run {
             self.uploads(report).await;
@@ -175,6 +180,18 @@ impl Run<'_> {
         self.restore_and_empty(&doomed, &rescued, report).await;
         self.uploads(report).await;
         Ok(())
+    }
+
+    async fn renew(&self) -> Result<(), StoreError> {
+        match self.lease {
+            Some(lease) if !lease.acquire(self.store).await? => Err(StoreError::Storage(
+                crate::registry::storage::StorageError::Io {
+                    path: format!("{GC_DIR}/lease"),
+                    source: std::io::Error::other("another collector took the gc lease over"),
+                },
+            )),
+            _ => Ok(()),
+        }
     }
 
     async fn uploads(&self, report: &mut GcReport) {

@@ -353,7 +353,11 @@ impl Run<'_> {
         let trash = trash_path(d);
         match self.store.storage.stat(&data).await {
             Ok(_) => Ok(self.store.storage.delete(&trash).await?),
-            Err(e) if e.is_not_found() => Ok(self.store.storage.rename(&trash, &data).await?),
+            Err(e) if e.is_not_found() => match self.store.storage.rename(&trash, &data).await {
+                // Put back (or emptied) already, by a run that took over.
+                Err(e) if e.is_not_found() => Ok(()),
+                other => Ok(other?),
+            },
             Err(e) => Err(e.into()),
         }
     }
