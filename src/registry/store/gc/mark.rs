@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::{StreamExt as _, stream};
+
 use super::{GcReport, Key, Marked, Run, key};
 use crate::registry::layout;
 use crate::registry::oci::{Algorithm, Digest, Manifest, Name, Tag};
@@ -134,27 +136,36 @@ impl Run<'_> {
         let mut expanded: HashSet<Key> = HashSet::new();
         let mut young_checked: HashMap<Key, bool> = HashMap::new();
         loop {
-            while let Some(d) = queue.pop() {
-                let k = key(&d);
-                if !kept.insert(k) {
-                    continue;
+            while !queue.is_empty() {
+                // A batch of manifests to read, read concurrently.
+                let mut batch = Vec::new();
+                while let Some(d) = queue.pop() {
+                    let k = key(&d);
+                    if !kept.insert(k) {
+                        continue;
+                    }
+                    marked.all.insert(k);
+                    let first = marked.manifests.insert(k);
+                    // Without `untagged` every revision is a root anyway, so
+                    // a manifest read in another repository is not re-read.
+                    if first || self.options.untagged {
+                        batch.push(d);
+                    }
                 }
-                marked.all.insert(k);
-                let first = marked.manifests.insert(k);
-                // Without `untagged` every revision is a root anyway, so a
-                // manifest read in another repository need not be re-read.
-                if !first && !self.options.untagged {
-                    continue;
+                report.manifests_read += batch.len() as u64;
+                let mut reads = stream::iter(batch)
+                    .map(|d| async move { (manifest_content(self, &d).await, d) })
+                    .buffer_unordered(super::CONCURRENCY);
+                while let Some((m, d)) = reads.next().await {
+                    let Some(m) = m? else {
+                        tracing::warn!(repository = %name, digest = %d, "gc: a linked manifest has no content");
+                        continue;
+                    };
+                    for b in m.blobs.iter().filter(|b| !b.external) {
+                        marked.all.insert(key(&b.digest));
+                    }
+                    queue.extend(m.children.into_iter().map(|c| c.digest));
                 }
-                report.manifests_read += 1;
-                let Some(m) = manifest_content(self, &d).await? else {
-                    tracing::warn!(repository = %name, digest = %d, "gc: a linked manifest has no content");
-                    continue;
-                };
-                for b in m.blobs.iter().filter(|b| !b.external) {
-                    marked.all.insert(key(&b.digest));
-                }
-                queue.extend(m.children.into_iter().map(|c| c.digest));
             }
             // Referrers of kept manifests are kept (signatures, SBOMs).
             let subjects = match &mut subjects {

@@ -40,6 +40,10 @@ pub(crate) use lease::Lease;
 /// and `repositories/`.
 pub(crate) const GC_DIR: &str = "_gc";
 
+/// Storage requests a run keeps in flight at once (object stores answer
+/// each in milliseconds; a filesystem overlaps its `fsync`s).
+pub(crate) const CONCURRENCY: usize = 32;
+
 /// A digest as gc remembers it: the first 256 bits of its hash (all of a
 /// sha256, a prefix of a sha512; the chance of two stored digests sharing
 /// one is negligible).

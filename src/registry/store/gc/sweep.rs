@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use futures::{StreamExt as _, stream};
 
 use super::mark::{ALGORITHMS, digests_in, manifest_content, revisions, tag_targets};
-use super::{GC_DIR, GcReport, Key, Marked, Run, key};
+use super::{CONCURRENCY, GC_DIR, GcReport, Key, Marked, Run, key};
 use crate::registry::layout;
 use crate::registry::oci::{Digest, Name};
 use crate::registry::store::StoreError;
@@ -140,19 +141,31 @@ impl Run<'_> {
         let first = doomed.records.len();
         doomed.records.extend(links);
         self.write_journal(&doomed).await?;
-        for r in &doomed.records[first..] {
-            let _write = self.store.write_lock(&r.name).await;
-            let dir = r.path.trim_end_matches("/link");
-            if let Err(e) = self.store.storage.delete(dir).await {
+        let records = &doomed.records;
+        let mut deletes = stream::iter(first..records.len())
+            .map(|i| async move {
+                let r = &records[i];
+                let _write = self.store.write_lock(&r.name).await;
+                let result = self
+                    .store
+                    .storage
+                    .delete(r.path.trim_end_matches("/link"))
+                    .await;
+                if let Some(digest) = std::str::from_utf8(&r.body)
+                    .ok()
+                    .and_then(|b| Digest::parse(b).ok())
+                {
+                    self.store.blob_sizes.remove(&r.name, digest.as_str());
+                }
+                (r, result)
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((r, result)) = deletes.next().await {
+            if let Err(e) = result {
                 report.errors.push(format!("link `{}`: {e}", r.path));
             }
-            if let Some(digest) = std::str::from_utf8(&r.body)
-                .ok()
-                .and_then(|b| Digest::parse(b).ok())
-            {
-                self.store.blob_sizes.remove(&r.name, digest.as_str());
-            }
         }
+        drop(deletes);
         Ok(doomed)
     }
 
@@ -167,35 +180,69 @@ impl Run<'_> {
         let mut young = HashSet::new();
         for alg in ALGORITHMS {
             let root = format!("blobs/{}", alg.as_str());
-            for prefix in self.store.storage.list(&root).await? {
-                for d in digests_in(self, &format!("{root}/{prefix}"), alg).await? {
-                    let k = key(&d);
-                    if marked.all.contains(&k) {
-                        continue;
+            let prefixes = self.store.storage.list(&root).await?;
+            // The unreferenced, listed one prefix folder at a time.
+            let mut listed = stream::iter(prefixes)
+                .map(|p| {
+                    let dir = format!("{root}/{p}");
+                    async move { digests_in(self, &dir, alg).await }
+                })
+                .buffer_unordered(CONCURRENCY);
+            let mut unmarked = Vec::new();
+            while let Some(digests) = listed.next().await {
+                for d in digests? {
+                    if !marked.all.contains(&key(&d)) {
+                        unmarked.push(d);
                     }
-                    let data = layout::blob_data(&d);
-                    let meta = match self.store.storage.stat(&data).await {
-                        Ok(m) => m,
-                        // An empty folder left by an earlier run.
-                        Err(e) if e.is_not_found() => continue,
-                        Err(e) => return Err(e.into()),
+                }
+            }
+            drop(listed);
+            let mut stats = stream::iter(unmarked)
+                .map(|d| async move {
+                    let r = self.store.storage.stat(&layout::blob_data(&d)).await;
+                    (d, r)
+                })
+                .buffer_unordered(CONCURRENCY);
+            let mut old = Vec::new();
+            while let Some((d, r)) = stats.next().await {
+                let meta = match r {
+                    Ok(m) => m,
+                    // An empty folder left by an earlier run.
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if self.young(meta.modified) {
+                    report.kept_back.blobs.add(meta.size);
+                    young.insert(key(&d));
+                } else {
+                    old.push((d, meta.size));
+                }
+            }
+            drop(stats);
+            let dry = self.options.dry_run;
+            let mut moves = stream::iter(old)
+                .map(|(d, size)| async move {
+                    let r = if dry {
+                        Ok(())
+                    } else {
+                        self.store
+                            .storage
+                            .rename(&layout::blob_data(&d), &trash_path(&d))
+                            .await
                     };
-                    if self.young(meta.modified) {
-                        report.kept_back.blobs.add(meta.size);
-                        young.insert(k);
-                        continue;
+                    (d, size, r)
+                })
+                .buffer_unordered(CONCURRENCY);
+            while let Some((d, size, r)) = moves.next().await {
+                match r {
+                    Ok(()) => {
+                        report.removed.blobs.add(size);
+                        doomed.blob_keys.insert(key(&d));
+                        doomed.blobs.push((d, size));
                     }
-                    if !self.options.dry_run
-                        && let Err(e) = self.store.storage.rename(&data, &trash_path(&d)).await
-                    {
-                        if !e.is_not_found() {
-                            report.errors.push(format!("blob `{d}`: {e}"));
-                        }
-                        continue;
-                    }
-                    report.removed.blobs.add(meta.size);
-                    doomed.blob_keys.insert(k);
-                    doomed.blobs.push((d, meta.size));
+                    // Gone meanwhile (another collector): nothing to do.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => report.errors.push(format!("blob `{d}`: {e}")),
                 }
             }
         }
@@ -327,20 +374,35 @@ impl Run<'_> {
                 Err(e) => report.errors.push(format!("restoring `{}`: {e}", r.path)),
             }
         }
-        for (d, size) in &doomed.blobs {
-            if rescued.contains(&key(d)) {
-                match self.put_back(d).await {
-                    Ok(()) => {
-                        report.restored += 1;
-                        report.removed.blobs.count -= 1;
-                        report.removed.blobs.bytes -= size;
-                    }
-                    Err(e) => report.errors.push(format!("restoring blob `{d}`: {e}")),
+        let blobs = &doomed.blobs;
+        let mut finals = stream::iter(0..blobs.len())
+            .map(|i| async move {
+                let (d, size) = &blobs[i];
+                let rescue = rescued.contains(&key(d));
+                let r = if rescue {
+                    self.put_back(d).await
+                } else {
+                    self.store
+                        .storage
+                        .delete(&trash_path(d))
+                        .await
+                        .map_err(StoreError::from)
+                };
+                (d, *size, rescue, r)
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((d, size, rescue, r)) = finals.next().await {
+            match r {
+                Ok(()) if rescue => {
+                    report.restored += 1;
+                    report.removed.blobs.count -= 1;
+                    report.removed.blobs.bytes -= size;
                 }
-            } else if let Err(e) = self.store.storage.delete(&trash_path(d)).await {
-                report.errors.push(format!("blob `{d}`: {e}"));
+                Ok(()) => {}
+                Err(e) => report.errors.push(format!("blob `{d}`: {e}")),
             }
         }
+        drop(finals);
         if let Err(e) = self.store.storage.delete(&journal_path()).await {
             report.errors.push(format!("gc journal: {e}"));
         }
