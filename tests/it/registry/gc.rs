@@ -235,4 +235,53 @@ fn gc_removes_exactly_the_unreferenced_blobs() {
     assert!(last.iter().all(|(f, _)| !f.starts_with("_gc/")), "{last:?}");
 }
 
-also_on_s3!(gc_removes_exactly_the_unreferenced_blobs);
+/// The `gc:` section: `serve` collects on its own schedule, keeps what is
+/// referenced, and gives the lease back when it stops.
+#[test]
+fn serve_collects_on_its_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c: model::Config = config(dir.path());
+    c.gc = model::Gc {
+        interval_secs: 1,
+        grace_secs: 0,
+        untagged: false,
+    };
+    let reg = start_with(c);
+    let d = dir.path();
+    let (m, _) = super::push_image(&reg, d, "gc/online", "v1", 9);
+    let lone = super::push_blob(&reg, d, "gc/online", b"collected by serve itself");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while files_under(&reg.root).contains(&data_path(&lone)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not collect `{lone}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let r = curl(&[&reg.url("/v2/gc/online/manifests/v1")]);
+    assert_eq!((r.status, r.body), (200, m.clone()));
+    let v: serde_json::Value = serde_json::from_slice(&m).expect("manifest json");
+    for desc in v["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .chain([&v["config"]])
+    {
+        let digest = desc["digest"].as_str().expect("digest");
+        let r = curl(&[&reg.url(&format!("/v2/gc/online/blobs/{digest}"))]);
+        assert_eq!(r.status, 200, "{digest} of a kept image was collected");
+        assert_eq!(super::digest(&r.body), digest);
+    }
+    let root = reg.root.clone();
+    reg.stop();
+    let left: Vec<String> = files_under(&root)
+        .into_iter()
+        .filter(|f| f.starts_with("_gc/"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+also_on_s3!(
+    gc_removes_exactly_the_unreferenced_blobs,
+    serve_collects_on_its_schedule
+);

@@ -96,3 +96,35 @@ impl Lease {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Lease;
+    use crate::registry::storage::filesystem::Filesystem;
+    use crate::registry::store::Store;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_until_release_or_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Filesystem::new(dir.path().to_str().unwrap()).unwrap();
+        let store = Store::new(Arc::new(fs), None, 1);
+        let (a, b) = (
+            Lease::new(Duration::from_secs(600)),
+            Lease::new(Duration::from_secs(600)),
+        );
+        assert!(a.acquire(&store).await.unwrap());
+        assert!(!b.acquire(&store).await.unwrap(), "taken while held");
+        assert!(b.held_by_other(&store).await.unwrap().is_some());
+        assert!(a.acquire(&store).await.unwrap(), "the holder renews");
+        a.release(&store).await.unwrap();
+        assert!(b.acquire(&store).await.unwrap(), "free after release");
+        // A lease whose holder died: taken over once expired.
+        b.release(&store).await.unwrap();
+        let dead = Lease::new(Duration::ZERO);
+        assert!(dead.acquire(&store).await.unwrap());
+        assert!(a.acquire(&store).await.unwrap(), "an expired lease is free");
+    }
+}
