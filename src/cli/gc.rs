@@ -45,6 +45,9 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         ctx.report(&errors);
         return 1;
     }
+    // The collector logs its phases (`loglevel: debug`) and oddities it
+    // meets (a linked manifest without content) through `tracing`.
+    registry::init_logging(&model);
     let options = GcOptions {
         grace: Duration::from_secs(args.grace.unwrap_or(model.gc.grace_secs)),
         untagged: args.untagged,

@@ -171,17 +171,25 @@ impl Run<'_> {
             // the trash; put them back before deciding anything anew.
             report.restored += self.recover().await?;
         }
+        let t = std::time::Instant::now();
         let marked = self.mark(report).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), marked = marked.all.len(), "gc: marked");
         // Marking can take long on a large store: make sure no other
         // collector took over meanwhile before removing anything.
         self.renew().await?;
+        let t = std::time::Instant::now();
         let doomed = self.doom(&marked, report).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "gc: doomed");
         if self.options.dry_run {
             self.uploads(report).await;
             return Ok(());
         }
+        let t = std::time::Instant::now();
         let rescued = self.recheck(&marked.manifests, &doomed).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "gc: re-checked");
+        let t = std::time::Instant::now();
         self.restore_and_empty(&doomed, &rescued, report).await;
+        tracing::debug!(elapsed = ?t.elapsed(), "gc: emptied the trash");
         self.uploads(report).await;
         Ok(())
     }
