@@ -70,6 +70,14 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
     };
     let report = match runtime.block_on(registry::gc(&model, options)) {
         Ok(r) => r,
+        Err(e @ registry::RegistryError::Gc(_)) => {
+            ctx.report(&[
+                Diagnostic::error("regconf::gc::failed", e.to_string()).help(
+                    "check the storage settings of this flavor with `regconf validate --flavor`",
+                ),
+            ]);
+            return 1;
+        }
         Err(e @ registry::RegistryError::GcBusy { .. }) => {
             ctx.report(&[Diagnostic::error("regconf::gc::failed", e.to_string())
                 .help("wait for the other run to end; a lease left by a process that died expires by itself")]);

@@ -106,6 +106,9 @@ pub enum RegistryError {
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// Garbage collection could not use the storage (the lease).
+    #[error("garbage collection cannot use the storage: {0}")]
+    Gc(store::StoreError),
     /// Another process is collecting garbage on the same storage.
     #[error(
         "another process is collecting garbage on this storage (its lease expires at {until}, seconds since 1970)"
@@ -253,15 +256,21 @@ pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, 
     let store = store::Store::new(driver, None, 1);
     let lease = store::gc::Lease::new(GC_LEASE_TTL);
     let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
-    while !lease.acquire(&store).await? {
+    while !lease.acquire(&store).await.map_err(RegistryError::Gc)? {
         if std::time::Instant::now() >= deadline {
-            let until = lease.held_by_other(&store).await?.unwrap_or(0);
+            let until = lease
+                .held_by_other(&store)
+                .await
+                .map_err(RegistryError::Gc)?
+                .unwrap_or(0);
             return Err(RegistryError::GcBusy { until });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let report = store.gc(options, Some(&lease)).await;
-    lease.release(&store).await?;
+    let mut report = store.gc(options, Some(&lease)).await;
+    if let Err(e) = lease.release(&store).await {
+        report.errors.push(format!("releasing the gc lease: {e}"));
+    }
     Ok(report)
 }
 

@@ -311,6 +311,24 @@ impl Storage for Filesystem {
         .boxed()
     }
 
+    fn rename_volatile<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let src = self.full(from)?;
+            let dst = self.full(to)?;
+            blocking(from, move || {
+                let parent = dst.parent().unwrap_or(Path::new("."));
+                fs::create_dir_all(parent)?;
+                fs::rename(&src, &dst)
+            })
+            .await
+        }
+        .boxed()
+    }
+
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         async move {
             let src = self.full(from)?;

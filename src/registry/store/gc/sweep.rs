@@ -227,7 +227,7 @@ impl Run<'_> {
                     } else {
                         self.store
                             .storage
-                            .rename(&layout::blob_data(&d), &trash_path(&d))
+                            .rename_volatile(&layout::blob_data(&d), &trash_path(&d))
                             .await
                     };
                     (d, size, r)
