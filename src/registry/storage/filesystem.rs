@@ -151,8 +151,19 @@ fn atomic_write(temp: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> 
 /// Renames `temp` to `target`, creating the parent, and makes it durable.
 fn publish(temp: &Path, target: &Path) -> std::io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
-    if let Err(e) = fs::rename(temp, target) {
+    let mut renamed = Ok(());
+    // A folder removed between its creation and the rename (garbage
+    // collection removing a link's folder as a push writes it) is made
+    // again; twice is enough for any interleaving of one removal.
+    for _ in 0..3 {
+        fs::create_dir_all(parent)?;
+        renamed = fs::rename(temp, target);
+        match &renamed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && temp.exists() => continue,
+            _ => break,
+        }
+    }
+    if let Err(e) = renamed {
         let _ = fs::remove_file(temp);
         return Err(e);
     }
