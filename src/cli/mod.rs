@@ -10,6 +10,7 @@ mod env;
 mod explain;
 mod export;
 mod flavors;
+mod gc;
 mod healthcheck;
 mod init;
 mod migrate;
@@ -98,6 +99,8 @@ enum Command {
     /// Convert the v1 images a docker-registry left in storage into images today's clients pull.
     #[command(name = "migrate-v1")]
     MigrateV1(migrate::Args),
+    /// Remove blobs and links no kept manifest references (safe while serving).
+    Gc(gc::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -310,6 +313,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
         Command::MigrateV1(args) => migrate::run(&ctx, &args),
+        Command::Gc(args) => gc::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args, command()),
         Command::Man => completions::man(command()),
     };

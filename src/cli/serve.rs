@@ -87,7 +87,11 @@ fn site(prov: &Provenance, key: &str) -> Option<Span> {
     o.env.as_ref().map(|e| e.reference).or(o.value_span)
 }
 
-fn start_problem(err: &RegistryError, file: &Arc<Source>, prov: &Provenance) -> Diagnostic {
+pub(super) fn start_problem(
+    err: &RegistryError,
+    file: &Arc<Source>,
+    prov: &Provenance,
+) -> Diagnostic {
     let at = |d: Diagnostic, key: &str, text: &str| match site(prov, key) {
         Some(span) => d.with_source(file).label(span, text),
         None => d,

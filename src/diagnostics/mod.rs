@@ -49,6 +49,7 @@ pub const CODES: &[&str] = &[
     "regconf::flavor::not_a_mapping",
     "regconf::flavor::top_not_mapping",
     "regconf::key::environment_only",
+    "regconf::gc::failed",
     "regconf::key::index_endpoint_type",
     "regconf::key::misplaced",
     "regconf::key::old_version",

@@ -126,6 +126,8 @@ pub struct Config {
     /// Prometheus metrics on a listener of their own (a regconf
     /// extension; off while `listen` is empty).
     pub metrics: Metrics,
+    /// Garbage collection while serving (a regconf extension).
+    pub gc: Gc,
     /// Keys not typed above: unknown keys (reported by `regconf validate`)
     /// and keys of other storage drivers. They are kept, never dropped.
     #[serde(flatten)]
@@ -154,6 +156,39 @@ impl UploadPurge {
 
 /// Seconds in a day.
 const DAY: u64 = 24 * 3600;
+
+/// Garbage collection run by `serve` on a schedule (`gc:` section, a
+/// regconf extension; `regconf gc` runs it once). Off while `interval_secs`
+/// is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct Gc {
+    /// Seconds between runs; 0 (the default) means `serve` does not
+    /// collect.
+    pub interval_secs: u64,
+    /// Blobs and manifests modified less than this many seconds before a
+    /// run are never removed (default 3600).
+    pub grace_secs: u64,
+    /// Also delete manifests no tag reaches (default false).
+    pub untagged: bool,
+}
+
+impl Gc {
+    /// Accepted `interval_secs`: up to a year.
+    pub const INTERVAL_SECS: RangeInclusive<u64> = 0..=365 * DAY;
+    /// Accepted `grace_secs`: up to a year.
+    pub const GRACE_SECS: RangeInclusive<u64> = 0..=365 * DAY;
+}
+
+impl Default for Gc {
+    fn default() -> Self {
+        Self {
+            interval_secs: 0,
+            grace_secs: 3600,
+            untagged: false,
+        }
+    }
+}
 
 impl Default for UploadPurge {
     fn default() -> Self {

@@ -32,6 +32,8 @@ pub(crate) const MANIFESTS_DIR: &str = "_manifests";
 /// repository's membership, named `<nanoseconds since 1970, 20 digits>-<random>`,
 /// holding `+<name>` or `-<name>` (see `store/changes.rs`).
 pub(crate) const CHANGES: &str = "_changes";
+/// Directory of a repository's blob links.
+pub(crate) const LAYERS_DIR: &str = "_layers";
 
 /// Marker directory of uploads.
 pub(crate) const UPLOADS_DIR: &str = "_uploads";
@@ -64,7 +66,7 @@ pub(crate) fn repository(name: &Name) -> String {
 /// The link that makes a blob part of a repository.
 pub(crate) fn layer_link(name: &Name, d: &Digest) -> String {
     format!(
-        "{REPOSITORIES}/{name}/_layers/{}/{}/link",
+        "{REPOSITORIES}/{name}/{LAYERS_DIR}/{}/{}/link",
         d.algorithm().as_str(),
         d.hex()
     )

@@ -60,6 +60,9 @@ use crate::model;
 /// The error a refused storage driver gives (see [`check_driver`]).
 pub use storage::DriverError;
 
+/// Garbage collection's options and report (for `regconf gc`).
+pub use store::gc::{GcOptions, GcReport, Kinds, Tally};
+
 use http::router;
 
 /// On shared storage, `/v1/search` first rebuilds the index from storage
@@ -120,6 +123,17 @@ pub enum RegistryError {
     /// The server failed while running.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// Garbage collection could not use the storage (the lease).
+    #[error("garbage collection cannot use the storage: {0}")]
+    Gc(store::StoreError),
+    /// Another process is collecting garbage on the same storage.
+    #[error(
+        "another process is collecting garbage on this storage (its lease expires at {until}, seconds since 1970)"
+    )]
+    GcBusy {
+        /// When the other process's lease expires.
+        until: u64,
+    },
 }
 
 /// The `tracing` filter for the configured `loglevel` (docker-registry's
@@ -293,6 +307,102 @@ pub(crate) async fn state(
     }))
 }
 
+/// Collects garbage once on the storage `config` names (`regconf gc`).
+/// Safe while `serve` processes use the same storage (see
+/// `store/gc/GC.md`); problems met are in the report's `errors`.
+pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, RegistryError> {
+    check_driver(&config.storage)?;
+    let driver = storage::from_config(&config.storage)?;
+    let store = store::Store::new(driver, None, 1);
+    let lease = store::gc::Lease::new(GC_LEASE_TTL);
+    let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
+    while !lease.acquire(&store).await.map_err(RegistryError::Gc)? {
+        if std::time::Instant::now() >= deadline {
+            let until = lease
+                .held_by_other(&store)
+                .await
+                .map_err(RegistryError::Gc)?
+                .unwrap_or(0);
+            return Err(RegistryError::GcBusy { until });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut report = store.gc(options, Some(&lease)).await;
+    if let Err(e) = lease.release(&store).await {
+        report.errors.push(format!("releasing the gc lease: {e}"));
+    }
+    Ok(report)
+}
+
+/// How long a collector's lease lasts without renewal (a run renews it
+/// between phases; a process that dies frees it after this).
+const GC_LEASE_TTL: Duration = Duration::from_secs(600);
+
+/// How long `regconf gc` waits for another collector to finish.
+const GC_LEASE_WAIT: Duration = Duration::from_secs(60);
+
+/// The options of the online collector a `gc:` section asks for.
+fn gc_options(config: &model::Config) -> GcOptions {
+    GcOptions {
+        grace: Duration::from_secs(config.gc.grace_secs),
+        untagged: config.gc.untagged,
+        dry_run: false,
+        upload_max_age: Duration::from_secs(config.upload_purge.max_age_secs),
+    }
+}
+
+/// The online collector: every `interval`, takes the lease (one process
+/// at a time on shared storage), collects, and logs the report. This is
+/// where a run's [`GcReport`] is handed on (metrics hook here).
+async fn collect_loop(
+    state: http::AppState,
+    lease: Arc<store::gc::Lease>,
+    interval: Duration,
+    options: GcOptions,
+    metrics: Option<Arc<metrics::Metrics>>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // not at start: let the registry come up first
+    loop {
+        tick.tick().await;
+        match lease.acquire(&state.store).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("gc: another process holds the lease");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "gc: cannot take the lease");
+                continue;
+            }
+        }
+        let report = state.store.gc(options, Some(&lease)).await;
+        if let Err(e) = lease.release(&state.store).await {
+            tracing::warn!(error = %e, "gc: cannot release the lease");
+        }
+        let r = &report.removed;
+        if let Some(m) = &metrics {
+            let bytes = r.blobs.bytes + r.manifests.bytes + r.layer_links.bytes + r.uploads.bytes;
+            m.gc_finished(bytes, report.errors.is_empty());
+        }
+        if report.errors.is_empty() {
+            tracing::info!(
+                blobs = r.blobs.count,
+                bytes = r.blobs.bytes,
+                manifests = r.manifests.count,
+                layer_links = r.layer_links.count,
+                uploads = r.uploads.count,
+                kept_back = report.kept_back.blobs.count,
+                restored = report.restored,
+                "gc run finished"
+            );
+        } else {
+            tracing::warn!(errors = ?report.errors, "gc run finished with errors");
+        }
+    }
+}
+
 /// A registry bound to its socket, not yet serving.
 pub struct Server {
     listener: tokio::net::TcpListener,
@@ -304,6 +414,8 @@ pub struct Server {
     readonly: bool,
     /// The metrics and their listener, with `metrics.listen`.
     metrics: Option<(Arc<metrics::Metrics>, tokio::net::TcpListener)>,
+    /// The online collector's schedule, when `gc:` asks for one.
+    gc: Option<(Duration, GcOptions)>,
 }
 
 impl Server {
@@ -360,6 +472,18 @@ impl Server {
                 }
             })
         });
+        let gc_metrics = self.metrics.as_ref().map(|(m, _)| Arc::clone(m));
+        let collector = self.gc.map(|(interval, options)| {
+            let lease = Arc::new(store::gc::Lease::new(GC_LEASE_TTL));
+            let task = tokio::spawn(collect_loop(
+                self.state.clone(),
+                lease.clone(),
+                interval,
+                options,
+                gc_metrics,
+            ));
+            (task, lease, self.state.clone())
+        });
         tracing::info!(addr = %self.local_addr(), "registry listening");
         if self.readonly {
             tracing::info!("read-only: every write is refused, and nothing is purged");
@@ -399,6 +523,13 @@ impl Server {
         }
         if let Some(e) = exporter {
             e.abort();
+        }
+        if let Some((task, lease, state)) = collector {
+            task.abort();
+            let _ = task.await;
+            if let Err(e) = lease.release(&state.store).await {
+                tracing::warn!(error = %e, "gc: cannot release the lease");
+            }
         }
         if let Some(r) = refresher {
             r.abort();
@@ -461,6 +592,12 @@ pub async fn bind(config: &model::Config, options: ServeOptions) -> Result<Serve
         limits: config.limits,
         readonly: config.readonly,
         metrics,
+        gc: (config.gc.interval_secs > 0 && !config.readonly).then(|| {
+            (
+                Duration::from_secs(config.gc.interval_secs),
+                gc_options(config),
+            )
+        }),
     })
 }
 

@@ -116,3 +116,42 @@ fn render_usage_errors_exit_2() {
         .unwrap();
     snap("render-help", &transcript(&out));
 }
+
+/// `regconf gc` on a store it cannot read whole: a stored manifest that is
+/// not JSON stops the run before anything is removed (exit 1, one
+/// diagnostic); the `gc:` keys are range-checked like the other
+/// extension sections.
+#[test]
+fn gc_refuses_to_sweep_what_it_cannot_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gc.yml"),
+        "dev:\n  storage: local\n  storage_path: ./store\n  gc: {interval_secs: 60, grace_secs: 0, untagged: true}\nbad:\n  storage: local\n  gc: {grace_secs: 99999999999, colour: red}\n",
+    )
+    .unwrap();
+    let hex = "ab".repeat(32);
+    let store = dir.path().join("store");
+    let link = store.join(format!(
+        "repositories/gc/x/_manifests/revisions/sha256/{hex}"
+    ));
+    std::fs::create_dir_all(&link).unwrap();
+    std::fs::write(
+        link.join("link"),
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .unwrap();
+    let blob = store.join(format!("blobs/sha256/ab/{hex}"));
+    std::fs::create_dir_all(&blob).unwrap();
+    std::fs::write(blob.join("data"), "not a manifest").unwrap();
+    let other = store.join(format!("blobs/sha256/cd/{}", "cd".repeat(32)));
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("data"), "unreferenced").unwrap();
+    let out = regconf(dir.path()).args(["gc", "gc.yml"]).output().unwrap();
+    snap("gc-unreadable-manifest", &transcript(&out));
+    assert!(other.join("data").exists(), "removed while the mark failed");
+    let out = regconf(dir.path())
+        .args(["validate", "gc.yml", "--flavor", "bad"])
+        .output()
+        .unwrap();
+    snap("gc-section-ranges", &transcript(&out));
+}

@@ -29,6 +29,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "limits",
     "readonly",
     "metrics",
+    "gc",
 ];
 
 pub(super) const LEVELS: &[&str] = &[
@@ -71,6 +72,7 @@ pub(super) fn section_keys(name: &str) -> &'static [&'static str] {
         ],
         "cloudfront" => &["base", "keyid", "keysecret"],
         "upload_purge" => &["max_age_secs", "interval_secs"],
+        "gc" => &["interval_secs", "grace_secs", "untagged"],
         "auth" => &["htpasswd", "readonly"],
         "tls" => &["certificate", "key"],
         "metrics" => &["listen"],

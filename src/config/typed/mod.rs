@@ -382,6 +382,28 @@ impl Conv<'_> {
                 .unwrap_or(defaults.interval_secs),
         };
         self.rest(&s, section_keys("upload_purge"), &[]);
+        let mut s = self.section(&mut top, "gc");
+        let defaults = model::Gc::default();
+        let gc = model::Gc {
+            interval_secs: self
+                .ranged(
+                    &mut s,
+                    "interval_secs",
+                    model::Gc::INTERVAL_SECS,
+                    Some(defaults.interval_secs),
+                )
+                .unwrap_or(defaults.interval_secs),
+            grace_secs: self
+                .ranged(
+                    &mut s,
+                    "grace_secs",
+                    model::Gc::GRACE_SECS,
+                    Some(defaults.grace_secs),
+                )
+                .unwrap_or(defaults.grace_secs),
+            untagged: self.truthy(&mut s, "untagged").unwrap_or(defaults.untagged),
+        };
+        self.rest(&s, section_keys("gc"), &[]);
         let (auth, tls, limits) = self.security(&mut top);
         let (readonly, metrics) = self.operate(&mut top);
         let storage = self.storage(&mut top);
@@ -413,6 +435,7 @@ impl Conv<'_> {
             limits,
             readonly,
             metrics,
+            gc,
             extra,
         }
     }

@@ -203,7 +203,6 @@ impl Metrics {
     /// Records the end of a garbage collection run: `removed_bytes` it
     /// removed, and whether it succeeded (then the time of the last success
     /// moves to now). For the online collector of `serve`.
-    #[allow(dead_code, reason = "called by the online garbage collector")]
     pub(crate) fn gc_finished(&self, removed_bytes: u64, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.gc_runs.get_or_create(&ResultLabel { result }).inc();

@@ -183,8 +183,19 @@ fn atomic_write(temp: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> 
 /// Renames `temp` to `target`, creating the parent, and makes it durable.
 fn publish(temp: &Path, target: &Path) -> std::io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
-    create_dirs(parent)?;
-    if let Err(e) = fs::rename(temp, target) {
+    let mut renamed = Ok(());
+    // A folder removed between its creation and the rename (garbage
+    // collection removing a link's folder as a push writes it) is made
+    // again; twice is enough for any interleaving of one removal.
+    for _ in 0..3 {
+        create_dirs(parent)?;
+        renamed = fs::rename(temp, target);
+        match &renamed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && temp.exists() => continue,
+            _ => break,
+        }
+    }
+    if let Err(e) = renamed {
         let _ = fs::remove_file(temp);
         return Err(e);
     }
@@ -345,6 +356,24 @@ impl Storage for Filesystem {
                 Err(e) if e.is_not_found() => Ok(()),
                 other => other,
             }
+        }
+        .boxed()
+    }
+
+    fn rename_volatile<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let src = self.full(from)?;
+            let dst = self.full(to)?;
+            blocking(from, move || {
+                let parent = dst.parent().unwrap_or(Path::new("."));
+                fs::create_dir_all(parent)?;
+                fs::rename(&src, &dst)
+            })
+            .await
         }
         .boxed()
     }

@@ -175,6 +175,18 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// finished upload as a blob.
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
 
+    /// As [`Storage::rename`], atomic but without waiting for the move to
+    /// be durable (no directory `fsync`): for moves whose loss in a crash
+    /// is harmless, such as garbage collection's trash, which it undoes
+    /// anyway. Drivers without such a distinction just rename.
+    fn rename_volatile<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.rename(from, to)
+    }
+
     /// A URL at which a client can `GET` the object at `path` directly for
     /// `expires`, when the backend can issue one (object stores with
     /// signing credentials); `None` otherwise. Used for `storage_redirect`.

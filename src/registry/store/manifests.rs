@@ -2,7 +2,11 @@
 //! validate and write, delete. A manifest is checked (its blobs and child
 //! manifests must be in the repository) before anything about it is
 //! written; then content, revision link, referrer and tag are written in
-//! that order, so that nothing points at what is not there yet.
+//! that order, so that nothing points at what is not there yet. The
+//! references are checked once more against storage right after the
+//! revision link is written, and the link is re-asserted after the tag:
+//! that is the push's half of the garbage collector's protocol
+//! (`gc/GC.md`).
 
 use std::sync::Arc;
 
@@ -121,12 +125,24 @@ impl Store {
         self.storage
             .put_bytes(&layout::blob_data(&digest), bytes.clone())
             .await?;
-        self.storage
-            .put_bytes(
-                &layout::revision_link(name, &digest),
-                Bytes::from(m.media_type.clone()),
-            )
-            .await?;
+        let link = layout::revision_link(name, &digest);
+        let existed = match self.storage.stat(&link).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
+        };
+        let media_type = Bytes::from(m.media_type.clone());
+        self.storage.put_bytes(&link, media_type.clone()).await?;
+        // Checked again, against storage, now that the link is written: a
+        // garbage collector (in any process) either sees this link in its
+        // re-check and keeps what it references, or has already moved a
+        // referenced blob away and this push fails (see `gc/GC.md`).
+        if let Err(e) = self.references_stored(name, &m).await {
+            if !existed {
+                let _ = self.storage.delete(link.trim_end_matches("/link")).await;
+            }
+            return Err(e);
+        }
         if let Some(subject) = &m.subject {
             let mut d = json!({
                 "mediaType": m.media_type,
@@ -153,6 +169,14 @@ impl Store {
                     Bytes::copy_from_slice(digest.as_str().as_bytes()),
                 )
                 .await?;
+        }
+        // A collector that dropped this revision as untagged just before
+        // the link was rewritten: put it back (see `gc/GC.md`).
+        match self.storage.stat(&link).await {
+            Err(e) if e.is_not_found() => self.storage.put_bytes(&link, media_type).await?,
+            other => {
+                other?;
+            }
         }
         self.manifests.drop_repository(name);
         if let Some(index) = &self.index {
@@ -214,6 +238,39 @@ impl Store {
         {
             index.remove(name.as_str().to_owned()).await;
             self.log_change(name, false).await;
+        }
+        Ok(())
+    }
+
+    /// Whether every blob and child `m` references is in the repository,
+    /// asked of storage (not of the caches, which another process's
+    /// garbage collector does not update).
+    async fn references_stored(&self, name: &Name, m: &Manifest) -> Result<(), StoreError> {
+        let missing = |d: &Digest| StoreError::ManifestBlobUnknown(d.clone());
+        for b in m.blobs.iter().filter(|b| !b.external) {
+            not_found_as(
+                self.storage
+                    .stat(&layout::layer_link(name, &b.digest))
+                    .await,
+                || missing(&b.digest),
+            )?;
+            let meta = not_found_as(
+                self.storage.stat(&layout::blob_data(&b.digest)).await,
+                || missing(&b.digest),
+            )?;
+            check_size(b, meta.size)?;
+        }
+        for c in &m.children {
+            not_found_as(
+                self.storage
+                    .stat(&layout::revision_link(name, &c.digest))
+                    .await,
+                || missing(&c.digest),
+            )?;
+            not_found_as(
+                self.storage.stat(&layout::blob_data(&c.digest)).await,
+                || missing(&c.digest),
+            )?;
         }
         Ok(())
     }

@@ -83,6 +83,7 @@ use super::storage::{Storage, StorageError};
 mod blobs;
 mod cache;
 mod changes;
+pub(crate) mod gc;
 mod hashing;
 mod lease;
 mod manifests;
@@ -389,6 +390,8 @@ impl Store {
                     found.manifests.push(prefix.clone());
                 } else if child == layout::UPLOADS_DIR {
                     found.uploads.push(prefix.clone());
+                } else if child == layout::LAYERS_DIR {
+                    found.layers.push(prefix.clone());
                 } else if !child.starts_with('_') {
                     pending.push(if prefix.is_empty() {
                         child
@@ -406,6 +409,9 @@ impl Store {
 struct Walk {
     manifests: Vec<String>,
     uploads: Vec<String>,
+    /// Repositories with `_layers` links (on an object store, a repository
+    /// whose manifests were all deleted has no `_manifests` any more).
+    layers: Vec<String>,
 }
 
 pub(super) fn not_found_as<T>(

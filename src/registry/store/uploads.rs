@@ -311,8 +311,19 @@ impl Store {
 
     /// Removes uploads started more than `max_age` ago; returns how many.
     pub(crate) async fn purge_uploads(&self, max_age: Duration) -> Result<usize, StoreError> {
+        let t = self.purge_uploads_sized(max_age, false).await?;
+        Ok(usize::try_from(t.count).unwrap_or(usize::MAX))
+    }
+
+    /// As [`Store::purge_uploads`], counting the bytes too (for gc's
+    /// report); with `dry_run` nothing is removed.
+    pub(crate) async fn purge_uploads_sized(
+        &self,
+        max_age: Duration,
+        dry_run: bool,
+    ) -> Result<super::gc::Tally, StoreError> {
         let now = SystemTime::now();
-        let mut purged = 0;
+        let mut purged = super::gc::Tally::default();
         for repo in self.walk().await?.uploads {
             let Ok(name) = Name::parse(&repo) else {
                 continue;
@@ -330,6 +341,15 @@ impl Store {
                 if now.duration_since(started).unwrap_or_default() <= max_age {
                     continue;
                 }
+                let size = match self.storage.stat(&layout::upload_data(&name, id)).await {
+                    Ok(m) => m.size,
+                    Err(_) => 0,
+                };
+                if dry_run {
+                    purged.count += 1;
+                    purged.bytes += size;
+                    continue;
+                }
                 // Held while the upload is deleted, so no chunk starts
                 // meanwhile; a request waiting for it then finds it closed.
                 let mut held = None;
@@ -345,7 +365,8 @@ impl Store {
                 }
                 self.storage.delete(&layout::upload(&name, id)).await?;
                 drop(held);
-                purged += 1;
+                purged.count += 1;
+                purged.bytes += size;
             }
         }
         Ok(purged)

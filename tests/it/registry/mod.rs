@@ -57,6 +57,8 @@ mod azure;
 pub(crate) mod azurite;
 mod bad_input;
 mod fleet;
+mod gc;
+mod gc_race;
 pub(crate) mod image;
 mod lifecycle;
 pub(crate) mod moto;
@@ -313,6 +315,16 @@ fn flavor_yaml(c: &model::Config) -> String {
             p.max_age_secs, p.interval_secs
         ),
     );
+    if c.gc != model::Gc::default() {
+        let g = &c.gc;
+        line(
+            "gc",
+            format!(
+                "{{interval_secs: {}, grace_secs: {}, untagged: {}}}",
+                g.interval_secs, g.grace_secs, g.untagged
+            ),
+        );
+    }
     let m = &c.mirroring;
     if let Some(source) = &m.source {
         y.push_str("    mirroring:\n");
@@ -423,6 +435,14 @@ pub(crate) fn start_with(config: model::Config) -> Registry {
         }
     }
     panic!("regconf serve did not start (see its output above)");
+}
+
+/// Writes `config` as the configuration file `registry.yml` in `dir`
+/// (flavor `config.flavor`), as [`start_with`] serves it; returns its path.
+pub(crate) fn config_file(config: &model::Config, dir: &Path) -> PathBuf {
+    let file = dir.join("registry.yml");
+    std::fs::write(&file, flavor_yaml(config)).expect("write the configuration");
+    file
 }
 
 /// Starts a registry with [`config`] for `dir`.
