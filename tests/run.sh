@@ -12,11 +12,10 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 # reliability.rs: hashes of large blobs, df of the full-disk tmpfs
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-# security/certs.rs: an X.509 v1 certificate (rcgen writes only v3)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# security/certs.rs: an X.509 v1 certificate (rcgen writes only v3);
 # mirror/token.rs: the token server's signing key and certificate
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 # docker.rs and image.rs start their own dockerd; podman for one round trip
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
