@@ -22,12 +22,12 @@
 //! changes.rs    the change log of shared storage (repositories gained, lost)
 //! mirror/       pull-through mirroring: the upstream client, manifests and
 //!               tags fetched and kept, blobs streamed while stored
+//! gc/           garbage collection: mark, sweep, the lease (design in GC.md)
 //! ```
 //!
-//! Garbage collection gets a module of its own beside these (`gc.rs`),
-//! not inside them: gc walks what
-//! `mod.rs` lists and deletes through `blobs`/`manifests`; a mirror fills
-//! the store through the same write paths as a push (taking the same
+//! gc and the mirror sit beside the write paths, not inside them: gc walks
+//! what `mod.rs` lists and removes through its trash and journal; a mirror
+//! fills the store through the same write paths as a push (taking the same
 //! repository write lock). A cache shared between processes goes into
 //! `cache.rs`.
 //!
