@@ -268,11 +268,24 @@ pub(crate) async fn state(
         index.clone(),
         max_uploads(&config.limits),
     ));
-    let mirror = store::mirror::Mirror::new(
-        &config.mirroring,
-        usize::try_from(config.limits.max_manifest_bytes).unwrap_or(usize::MAX),
-    )
-    .map_err(|e| RegistryError::Mirror(e.to_string()))?;
+    // A mirror stores what it fetches, which read-only forbids: it is off.
+    let mirroring = config
+        .mirroring
+        .source
+        .as_deref()
+        .is_some_and(|s| !s.is_empty());
+    let mirror = if config.readonly && mirroring {
+        tracing::warn!(
+            "read-only: the pull-through mirror is off (it would store what it fetches); only what is stored is served"
+        );
+        None
+    } else {
+        store::mirror::Mirror::new(
+            &config.mirroring,
+            usize::try_from(config.limits.max_manifest_bytes).unwrap_or(usize::MAX),
+        )
+        .map_err(|e| RegistryError::Mirror(e.to_string()))?
+    };
     if let Some(m) = &mirror {
         tracing::info!(
             source = m.source(),

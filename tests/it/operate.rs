@@ -545,7 +545,7 @@ fn readonly_refuses_every_write_and_serves_reads() {
     let s = Server::start(
         dir.path(),
         &format!(
-            "{conf}  readonly: true\n  upload_purge:\n    max_age_secs: 0\n    interval_secs: 0\n"
+            "{conf}  readonly: true\n  upload_purge:\n    max_age_secs: 0\n    interval_secs: 0\n  mirroring:\n    source: http://127.0.0.1:9\n"
         ),
     );
     let a = agent();
@@ -610,6 +610,20 @@ fn readonly_refuses_every_write_and_serves_reads() {
     assert_eq!(tags, br#"{"name":"r","tags":["t"]}"#);
     assert_eq!(a.get(s.url("/v2/_catalog")).call().unwrap().status(), 200);
     assert_eq!(a.get(s.url("/healthz")).call().unwrap().status(), 200);
+    // The mirror is off: what is not stored is unknown, never fetched (and
+    // stored) from the upstream.
+    let missing = a
+        .get(s.url("/v2/library/other/manifests/latest"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .call()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        s.log()
+            .contains("read-only: the pull-through mirror is off"),
+        "{}",
+        s.log()
+    );
     // A purge every second would have removed the open upload by now.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(
