@@ -130,7 +130,7 @@ declare -A R D
 measure() { # label times command... ({host} is replaced by each registry's address)
   local label=$1 times=$2; shift 2
   for side in regconf dist; do
-    local host moto
+    local host
     if [ $side = regconf ]; then host=127.0.0.1:$PORT_R; else host=127.0.0.1:$PORT_D; fi
     local before after
     before=$(count $side)

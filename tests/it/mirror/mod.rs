@@ -186,17 +186,7 @@ impl Drop for Upstream {
     }
 }
 
-/// Runs skopeo (no signature policy), failing on error.
-pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    crate::registry::run_ok(
-        "skopeo",
-        &all,
-        None,
-        "apt-get update && apt-get install -y skopeo",
-    )
-}
+pub(crate) use crate::registry::skopeo;
 
 /// Starts `regconf serve` mirroring `source`, with storage for `dir` (local
 /// or S3, see `registry::Backend`).

@@ -11,15 +11,7 @@ use std::path::Path;
 use regconf::model;
 
 use super::image::oci_layout;
-use super::{Registry, azurite, curl, digest, file, files_under, moto, run_ok, start_with};
-
-const SKOPEO: &str = "apt-get update && apt-get install -y skopeo";
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    run_ok("skopeo", &all, None, SKOPEO)
-}
+use super::{Registry, azurite, curl, digest, file, files_under, moto, skopeo, start_with};
 
 /// A container name of the test's own (lowercase letters and digits, as
 /// Azure wants), from the temporary directory's name.
@@ -106,14 +98,7 @@ fn skopeo_and_chunked_uploads_work_on_azurite() {
         &format!("docker://{}/azure/app:v1", reg.host),
         &format!("oci:{}:v1", dst.display()),
     ]);
-    for dg in image.blobs.iter().chain([&image.manifest]) {
-        let rel = format!("blobs/sha256/{}", &dg["sha256:".len()..]);
-        assert_eq!(
-            std::fs::read(src.join(&rel)).expect("source blob"),
-            std::fs::read(dst.join(&rel)).unwrap_or_else(|e| panic!("pulled {rel}: {e}")),
-            "{rel} differs"
-        );
-    }
+    image.assert_pulled_identical(&src, &dst);
     let got = curl(&[&reg.url(&format!("/v2/azure/app/blobs/{chunked}"))]);
     assert_eq!(got.status, 200);
     assert!(got.body == data, "the chunked blob came back different");

@@ -12,15 +12,7 @@ use std::process::{Command, Output};
 use regconf::model;
 
 use super::image::{Image, oci_layout};
-use super::{Registry, config, config_file, curl, files_under, run_ok, start_with};
-
-const INSTALL: &str = "apt-get update && apt-get install -y skopeo";
-
-fn skopeo(args: &[&str]) {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    run_ok("skopeo", &all, None, INSTALL);
-}
+use super::{Registry, config, config_file, curl, files_under, skopeo, start_with};
 
 /// Runs `regconf gc FILE --flavor test ARGS`.
 pub(crate) fn regconf_gc(file: &Path, args: &[&str]) -> Output {

@@ -17,6 +17,21 @@ pub(crate) struct Image {
     pub(crate) blobs: Vec<String>,
 }
 
+impl Image {
+    /// Fails unless every blob and the manifest of this image, written in
+    /// the OCI layout `src`, is in the layout `dst` with the same bytes.
+    pub(crate) fn assert_pulled_identical(&self, src: &Path, dst: &Path) {
+        for dg in self.blobs.iter().chain([&self.manifest]) {
+            let rel = format!("blobs/sha256/{}", &dg["sha256:".len()..]);
+            assert_eq!(
+                std::fs::read(src.join(&rel)).expect("source blob"),
+                std::fs::read(dst.join(&rel)).unwrap_or_else(|e| panic!("pulled {rel}: {e}")),
+                "{rel} differs"
+            );
+        }
+    }
+}
+
 /// A one-file ustar archive holding `data`.
 fn tar(name: &str, data: &[u8]) -> Vec<u8> {
     let mut h = [0u8; 512];

@@ -482,6 +482,19 @@ pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &st
     out
 }
 
+/// Runs skopeo without a signature policy, failing on error (and naming
+/// how to install it when it is missing).
+pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
+    let mut all = vec!["--insecure-policy"];
+    all.extend_from_slice(args);
+    run_ok(
+        "skopeo",
+        &all,
+        None,
+        "apt-get update && apt-get install -y skopeo",
+    )
+}
+
 /// Like [`run`], and fails unless the command succeeded.
 pub(crate) fn run_ok(program: &str, args: &[&str], cwd: Option<&Path>, install: &str) -> Vec<u8> {
     let out = run(program, args, cwd, install);

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use regconf::model;
 
 use super::image::oci_layout;
-use super::{Registry, curl, digest, file, moto, push_blob, random_bytes, run_ok, start_with};
-
-const SKOPEO: &str = "apt-get update && apt-get install -y skopeo";
+use super::{
+    Registry, curl, digest, file, moto, push_blob, random_bytes, run_ok, skopeo, start_with,
+};
 
 /// What a child registry runs: S3 on the shared moto under `prefix`, its
 /// own SQLite index `db` in `dir`.
@@ -54,12 +54,6 @@ fn two_processes(d: &Path, prefix: &str) -> (Registry, Registry) {
     (serve(&spec("a.db")), serve(&spec("b.db")))
 }
 
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    run_ok("skopeo", &all, None, SKOPEO)
-}
-
 fn prefix_of(dir: &Path) -> String {
     let name = dir
         .file_name()
@@ -92,14 +86,7 @@ fn two_processes_on_one_bucket_act_as_one_registry() {
         &format!("docker://{}/shared/app:v1", b.host),
         &format!("oci:{}:v1", dst.display()),
     ]);
-    for dg in image.blobs.iter().chain([&image.manifest]) {
-        let rel = format!("blobs/sha256/{}", &dg["sha256:".len()..]);
-        assert_eq!(
-            std::fs::read(src.join(&rel)).expect("source blob"),
-            std::fs::read(dst.join(&rel)).unwrap_or_else(|e| panic!("pulled {rel}: {e}")),
-            "{rel} differs"
-        );
-    }
+    image.assert_pulled_identical(&src, &dst);
 
     // A tag moved through one process is seen at once by the other (no
     // stale manifest cache).

@@ -3,15 +3,7 @@
 //! registry's own answers.
 
 use super::image::oci_layout;
-use super::{curl, files_under, run_ok, start};
-
-const INSTALL: &str = "apt-get update && apt-get install -y skopeo";
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    run_ok("skopeo", &all, None, INSTALL)
-}
+use super::{curl, files_under, skopeo, start};
 
 #[test]
 fn skopeo_round_trip_is_byte_identical() {
