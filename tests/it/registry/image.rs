@@ -17,6 +17,19 @@ pub(crate) struct Image {
     pub(crate) blobs: Vec<String>,
 }
 
+/// Runs skopeo without a signature policy, failing on error (and naming
+/// how to install it when it is missing).
+pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
+    let mut all = vec!["--insecure-policy"];
+    all.extend_from_slice(args);
+    super::run_ok(
+        "skopeo",
+        &all,
+        None,
+        "apt-get update && apt-get install -y skopeo",
+    )
+}
+
 impl Image {
     /// Fails unless every blob and the manifest of this image, written in
     /// the OCI layout `src`, is in the layout `dst` with the same bytes.

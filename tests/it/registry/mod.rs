@@ -60,6 +60,7 @@ mod fleet;
 mod gc;
 mod gc_race;
 pub(crate) mod image;
+pub(crate) use image::skopeo;
 mod lifecycle;
 pub(crate) mod moto;
 mod objects;
@@ -480,19 +481,6 @@ pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>, install: &st
         args.join(" ")
     );
     out
-}
-
-/// Runs skopeo without a signature policy, failing on error (and naming
-/// how to install it when it is missing).
-pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
-    let mut all = vec!["--insecure-policy"];
-    all.extend_from_slice(args);
-    run_ok(
-        "skopeo",
-        &all,
-        None,
-        "apt-get update && apt-get install -y skopeo",
-    )
 }
 
 /// Like [`run`], and fails unless the command succeeded.
