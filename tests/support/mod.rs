@@ -1,6 +1,6 @@
 //! Test support shared by the library's unit tests and the integration
-//! tests: the moto S3 server launcher and a raw HTTP status helper, written
-//! once.
+//! tests: the moto S3 server and fake-gcs-server launchers and a raw HTTP
+//! status helper, written once.
 //!
 //! Both crates include this folder as a module through `#[path]`
 //! (`src/registry/mod.rs` under `#[cfg(test)]`, `tests/it/main.rs`). That
@@ -14,5 +14,6 @@
 //! in each place that includes them. What only one side needs (the S3
 //! settings of the integration tests, for example) stays on that side.
 
+pub(crate) mod fake_gcs;
 pub(crate) mod http;
 pub(crate) mod moto;

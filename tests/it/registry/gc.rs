@@ -94,7 +94,7 @@ fn snapshot(reg: &Registry) -> Vec<(String, Option<Vec<u8>>)> {
         .map(|f| {
             let content = match &reg.root {
                 super::Root::Local(p) => Some(std::fs::read(p.join(&f)).expect("read stored file")),
-                super::Root::Bucket(_) | super::Root::Container(_) => None,
+                super::Root::Bucket(_) | super::Root::Container(_) | super::Root::Gcs(_) => None,
             };
             (f, content)
         })

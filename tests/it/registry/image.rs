@@ -45,6 +45,45 @@ impl Image {
     }
 }
 
+/// Pushes `data` in three PATCH requests and a closing PUT; returns the
+/// digest.
+pub(crate) fn push_chunked(reg: &super::Registry, dir: &Path, repo: &str, data: &[u8]) -> String {
+    let post = super::curl(&[
+        "-X",
+        "POST",
+        &reg.url(&format!("/v2/{repo}/blobs/uploads/")),
+    ]);
+    assert_eq!(post.status, 202, "{}", post.text());
+    let loc = reg.url(post.header("location").expect("location"));
+    let third = data.len() / 3;
+    let mut start = 0;
+    for (i, chunk) in [&data[..third], &data[third..2 * third], &data[2 * third..]]
+        .into_iter()
+        .enumerate()
+    {
+        let f = super::file(dir, &format!("chunk{i}"), chunk);
+        let end = start + chunk.len() - 1;
+        let patch = super::curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-H",
+            &format!("Content-Range: {start}-{end}"),
+            "--data-binary",
+            &format!("@{f}"),
+            &loc,
+        ]);
+        assert_eq!(patch.status, 202, "chunk {i}: {}", patch.text());
+        start = end + 1;
+    }
+    let d = digest(data);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put = super::curl(&["-X", "PUT", &format!("{loc}{sep}digest={d}")]);
+    assert_eq!(put.status, 201, "{}", put.text());
+    d
+}
+
 /// A one-file ustar archive holding `data`.
 fn tar(name: &str, data: &[u8]) -> Vec<u8> {
     let mut h = [0u8; 512];

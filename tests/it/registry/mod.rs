@@ -59,6 +59,7 @@ mod bad_input;
 mod fleet;
 mod gc;
 mod gc_race;
+mod gcs;
 pub(crate) mod image;
 pub(crate) use image::skopeo;
 mod lifecycle;
@@ -160,6 +161,8 @@ pub(crate) enum Root {
     Bucket(Box<model::S3>),
     /// A container on the shared Azurite.
     Container(Box<model::Azure>),
+    /// A key prefix in the bucket of the shared fake-gcs-server.
+    Gcs(Box<model::Gcs>),
 }
 
 /// What [`files_under`] can list: a directory, or a registry's storage.
@@ -202,6 +205,7 @@ impl Listable for Root {
             Root::Local(p) => p.files(),
             Root::Bucket(s3) => moto::keys(s3),
             Root::Container(a) => azurite::keys(a),
+            Root::Gcs(g) => gcs::keys(g),
         }
     }
 }
@@ -374,17 +378,7 @@ pub(crate) fn start_with(config: model::Config) -> Registry {
         model::Storage::Local { storage_path } => Root::Local(PathBuf::from(storage_path)),
         model::Storage::S3(s3) => Root::Bucket(Box::new(s3.clone())),
         model::Storage::Azure(a) => Root::Container(Box::new(a.clone())),
-        // The tests point `gs_endpoint` at moto (GCS's XML API is S3's).
-        model::Storage::Gcs(g) => {
-            let port = g
-                .gs_endpoint
-                .as_deref()
-                .and_then(|e| e.rsplit_once(':'))
-                .and_then(|(_, p)| p.parse().ok())
-                .expect("tests point gs_endpoint at moto");
-            let bucket = g.boto_bucket.as_deref().expect("bucket");
-            Root::Bucket(Box::new(moto::settings(port, bucket, &g.storage_path)))
-        }
+        model::Storage::Gcs(g) => gcs::root(g),
         other => panic!("tests use local, s3 or azureblob storage, not {other:?}"),
     };
     let dir = tempfile::tempdir().expect("tempdir");

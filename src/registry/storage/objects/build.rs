@@ -46,10 +46,12 @@ impl ObjectStorage {
     /// it talks to GCS's S3-compatible XML API, as boto did; with
     /// `oauth2: true` it uses the JSON API with Google's application
     /// default credentials (a service account file or the metadata server),
-    /// the equivalent of the original OAuth plugin. With neither it refuses:
-    /// a keyless client would go looking for the metadata server, which is
-    /// a request off this machine nobody asked for. `gs_endpoint` replaces
-    /// `storage.googleapis.com`.
+    /// the equivalent of the original OAuth plugin. With neither but a
+    /// `gs_endpoint`, it speaks the JSON API to that endpoint without
+    /// credentials (`gcs_json`: fake-gcs-server, or a private endpoint).
+    /// With none of these it refuses: a keyless client would go looking for
+    /// the metadata server, a request off this machine nobody asked for.
+    /// `gs_endpoint` replaces `storage.googleapis.com`.
     pub(crate) fn gcs(c: &model::Gcs) -> Result<Self, DriverError> {
         let bucket = non_empty(c.boto_bucket.as_ref()).ok_or(DriverError::Missing {
             driver: "gcs",
@@ -86,11 +88,19 @@ impl ObjectStorage {
             return Ok(Self::new(s3.clone(), Some(s3), &c.storage_path));
         }
         if !c.oauth2 {
-            return Err(DriverError::NoCredentials {
-                driver: "gcs",
-                keys: "`gs_access_key` and `gs_secret_key`",
-                opt_in: "oauth2: true",
-            });
+            // No credentials at all: only to an endpoint the operator
+            // named (an emulator, a private endpoint), never to Google's
+            // (or its metadata server).
+            let Some(endpoint) = endpoint else {
+                return Err(DriverError::NoCredentials {
+                    driver: "gcs",
+                    keys: "`gs_access_key` and `gs_secret_key` (or `gs_endpoint` alone, for a \
+                           server that takes no credentials)",
+                    opt_in: "oauth2: true",
+                });
+            };
+            let gcs = Arc::new(super::gcs_json::GcsJson::new(endpoint, bucket).map_err(client)?);
+            return Ok(Self::new(gcs, None, &c.storage_path));
         }
         let mut b = ::object_store::gcp::GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)

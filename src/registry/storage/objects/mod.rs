@@ -396,6 +396,7 @@ impl Storage for ObjectStorage {
 
 pub(super) mod azure;
 mod build;
+mod gcs_json;
 mod staged;
 mod writer;
 
