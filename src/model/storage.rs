@@ -162,7 +162,9 @@ pub struct Gcs {
     pub oauth2: bool,
     /// Base URL of the storage service instead of
     /// `https://storage.googleapis.com` (a regconf extension), for a
-    /// private endpoint or an emulator: `http(s)://HOST[:PORT]`.
+    /// private endpoint or an emulator: `http(s)://HOST[:PORT]`. With
+    /// neither HMAC keys nor `oauth2`, regconf speaks GCS's JSON API to it
+    /// without credentials (an emulator such as fake-gcs-server).
     pub gs_endpoint: Option<String>,
 }
 

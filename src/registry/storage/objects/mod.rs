@@ -1,6 +1,7 @@
 //! Object-store drivers: S3 and S3-compatible stores, Google Cloud Storage
 //! and Azure Blob Storage, through the `object_store` crate (and its
-//! in-memory store for tests).
+//! in-memory store for tests), and GCS's JSON API without credentials
+//! through an `ObjectStore` of our own (`gcs_json/`).
 //!
 //! Objects are keys under the configured prefix (`storage_path`). Every
 //! operation of [`Storage`] maps onto whole-object requests, which object
@@ -41,7 +42,8 @@
 //! object is stored (plain or staged parts) and reads across parts;
 //! `writer.rs` writes one object; `build.rs` builds clients from the
 //! configuration (credentials only from it, never from the environment);
-//! `tests.rs` runs the conformance suite.
+//! `gcs_json/` is the GCS JSON-API client; `azure.rs` creates the Azure
+//! container; `tests.rs` runs the conformance suite.
 
 use std::ops::Range;
 use std::sync::Arc;
