@@ -323,10 +323,12 @@ pub(crate) fn from_config(
 }
 
 /// What a driver needs done once before it serves: the Azure container is
-/// created when missing. Other drivers need nothing.
+/// created when missing; the bucket of a keyless `gcs` flavor (JSON API) is
+/// checked. Other drivers need nothing.
 pub(crate) async fn prepare(storage: &model::Storage) -> Result<(), DriverError> {
     match storage {
         model::Storage::Azure(c) => objects::azure::ensure_container(c).await,
+        model::Storage::Gcs(c) => objects::check_gcs_bucket(c).await,
         _ => Ok(()),
     }
 }

@@ -149,6 +149,41 @@ fn skopeo_and_chunked_uploads_work_on_fake_gcs_server() {
     );
 }
 
+/// A keyless flavor whose bucket is not on the endpoint is refused at
+/// start, naming both (fake-gcs-server starts with no bucket at all).
+#[test]
+fn a_missing_bucket_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = super::config(dir.path());
+    let endpoint = shared().endpoint();
+    c.storage = model::Storage::Gcs(model::Gcs {
+        boto_bucket: Some("nobody-made-this".into()),
+        storage_path: "/registry".into(),
+        gs_endpoint: Some(endpoint.clone()),
+        ..model::Gcs::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let err = rt
+        .block_on(regconf::registry::bind(
+            &c,
+            regconf::registry::ServeOptions {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        ))
+        .err()
+        .expect("a flavor without its bucket was served");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot set up `gcs` storage: bucket `nobody-made-this` does not exist at \
+             `{endpoint}` (create it first)"
+        )
+    );
+}
+
 #[test]
 fn hmac_keys_reach_the_endpoint_written_in_gs_endpoint() {
     let dir = tempfile::tempdir().expect("tempdir");

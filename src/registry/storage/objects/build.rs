@@ -12,6 +12,7 @@ use std::time::Duration;
 use ::object_store::ClientOptions;
 
 use super::ObjectStorage;
+use super::gcs_json::GcsJson;
 use crate::model;
 use crate::registry::storage::{DriverError, Storage};
 
@@ -61,46 +62,50 @@ impl ObjectStorage {
             driver: "gcs",
             source: Box::new(source),
         };
-        let keys = (
-            non_empty(c.gs_access_key.as_ref()),
-            non_empty(c.gs_secret_key.as_ref()),
-        );
         let endpoint = non_empty(c.gs_endpoint.as_ref());
         let plain_http = endpoint.is_some_and(|e| e.starts_with("http://"));
-        if let (false, Some(key), Some(secret)) = (c.oauth2, keys.0, keys.1) {
-            let scheme = if c.gs_secure { "https" } else { "http" };
-            let endpoint = endpoint.map_or_else(
-                || format!("{scheme}://storage.googleapis.com"),
-                str::to_owned,
-            );
-            let allow_http = endpoint.starts_with("http://");
-            let s3 = ::object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_region("auto")
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_access_key_id(key)
-                .with_secret_access_key(secret)
-                .with_client_options(client_options(allow_http))
-                .build()
-                .map_err(client)?;
-            let s3 = Arc::new(s3);
-            return Ok(Self::new(s3.clone(), Some(s3), &c.storage_path));
-        }
         if !c.oauth2 {
-            // No credentials at all: only to an endpoint the operator
-            // named (an emulator, a private endpoint), never to Google's
-            // (or its metadata server).
-            let Some(endpoint) = endpoint else {
-                return Err(DriverError::NoCredentials {
-                    driver: "gcs",
-                    keys: "`gs_access_key` and `gs_secret_key` (or `gs_endpoint` alone, for a \
-                           server that takes no credentials)",
-                    opt_in: "oauth2: true",
-                });
+            let missing = |key| DriverError::Missing { driver: "gcs", key };
+            return match (
+                non_empty(c.gs_access_key.as_ref()),
+                non_empty(c.gs_secret_key.as_ref()),
+            ) {
+                (Some(key), Some(secret)) => {
+                    let scheme = if c.gs_secure { "https" } else { "http" };
+                    let endpoint = endpoint.map_or_else(
+                        || format!("{scheme}://storage.googleapis.com"),
+                        str::to_owned,
+                    );
+                    let allow_http = endpoint.starts_with("http://");
+                    let s3 = ::object_store::aws::AmazonS3Builder::new()
+                        .with_bucket_name(bucket)
+                        .with_region("auto")
+                        .with_endpoint(endpoint)
+                        .with_virtual_hosted_style_request(false)
+                        .with_access_key_id(key)
+                        .with_secret_access_key(secret)
+                        .with_client_options(client_options(allow_http))
+                        .build()
+                        .map_err(client)?;
+                    let s3 = Arc::new(s3);
+                    Ok(Self::new(s3.clone(), Some(s3), &c.storage_path))
+                }
+                (Some(_), None) => Err(missing("gs_secret_key")),
+                (None, Some(_)) => Err(missing("gs_access_key")),
+                // No credentials at all: only to an endpoint the operator
+                // named (an emulator, a private endpoint), never to
+                // Google's (or its metadata server).
+                (None, None) => {
+                    let (endpoint, bucket) = gcs_json_target(c).ok_or(DriverError::NoCredentials {
+                        driver: "gcs",
+                        keys: "`gs_access_key` and `gs_secret_key` (or `gs_endpoint` alone, for a \
+                               server that takes no credentials)",
+                        opt_in: "oauth2: true",
+                    })?;
+                    let gcs = GcsJson::new(endpoint, bucket).map_err(client)?;
+                    Ok(Self::new(Arc::new(gcs), None, &c.storage_path))
+                }
             };
-            let gcs = Arc::new(super::gcs_json::GcsJson::new(endpoint, bucket).map_err(client)?);
-            return Ok(Self::new(gcs, None, &c.storage_path));
         }
         let mut b = ::object_store::gcp::GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)
@@ -241,6 +246,45 @@ pub(super) fn s3_builder(
         b = b.with_proxy_url(format!("http://{auth}{proxy}{port}"));
     }
     Ok(b)
+}
+
+/// The endpoint and bucket of a `gcs` flavor that speaks the JSON API
+/// without credentials (`gs_endpoint` and a bucket, no HMAC key, no
+/// `oauth2`); `None` for every other flavor.
+fn gcs_json_target(c: &model::Gcs) -> Option<(&str, &str)> {
+    let keyless = non_empty(c.gs_access_key.as_ref()).is_none()
+        && non_empty(c.gs_secret_key.as_ref()).is_none();
+    if c.oauth2 || !keyless {
+        return None;
+    }
+    Some((
+        non_empty(c.gs_endpoint.as_ref())?,
+        non_empty(c.boto_bucket.as_ref())?,
+    ))
+}
+
+/// Checks, before serving, that the bucket of a keyless `gcs` flavor
+/// exists at its endpoint (fake-gcs-server starts with none; every request
+/// would otherwise fail with a bare "not found"). Other flavors: nothing.
+pub(in crate::registry::storage) async fn check_gcs_bucket(
+    c: &model::Gcs,
+) -> Result<(), DriverError> {
+    let Some((endpoint, bucket)) = gcs_json_target(c) else {
+        return Ok(());
+    };
+    let setup = |message| DriverError::Setup {
+        driver: "gcs",
+        message,
+    };
+    let client = GcsJson::new(endpoint, bucket).map_err(|e| setup(e.to_string()))?;
+    client.check_bucket().await.map_err(|e| match e {
+        ::object_store::Error::NotFound { .. } => setup(format!(
+            "bucket `{bucket}` does not exist at `{endpoint}` (create it first)"
+        )),
+        e => setup(format!(
+            "cannot reach bucket `{bucket}` at `{endpoint}`: {e}"
+        )),
+    })
 }
 
 /// Builds the object-store driver for `storage`, or `None` for drivers

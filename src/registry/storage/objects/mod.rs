@@ -402,7 +402,7 @@ mod gcs_json;
 mod staged;
 mod writer;
 
-pub(super) use build::from_config;
+pub(super) use build::{check_gcs_bucket, from_config};
 
 #[cfg(test)]
 mod tests;

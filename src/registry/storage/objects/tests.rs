@@ -180,6 +180,15 @@ fn builders_need_their_keys() {
     })
     .unwrap_err();
     assert_eq!(e.to_string(), "`storage: s3` needs `s3_secret_key`");
+    let e = ObjectStorage::gcs(&model::Gcs {
+        boto_bucket: Some("b".into()),
+        gs_access_key: Some("k".into()),
+        gs_endpoint: Some("http://127.0.0.1:9".into()),
+        ..model::Gcs::default()
+    })
+    .unwrap_err();
+    // Half a key pair is a mistake, not a request for the keyless JSON API.
+    assert_eq!(e.to_string(), "`storage: gcs` needs `gs_secret_key`");
     let e = ObjectStorage::azure(&model::Azure::default()).unwrap_err();
     assert_eq!(
         e.to_string(),

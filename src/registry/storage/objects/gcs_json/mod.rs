@@ -234,6 +234,17 @@ impl GcsJson {
         serde_json::from_slice(&body).map_err(|e| generic(format!("unexpected answer: {e}")))
     }
 
+    /// Whether the bucket exists (`buckets.get`): `NotFound` when not.
+    pub(crate) async fn check_bucket(&self) -> Result<()> {
+        let mut url = self.base.clone();
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.pop_if_empty()
+                .extend(["storage", "v1", "b", self.bucket.as_str()]);
+        }
+        self.send(&self.bucket, self.http.get(url)).await?;
+        Ok(())
+    }
+
     async fn metadata(&self, location: &Path) -> Result<ObjectMeta> {
         let r = self
             .send(
