@@ -213,6 +213,8 @@ impl MultipartUpload for Resumable {
                 for chunk in &data {
                     s.tail.extend_from_slice(chunk);
                 }
+                // The tail holds the bytes now; one copy in memory, not two.
+                drop(data);
                 s.flush(&client, &location, None).await
             };
             let _ = done.send(sent.is_ok());
