@@ -520,6 +520,13 @@ fn storage(
                     "distribution authenticates with a service account `keyfile`",
                 );
             }
+            if let Some(e) = g.gs_endpoint.as_deref().filter(|e| !e.is_empty()) {
+                drop(
+                    "gs_endpoint",
+                    e.to_owned(),
+                    "distribution's gcs driver always talks to Google's endpoint",
+                );
+            }
             if g.oauth2 {
                 drop(
                     "oauth2",
@@ -533,6 +540,13 @@ fn storage(
             o.opt(2, "accountname", a.azure_storage_account_name.as_deref());
             o.opt(2, "accountkey", a.azure_storage_account_key.as_deref());
             o.str(2, "container", &a.azure_storage_container);
+            if let Some(e) = a.azure_endpoint.as_deref().filter(|e| !e.is_empty()) {
+                drop(
+                    "azure_endpoint",
+                    e.to_owned(),
+                    "distribution's azure driver takes only a `realm`, the domain after the account name",
+                );
+            }
             if !a.azure_use_https {
                 drop(
                     "azure_use_https",

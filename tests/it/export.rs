@@ -47,6 +47,34 @@ fn export_snapshots() {
             &[],
         ),
     );
+    // Endpoints are regconf's own: distribution has no place for them, so
+    // each is named in a comment instead of vanishing.
+    let endpoints = tmp.path().join("endpoints.yml");
+    std::fs::write(
+        &endpoints,
+        "gcs:\n  storage: gcs\n  boto_bucket: images\n  gs_endpoint: http://127.0.0.1:4443\n\
+         azure:\n  storage: azureblob\n  azure_storage_account_name: acct\n  \
+         azure_storage_account_key: a2V5\n  \
+         azure_endpoint: http://127.0.0.1:10000/acct\n",
+    )
+    .unwrap();
+    for flavor in ["gcs", "azure"] {
+        snapshot(
+            &snap_path(&format!("export-{flavor}-endpoint")),
+            &run(
+                tmp.path(),
+                &[
+                    "export",
+                    "endpoints.yml",
+                    "--to",
+                    "distribution",
+                    "--flavor",
+                    flavor,
+                ],
+                &[],
+            ),
+        );
+    }
     for (name, file, flavor) in [
         ("export-09-gcs", "style-0.9.yml", "gcs"),
         ("export-09-azureblob", "style-0.9.yml", "azureblob"),
