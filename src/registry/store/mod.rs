@@ -18,7 +18,8 @@
 //! manifests.rs  manifests, tags, referrers
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
-//! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests)
+//! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
+//!               on shared storage with a time to live, or by digest)
 //! changes.rs    the change log of shared storage (repositories gained, lost)
 //! mirror/       pull-through mirroring: the upstream client, manifests and
 //!               tags fetched and kept, blobs streamed while stored
