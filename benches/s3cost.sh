@@ -26,7 +26,9 @@ fi
 
 WORK=$(mktemp -d /tmp/regconf-s3cost.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+# (moto is started in a command substitution, a subshell: its PID comes
+# back through a file, not through PIDS)
+cleanup() { for p in "${PIDS[@]}" $(cat "$WORK"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
@@ -36,7 +38,7 @@ wait_port() { for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1/
 start_moto() { # name -> port; log in $WORK/name.log
   local port; port=$(free_port)
   python3 -m moto.server -H 127.0.0.1 -p "$port" > "$WORK/$1.log" 2>&1 &
-  PIDS+=($!)
+  echo $! > "$WORK/$1.pid"
   wait_port "$port"
   curl -s -X PUT "http://127.0.0.1:$port/$1" > /dev/null
   echo "$port"
