@@ -7,6 +7,7 @@
 # loaded machine gives the same figures. Loopback only; about a minute.
 #
 #   bash benches/s3cost.sh            # N=10 repetitions per operation
+#   DETAIL=1 N=1 bash benches/s3cost.sh  # and each request, to stderr
 #
 # REGCONF_BIN picks the binary (default: a release build of the checkout).
 set -euo pipefail
@@ -25,7 +26,9 @@ fi
 
 WORK=$(mktemp -d /tmp/regconf-s3cost.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+# (moto is started in a command substitution, a subshell: its PID comes
+# back through a file, not through PIDS)
+cleanup() { for p in "${PIDS[@]}" $(cat "$WORK"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
@@ -35,7 +38,7 @@ wait_port() { for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1/
 start_moto() { # name -> port; log in $WORK/name.log
   local port; port=$(free_port)
   python3 -m moto.server -H 127.0.0.1 -p "$port" > "$WORK/$1.log" 2>&1 &
-  PIDS+=($!)
+  echo $! > "$WORK/$1.pid"
   wait_port "$port"
   curl -s -X PUT "http://127.0.0.1:$port/$1" > /dev/null
   echo "$port"
@@ -139,6 +142,11 @@ measure() { # label times command... ({host} is replaced by each registry's addr
     done
     sleep 0.3
     after=$(count $side)
+    if [ -n "${DETAIL:-}" ]; then # the requests themselves, to stderr
+      printf '%s, %s:\n' "$label" "$side" >&2
+      grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$side.log" | sed -n "$((before + 1)),${after}p" \
+        | sed -E 's/.*"([A-Z]+) ([^ ]*) .*/  \1 \2/; s/(X-Amz|x-id|uploadId)[^&]*//g' >&2
+    fi
     if [ $side = regconf ]; then R[$label]=$(( (after - before) )); else D[$label]=$(( (after - before) )); fi
   done
   ROWS+=("$label|$times")
@@ -159,6 +167,12 @@ measure "GET manifest by tag" "$N" "curl -sf -o /dev/null -H 'Accept: $MT' http:
 measure "GET manifest by digest" "$N" "curl -sf -o /dev/null -H 'Accept: $MT' http://{host}/v2/bench/app/manifests/$MANIFEST"
 measure "HEAD blob" "$N" "curl -sf -o /dev/null -I http://{host}/v2/bench/app/blobs/$LAYER"
 measure "GET blob (3 MB)" "$N" "curl -sf -o /dev/null http://{host}/v2/bench/app/blobs/$LAYER"
+# The same reads spaced out past the 1 s a process on shared storage trusts
+# what it read of links and tags (distribution keeps them in memory for good)
+measure "GET manifest by tag, 1.1 s apart" 3 "sleep 1.1; curl -sf -o /dev/null -H 'Accept: $MT' http://{host}/v2/bench/app/manifests/v1"
+measure "GET manifest by digest, 1.1 s apart" 3 "sleep 1.1; curl -sf -o /dev/null -H 'Accept: $MT' http://{host}/v2/bench/app/manifests/$MANIFEST"
+measure "HEAD blob, 1.1 s apart" 3 "sleep 1.1; curl -sf -o /dev/null -I http://{host}/v2/bench/app/blobs/$LAYER"
+measure "GET blob (3 MB), 1.1 s apart" 3 "sleep 1.1; curl -sf -o /dev/null http://{host}/v2/bench/app/blobs/$LAYER"
 measure "tags/list" "$N" "curl -sf -o /dev/null http://{host}/v2/bench/app/tags/list"
 measure "catalog" "$N" "curl -sf -o /dev/null http://{host}/v2/_catalog"
 measure "blob upload, POST + PUT (3 MB)" 1 "push_blob {host} bench/mono$RANDOM $WORK/layer $LAYER"

@@ -394,6 +394,10 @@ async fn collect_loop(
         if let Err(e) = lease.release(&state.store).await {
             tracing::warn!(error = %e, "gc: cannot release the lease");
         }
+        // A full interval with the lease free before the next run, even
+        // after a run longer than the interval: another process's
+        // collector (`regconf gc` polls every 0.5 s) must find it free.
+        tick.reset();
         let r = &report.removed;
         if let Some(m) = &metrics {
             let bytes = r.blobs.bytes + r.manifests.bytes + r.layer_links.bytes + r.uploads.bytes;

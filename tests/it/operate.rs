@@ -291,7 +291,7 @@ fn metrics_are_prometheus_text_and_move_with_requests() {
         moved(
             &before,
             &after,
-            r#"regconf_storage_operations_total{driver="local",operation="rename"}"#
+            r#"regconf_storage_operations_total{driver="local",operation="commit"}"#
         ) >= 2.0,
         "{after:?}"
     );

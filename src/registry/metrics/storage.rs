@@ -195,6 +195,95 @@ impl Storage for Metered {
         .boxed()
     }
 
+    // The provided methods below are passed on too: the inner driver's own
+    // versions are what make them atomic (`create_new`) or cheap.
+    fn list_after<'a>(
+        &'a self,
+        path: &'a str,
+        after: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        async move {
+            let r = self.inner.list_after(path, after).await;
+            self.pair(Op::List).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn create_new<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move {
+            let r = self.inner.create_new(path, data).await;
+            self.pair(Op::PutBytes).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn delete_object<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.delete_object(path).await;
+            self.pair(Op::Delete).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn appended_size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+        async move {
+            let r = self.inner.appended_size(path).await;
+            self.pair(Op::Stat).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn append_writer_at<'a>(
+        &'a self,
+        path: &'a str,
+        size: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Writer>, StorageError>> {
+        async move {
+            let r = self.inner.append_writer_at(path, size).await;
+            self.pair(Op::Writer).count(&r);
+            let w = r?;
+            Ok(Box::new(MeteredWriter {
+                inner: w,
+                counters: Arc::clone(&self.counters),
+            }) as Box<dyn Writer>)
+        }
+        .boxed()
+    }
+
+    fn publish_appended<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.publish_appended(from, to).await;
+            self.pair(Op::Rename).count(&r);
+            r
+        }
+        .boxed()
+    }
+
+    fn rename_volatile<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let r = self.inner.rename_volatile(from, to).await;
+            self.pair(Op::Rename).count(&r);
+            r
+        }
+        .boxed()
+    }
+
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         async move {
             let r = self.inner.rename(from, to).await;

@@ -103,4 +103,35 @@ pub(crate) async fn run(s: &dyn Storage) {
     assert!(s.list("t/y").await.unwrap().is_empty());
     s.delete("t").await.unwrap();
     assert!(s.list("t").await.unwrap().is_empty());
+
+    // A plain object goes with `delete` and with `delete_object`.
+    s.put_bytes("p/one", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    s.put_bytes("p/two", Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    s.delete("p/one").await.unwrap();
+    s.delete_object("p/two").await.unwrap();
+    s.delete_object("p/none").await.unwrap();
+    assert!(s.stat("p/one").await.unwrap_err().is_not_found());
+    assert!(s.stat("p/two").await.unwrap_err().is_not_found());
+
+    // Appending at a known size, then publishing what was appended.
+    assert!(s.appended_size("q/data").await.unwrap_err().is_not_found());
+    let mut w = s.append_writer_at("q/data", 0).await.unwrap();
+    w.write(Bytes::from_static(b"abc")).await.unwrap();
+    w.commit().await.unwrap();
+    let size = s.appended_size("q/data").await.unwrap();
+    assert_eq!(size, 3);
+    let mut w = s.append_writer_at("q/data", size).await.unwrap();
+    w.write(Bytes::from_static(b"de")).await.unwrap();
+    assert_eq!(w.size(), 5);
+    w.commit().await.unwrap();
+    assert_eq!(s.appended_size("q/data").await.unwrap(), 5);
+    s.publish_appended("q/data", "q/blob").await.unwrap();
+    assert_eq!(&s.get_bytes("q/blob").await.unwrap()[..], b"abcde");
+    assert_eq!(read_all(s, "q/blob", Some(1..4)).await, b"bcd");
+    s.delete("q").await.unwrap();
+    assert!(s.list("q").await.unwrap().is_empty());
 }

@@ -170,6 +170,48 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// error.
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
 
+    /// Removes the one object at `path` (not a subtree); missing is not an
+    /// error. For objects the caller knows are plain (a lease, a link, a
+    /// tag): object stores then send one request instead of a listing and
+    /// a delete.
+    fn delete_object<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.delete(path)
+    }
+
+    /// The size of an object written only by appending writers (an upload's
+    /// data), [`StorageError::NotFound`] when there is none. Object stores
+    /// answer it with one listing of the staged parts (no `HEAD` for a
+    /// plain object, which such an object never is).
+    fn appended_size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+        async move { Ok(self.stat(path).await?.size) }.boxed()
+    }
+
+    /// As [`Storage::writer`] with `append`, for an object written only
+    /// by appending writers whose size the caller has just read with
+    /// [`Storage::appended_size`] (`0` when there was none): object stores
+    /// then need not look again.
+    fn append_writer_at<'a>(
+        &'a self,
+        path: &'a str,
+        size: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Writer>, StorageError>> {
+        let _ = size;
+        self.writer(path, true)
+    }
+
+    /// Makes `to` hold the content of `from`, an object written only by
+    /// appending writers, replacing `to` atomically as [`Storage::rename`]
+    /// does; `from` may be left behind for the caller to delete (an
+    /// upload's folder goes whole). Object stores then list the staged
+    /// parts once and copy them, deleting nothing.
+    fn publish_appended<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.rename(from, to)
+    }
+
     /// Moves the object at `from` to `to`, replacing `to`, atomically (a
     /// reader of `to` sees the old or the new object). Used to publish a
     /// finished upload as a blob.
@@ -220,9 +262,9 @@ pub(crate) trait Storage: Send + Sync + 'static {
     }
 
     /// Whether other processes may write the same storage concurrently
-    /// (several `serve` processes on one bucket). The store then does not
-    /// trust what it remembers between requests: manifests are not cached
-    /// and an upload's hash state is checked against storage.
+    /// (several `serve` processes on one bucket). The store then trusts
+    /// what it remembers of links and tags only briefly and checks an
+    /// upload's hash state against storage (see `store/`).
     fn shared(&self) -> bool {
         false
     }

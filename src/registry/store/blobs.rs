@@ -3,11 +3,17 @@
 //! (its path is its digest); a repository holds a blob through its link.
 //! Removing unreferenced content is garbage collection's job, not this
 //! module's.
+//!
+//! Costs on shared storage: a blob's size is asked of storage once per
+//! digest (it never changes; [`Global`] cache), its link in a repository
+//! once per [`super::MEMBERSHIP_TTL`] (another process may delete it), and
+//! a `GET` is one ranged request to the blob's data.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::cache::Global;
 use super::{Store, StoreError};
 use crate::registry::layout;
 use crate::registry::oci::{Digest, Name};
@@ -21,15 +27,48 @@ impl Store {
         }
         let generation = self.blob_sizes.generation();
         self.linked_on_storage(name, digest).await?;
+        let size = self.data_size(digest).await?;
+        // Only fills if no delete happened since this read began.
+        self.blob_sizes
+            .fill(name, digest.as_str(), size, generation);
+        Ok(size)
+    }
+
+    /// Size of a blob's data, in whatever repository (on shared storage
+    /// remembered by digest: the data behind a digest never changes;
+    /// whether it is still there is the link's and the caller's business).
+    pub(super) async fn data_size(&self, digest: &Digest) -> Result<u64, StoreError> {
+        if let Some(size) = self.data_sizes.get(&Global, digest.as_str()) {
+            return Ok(size);
+        }
+        let generation = self.data_sizes.generation();
         let size = match self.storage.stat(&layout::blob_data(digest)).await {
             Ok(m) => m.size,
             Err(e) if e.is_not_found() => return Err(StoreError::BlobUnknown(digest.clone())),
             Err(e) => return Err(e.into()),
         };
-        // Only fills if no delete happened since this read began.
-        self.blob_sizes
-            .fill(name, digest.as_str(), size, generation);
+        self.data_sizes
+            .fill(&Global, digest.as_str(), size, generation);
         Ok(size)
+    }
+
+    /// Remembers that `name` links `digest`, whose data has `size` bytes,
+    /// as just checked or written (`since` taken before).
+    pub(super) fn known_linked(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        size: u64,
+        since: (super::cache::Generation, super::cache::Generation),
+    ) {
+        self.blob_sizes.fill(name, digest.as_str(), size, since.0);
+        self.data_sizes
+            .fill(&Global, digest.as_str(), size, since.1);
+    }
+
+    /// Where a read that may end in [`Store::known_linked`] begins.
+    pub(super) fn link_generation(&self) -> (super::cache::Generation, super::cache::Generation) {
+        (self.blob_sizes.generation(), self.data_sizes.generation())
     }
 
     /// Streams a blob (or `range` of it, which the caller has checked
@@ -63,7 +102,10 @@ impl Store {
         // Not between a manifest push's check of this blob and its write.
         let _write = self.write_lock(name).await?;
         self.linked_on_storage(name, digest).await?;
-        let deleted = self.storage.delete(&layout::layer_link(name, digest)).await;
+        let deleted = self
+            .storage
+            .delete_object(&layout::layer_link(name, digest))
+            .await;
         // Even after a failed delete: the link may be gone.
         self.blob_sizes.remove(name, digest.as_str());
         deleted?;
@@ -78,8 +120,8 @@ impl Store {
         from: &Name,
     ) -> Result<bool, StoreError> {
         match self.blob_size(from, digest).await {
-            Ok(_) => {
-                self.link_blob(name, digest).await?;
+            Ok(size) => {
+                self.link_blob(name, digest, size).await?;
                 Ok(true)
             }
             Err(StoreError::BlobUnknown(_)) => Ok(false),
@@ -95,12 +137,26 @@ impl Store {
         }
     }
 
-    pub(super) async fn link_blob(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        let _write = self.write_lock(name).await?;
+    /// Makes a blob of `size` bytes, whose data is in place, part of
+    /// `name`. Only this process's lock is taken, not the lease: adding
+    /// a link is one atomic write whose outcome depends on nothing read,
+    /// so whichever order it lands in with another process's write of the
+    /// repository, the result is one that order gives serially (a blob
+    /// `DELETE` checks then deletes under the lease; a link added between
+    /// the two is deleted as if added just before).
+    pub(super) async fn link_blob(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let _write = self.local_lock(name).await;
+        let since = self.link_generation();
         let link = Bytes::copy_from_slice(digest.as_str().as_bytes());
         self.storage
             .put_bytes(&layout::layer_link(name, digest), link)
             .await?;
+        self.known_linked(name, digest, size, since);
         Ok(())
     }
 }

@@ -5,7 +5,15 @@
 //! repository bumps a generation counter and drops entries; a read only
 //! fills the cache if no write happened since it started, so a stale entry
 //! can never be inserted after the invalidation that should have removed
-//! it. A cache built `enabled: false` (shared storage) remembers nothing.
+//! it. A cache built `enabled: false` remembers nothing.
+//!
+//! On shared storage the writes of other processes bump nothing here, so
+//! a cache of what may change there (a repository's links, its tags) is
+//! built with a time to live ([`RepoCache::with_ttl`]): an entry older
+//! than that is not answered, which bounds how long another process's
+//! write can go unseen. What a digest names never changes (a blob's size,
+//! a manifest's bytes); such entries are kept under [`Global`], the scope
+//! of no repository, without a time to live.
 //!
 //! Each cache is bounded in bytes: a weigher given at construction says
 //! what an entry costs (its key plus what the value holds); a fill that
@@ -19,6 +27,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::registry::oci::Name;
 
@@ -26,21 +35,46 @@ use crate::registry::oci::Name;
 /// key's `String`, the allocator's rounding.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// The entries and their total weight.
+/// The entries (value, weight, when filled) and their total weight.
 struct Entries<V> {
-    map: HashMap<String, (V, usize)>,
+    map: HashMap<String, (V, usize, Instant)>,
     bytes: usize,
 }
 
-/// Where a read began, for [`RepoCache::fill`].
+/// What the entries of a cache are grouped by: a repository, or
+/// [`Global`].
+pub(super) trait Scope {
+    /// The group's key prefix; never contains `\n`.
+    fn scope(&self) -> &str;
+}
+
+impl Scope for Name {
+    fn scope(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// The scope of no repository (a repository name is never empty).
+pub(super) struct Global;
+
+impl Scope for Global {
+    fn scope(&self) -> &str {
+        ""
+    }
+}
+
+/// Where a read began (the generation, the time), for
+/// [`RepoCache::fill`].
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Generation(u64);
+pub(super) struct Generation(u64, Instant);
 
 /// A cache of values by repository and reference.
 pub(super) struct RepoCache<V> {
     map: RwLock<Entries<V>>,
     generation: AtomicU64,
     enabled: bool,
+    /// Entries older than this are not answered.
+    ttl: Option<Duration>,
     /// Most bytes the entries may weigh together.
     budget: usize,
     /// Bytes a value holds (beyond `size_of::<V>()`).
@@ -51,9 +85,10 @@ pub(super) struct RepoCache<V> {
     misses: AtomicU64,
 }
 
-fn key(name: &Name, reference: &str) -> String {
-    let mut k = String::with_capacity(name.as_str().len() + reference.len() + 1);
-    k.push_str(name.as_str());
+fn key(name: &(impl Scope + ?Sized), reference: &str) -> String {
+    let name = name.scope();
+    let mut k = String::with_capacity(name.len() + reference.len() + 1);
+    k.push_str(name);
     k.push('\n');
     k.push_str(reference);
     k
@@ -70,11 +105,19 @@ impl<V: Clone> RepoCache<V> {
             }),
             generation: AtomicU64::new(0),
             enabled,
+            ttl: None,
             budget,
             weigh,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// The same cache, answering only entries younger than `ttl` (when
+    /// given).
+    pub(super) fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// Bytes the entries weigh together.
@@ -84,7 +127,7 @@ impl<V: Clone> RepoCache<V> {
     }
 
     /// The cached value, if any.
-    pub(super) fn get(&self, name: &Name, reference: &str) -> Option<V> {
+    pub(super) fn get(&self, name: &(impl Scope + ?Sized), reference: &str) -> Option<V> {
         if !self.enabled {
             return None;
         }
@@ -92,7 +135,8 @@ impl<V: Clone> RepoCache<V> {
             .read()
             .map
             .get(&key(name, reference))
-            .map(|(v, _)| v.clone());
+            .filter(|(_, _, filled)| self.ttl.is_none_or(|ttl| filled.elapsed() < ttl))
+            .map(|(v, _, _)| v.clone());
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -113,11 +157,20 @@ impl<V: Clone> RepoCache<V> {
     /// Marks the start of a read whose result may [`fill`](Self::fill)
     /// the cache.
     pub(super) fn generation(&self) -> Generation {
-        Generation(self.generation.load(Ordering::Acquire))
+        Generation(self.generation.load(Ordering::Acquire), Instant::now())
     }
 
-    /// Remembers `value`, unless a write happened since `since`.
-    pub(super) fn fill(&self, name: &Name, reference: &str, value: V, since: Generation) {
+    /// Remembers `value`, unless a write happened since `since`, which
+    /// must be taken before the read of `value` began: with a time to
+    /// live, the entry's age counts from then, so a slow read does not
+    /// stretch the bound.
+    pub(super) fn fill(
+        &self,
+        name: &(impl Scope + ?Sized),
+        reference: &str,
+        value: V,
+        since: Generation,
+    ) {
         if !self.enabled {
             return;
         }
@@ -136,7 +189,7 @@ impl<V: Clone> RepoCache<V> {
             let target = self.budget - self.budget / 4;
             let mut evict = Vec::new();
             let mut left = e.bytes;
-            for (k, (_, w)) in &e.map {
+            for (k, (_, w, _)) in &e.map {
                 if left + weight <= target {
                     break;
                 }
@@ -149,11 +202,13 @@ impl<V: Clone> RepoCache<V> {
         }
         e.remove(&k);
         e.bytes += weight;
-        e.map.insert(k, (value, weight));
+        // The age counts from when the read began (see above).
+        let filled = since.1;
+        e.map.insert(k, (value, weight, filled));
     }
 
     /// Forgets one entry after a write that affects it.
-    pub(super) fn remove(&self, name: &Name, reference: &str) {
+    pub(super) fn remove(&self, name: &(impl Scope + ?Sized), reference: &str) {
         let mut e = self.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
         e.remove(&key(name, reference));
@@ -165,7 +220,7 @@ impl<V: Clone> RepoCache<V> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let prefix = key(name, "");
         let mut freed = 0;
-        e.map.retain(|k, (_, w)| {
+        e.map.retain(|k, (_, w, _)| {
             let keep = !k.starts_with(&prefix);
             if !keep {
                 freed += *w;
@@ -192,7 +247,7 @@ impl<V: Clone> RepoCache<V> {
 
 impl<V> Entries<V> {
     fn remove(&mut self, k: &str) {
-        if let Some((_, w)) = self.map.remove(k) {
+        if let Some((_, w, _)) = self.map.remove(k) {
             self.bytes -= w;
         }
     }
@@ -218,5 +273,19 @@ mod tests {
         assert!(c.get(&name, "big").is_none());
         c.drop_repository(&name);
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn entries_expire_after_their_time_to_live() {
+        let c: RepoCache<u64> =
+            RepoCache::new(true, 1 << 10, |_| 0).with_ttl(Some(Duration::from_millis(50)));
+        let name = Name::parse("a").unwrap();
+        let g = c.generation();
+        c.fill(&name, "x", 1, g);
+        c.fill(&Global, "x", 2, g);
+        assert_eq!(c.get(&name, "x"), Some(1));
+        assert_eq!(c.get(&Global, "x"), Some(2), "scopes are apart");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.get(&name, "x"), None, "expired");
     }
 }

@@ -67,7 +67,7 @@ impl Lease {
         // Called on the runtime (the store's futures).
         let rt = tokio::runtime::Handle::try_current().ok()?;
         Some(rt.spawn(async move {
-            if let Err(e) = storage.delete(&path).await {
+            if let Err(e) = storage.delete_object(&path).await {
                 tracing::warn!(error = %e, "cannot release a write lease; it runs out by itself");
             }
         }))
@@ -115,7 +115,7 @@ pub(crate) async fn acquire(storage: &Arc<dyn Storage>, name: &Name) -> Result<L
                 let slack = u64::try_from(SLACK.as_millis()).unwrap_or(5_000);
                 if now_ms() > until.saturating_add(slack) {
                     tracing::warn!(repository = %name, "taking over an expired write lease (a process stopped while writing)");
-                    storage.delete(&path).await?;
+                    storage.delete_object(&path).await?;
                     continue;
                 }
             }

@@ -7,12 +7,22 @@
 //! revision link is written, and the link is re-asserted after the tag:
 //! that is the push's half of the garbage collector's protocol
 //! (`gc/GC.md`).
+//!
+//! Costs on shared storage: reads answer from the manifest cache for
+//! [`super::MEMBERSHIP_TTL`] (a tag moved or a manifest deleted through
+//! another process is served stale at most that long), and a manifest's
+//! bytes are read once per digest. A push checks what it can from the
+//! caches first (sizes by digest; links another process may have deleted
+//! since are left to the check against storage after the link is written,
+//! which is what decides) and writes the revision link with a conditional
+//! `PUT` that says whether it existed.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::cache::Global;
 use super::{PutManifest, Store, StoreError, StoredManifest, not_found_as};
 use crate::registry::layout;
 use crate::registry::oci::{
@@ -49,10 +59,19 @@ impl Store {
                 .await,
             unknown,
         )?;
-        let bytes = not_found_as(
-            self.storage.get_bytes(&layout::blob_data(&digest)).await,
-            unknown,
-        )?;
+        let bytes = match self.contents.get(&Global, digest.as_str()) {
+            Some(b) => b,
+            None => {
+                let since = self.contents.generation();
+                let b = not_found_as(
+                    self.storage.get_bytes(&layout::blob_data(&digest)).await,
+                    unknown,
+                )?;
+                self.contents
+                    .fill(&Global, digest.as_str(), b.clone(), since);
+                b
+            }
+        };
         let m = Arc::new(StoredManifest {
             media_type: String::from_utf8_lossy(&media).trim().to_owned(),
             digest,
@@ -94,7 +113,18 @@ impl Store {
         // From the checks to the tag: nothing else writes the repository.
         let _write = self.write_lock(name).await?;
         for b in m.blobs.iter().filter(|b| !b.external) {
-            let stored = match self.blob_size(name, &b.digest).await {
+            // Shared storage: the size by digest only; whether the link is
+            // (still) there is asked of storage after the revision link is
+            // written, below, which a cache could not answer anyway.
+            let stored = if self.shared {
+                match self.blob_sizes.get(name, b.digest.as_str()) {
+                    Some(size) => Ok(size),
+                    None => self.data_size(&b.digest).await,
+                }
+            } else {
+                self.blob_size(name, &b.digest).await
+            };
+            let stored = match stored {
                 Err(StoreError::BlobUnknown(d)) => return Err(StoreError::ManifestBlobUnknown(d)),
                 other => other?,
             };
@@ -113,12 +143,12 @@ impl Store {
                     other?;
                 }
             }
-            match self.storage.stat(&layout::blob_data(&c.digest)).await {
-                Err(e) if e.is_not_found() => {
+            match self.data_size(&c.digest).await {
+                Err(StoreError::BlobUnknown(_)) => {
                     return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
                 }
-                Err(e) => return Err(e.into()),
-                Ok(meta) => check_size(c, meta.size)?,
+                Err(e) => return Err(e),
+                Ok(size) => check_size(c, size)?,
             }
         }
         // Content first, then the link that makes it visible, then the tag.
@@ -126,13 +156,15 @@ impl Store {
             .put_bytes(&layout::blob_data(&digest), bytes.clone())
             .await?;
         let link = layout::revision_link(name, &digest);
-        let existed = match self.storage.stat(&link).await {
-            Ok(_) => true,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
         let media_type = Bytes::from(m.media_type.clone());
-        self.storage.put_bytes(&link, media_type.clone()).await?;
+        // Created only if absent, which says whether it existed; an
+        // existing link is written again all the same, so that its age
+        // is the push's (garbage collection's re-check of untagged
+        // revisions goes by it, see `gc/GC.md`).
+        let existed = !self.storage.create_new(&link, media_type.clone()).await?;
+        if existed {
+            self.storage.put_bytes(&link, media_type.clone()).await?;
+        }
         // Checked again, against storage, now that the link is written: a
         // garbage collector (in any process) either sees this link in its
         // re-check and keeps what it references, or has already moved a
@@ -201,7 +233,7 @@ impl Store {
             Reference::Tag(t) => {
                 let path = layout::tag(name, t);
                 not_found_as(self.storage.stat(&path).await, unknown)?;
-                self.storage.delete(&path).await?;
+                self.storage.delete_object(&path).await?;
                 self.manifests.drop_repository(name);
                 return Ok(());
             }
@@ -248,6 +280,7 @@ impl Store {
     async fn references_stored(&self, name: &Name, m: &Manifest) -> Result<(), StoreError> {
         let missing = |d: &Digest| StoreError::ManifestBlobUnknown(d.clone());
         for b in m.blobs.iter().filter(|b| !b.external) {
+            let since = self.link_generation();
             not_found_as(
                 self.storage
                     .stat(&layout::layer_link(name, &b.digest))
@@ -259,6 +292,8 @@ impl Store {
                 || missing(&b.digest),
             )?;
             check_size(b, meta.size)?;
+            // Just seen in storage: a `HEAD` of it soon after costs nothing.
+            self.known_linked(name, &b.digest, meta.size, since);
         }
         for c in &m.children {
             not_found_as(

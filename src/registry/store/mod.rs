@@ -18,7 +18,8 @@
 //! manifests.rs  manifests, tags, referrers
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
-//! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests)
+//! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
+//!               on shared storage with a time to live, or by digest)
 //! changes.rs    the change log of shared storage (repositories gained, lost)
 //! mirror/       pull-through mirroring: the upstream client, manifests and
 //!               tags fetched and kept, blobs streamed while stored
@@ -46,13 +47,16 @@
 //!   an entry. Each cache has a generation counter that every write
 //!   affecting it bumps (see `cache.rs`); a read only fills the cache if no
 //!   such write happened since it started, so a stale entry can never be
-//!   inserted after the invalidation that should have removed it. The
-//!   caches assume this process is the only writer of its storage.
+//!   inserted after the invalidation that should have removed it. On
+//!   local storage the caches assume this process is the only writer; on
+//!   shared storage see the last point.
 //! * Every write in a repository is linearizable: manifest `PUT` (its
 //!   checks of blobs and children included), manifest and tag `DELETE`,
 //!   blob `DELETE` and the link that adds a blob take the repository's
 //!   write lock ([`Store::write_lock`]) for their whole run, so concurrent
-//!   writes end in a state some serial order gives. Reads take no lock:
+//!   writes end in a state some serial order gives (the link takes only
+//!   this process's half of it: one write whose outcome depends on
+//!   nothing read, see `blobs.rs`). Reads take no lock:
 //!   each object they read is written atomically. The locks are striped
 //!   (a fixed array, the name's hash picks one), so their memory does not
 //!   grow with the number of repositories; two repositories sharing a
@@ -62,12 +66,21 @@
 //!   processes among themselves (its limits: `storage/README.md`).
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
-//!   run on one bucket), nothing remembered between requests is trusted:
-//!   both caches are off, an upload's hash state is used only while
-//!   the stored size still matches it (another process may have appended),
-//!   an upload is checked to still exist before each request, and the
-//!   search index follows the other processes through a change log in
-//!   storage ([`Store::refresh_index`], `changes.rs`).
+//!   run on one bucket), what another process may change is trusted for
+//!   at most [`MEMBERSHIP_TTL`] (1 s): the manifest cache (tags, revision
+//!   links) and the blob-size cache (a repository's `_layers` links)
+//!   answer only entries younger than that, so a tag moved or a manifest
+//!   or blob deleted through another process is seen within it (this
+//!   process's own writes drop the entries at once). What a digest names
+//!   never changes and is kept without a time to live: the size of a
+//!   blob's data and a manifest's bytes (`Global` entries, `cache.rs`);
+//!   whether they are still there is decided by the links, and a manifest
+//!   push checks against storage all the same (`manifests.rs`). An
+//!   upload's hash state is used only while the stored size still matches
+//!   it (another process may have appended), an upload is checked to
+//!   still exist before each request, and the search index follows the
+//!   other processes through a change log in storage
+//!   ([`Store::refresh_index`], `changes.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +112,15 @@ pub(crate) const MANIFEST_CACHE_BYTES: usize = 64 << 20;
 
 /// Most bytes the blob-size cache holds (about 50,000 entries).
 const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
+
+/// On shared storage, how long this process trusts what it read of a
+/// repository's membership (a blob's `_layers` link, a manifest's revision
+/// link) and of its tags: a delete or a tag move through another process
+/// is seen here within this time (stated in `storage/README.md`).
+pub(crate) const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
+
+/// Most bytes the cache of manifest bytes by digest holds (shared storage).
+const CONTENT_CACHE_BYTES: usize = 16 << 20;
 
 /// A request body as the store reads it.
 pub(crate) type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -223,6 +245,10 @@ pub(crate) struct Store {
     manifests: RepoCache<Arc<StoredManifest>>,
     /// Sizes of blobs linked into repositories.
     blob_sizes: RepoCache<u64>,
+    /// Sizes of blob data by digest, in no repository (shared storage).
+    data_sizes: RepoCache<u64>,
+    /// Manifest bytes by digest, in no repository (shared storage).
+    contents: RepoCache<bytes::Bytes>,
     /// Other processes write the same storage (see Rationale).
     shared: bool,
     /// When the search index was last rebuilt from storage (or, on shared
@@ -250,11 +276,17 @@ impl Store {
         max_uploads: usize,
     ) -> Self {
         let shared = storage.shared();
+        let ttl = shared.then_some(MEMBERSHIP_TTL);
         Self {
             index,
             sessions: Sessions::default(),
-            manifests: RepoCache::new(!shared, MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
-            blob_sizes: RepoCache::new(!shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
+            manifests: RepoCache::new(true, MANIFEST_CACHE_BYTES, |m: &Arc<StoredManifest>| {
+                m.bytes.len()
+            })
+            .with_ttl(ttl),
+            blob_sizes: RepoCache::new(true, BLOB_SIZE_CACHE_BYTES, |_| 0).with_ttl(ttl),
+            data_sizes: RepoCache::new(shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
+            contents: RepoCache::new(shared, CONTENT_CACHE_BYTES, bytes::Bytes::len),
             shared,
             storage,
             refreshed: tokio::sync::Mutex::new(None),
@@ -269,12 +301,7 @@ impl Store {
     /// The write lock of repository `name`; every write path in it holds
     /// this for its whole run. Never take two at once.
     pub(super) async fn write_lock(&self, name: &Name) -> Result<WriteGuard<'_>, StoreError> {
-        use std::hash::{BuildHasher as _, BuildHasherDefault};
-        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(name.as_str());
-        // The remainder is below the stripe count, so it fits a usize.
-        let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
-        let mut local = self.write_locks[i].lock().await;
+        let mut local = self.local_lock(name).await;
         // The previous holder's lease is being released: wait for it, so
         // that the next lease is created at once instead of polled for.
         if let Some(release) = local.take() {
@@ -287,6 +314,19 @@ impl Store {
             None
         };
         Ok(WriteGuard { lease, local })
+    }
+
+    /// This process's half of the write lock of `name` alone (no lease).
+    pub(super) async fn local_lock(
+        &self,
+        name: &Name,
+    ) -> tokio::sync::MutexGuard<'_, Option<tokio::task::JoinHandle<()>>> {
+        use std::hash::{BuildHasher as _, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(name.as_str());
+        // The remainder is below the stripe count, so it fits a usize.
+        let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
+        self.write_locks[i].lock().await
     }
 
     /// Whether other processes may write this store's storage.

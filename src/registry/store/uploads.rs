@@ -3,6 +3,12 @@
 //! storage; its hash state lives in the session map ([`super::sessions`])
 //! and is used only while it is known to match those bytes (see the
 //! store's Rationale).
+//!
+//! A blob sent whole (`PUT` with the body, or `POST ?digest=`, onto an
+//! empty upload) is written straight to its place as the body arrives and
+//! committed only once its digest is checked, instead of being appended
+//! to the upload and then copied: on an object store one `PUT` instead of
+//! a staged part, a copy and their deletes.
 
 use std::time::{Duration, SystemTime};
 
@@ -83,8 +89,12 @@ impl Store {
 
     /// Bytes on storage for an upload whose hash state is unknown.
     async fn stored_size(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
-        match self.storage.stat(&layout::upload_data(name, id)).await {
-            Ok(m) => Ok(m.size),
+        match self
+            .storage
+            .appended_size(&layout::upload_data(name, id))
+            .await
+        {
+            Ok(size) => Ok(size),
             Err(e) if e.is_not_found() => Ok(0),
             Err(e) => Err(e.into()),
         }
@@ -103,6 +113,8 @@ impl Store {
         if stored != s.size {
             // Another process appended: the hash state is out of step.
             s.hasher = None;
+            // From here on `size` is what storage holds (appends go there).
+            s.size = stored;
         }
         Ok(stored)
     }
@@ -169,9 +181,10 @@ impl Store {
         let mut longer = false;
         // Until the chunk is committed the hash state may not match storage.
         let mut hasher = s.hasher.take().map(BackgroundHash::new);
+        // `open_at` has just made `s.size` what storage holds.
         let mut w = self
             .storage
-            .writer(&layout::upload_data(name, id), true)
+            .append_writer_at(&layout::upload_data(name, id), s.size)
             .await?;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -257,6 +270,9 @@ impl Store {
         range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
+        if s.size == 0 && range.is_none() {
+            return self.finish_whole(name, digest, body).await;
+        }
         let size = self.append(name, s, id, range, body).await?;
         let data = layout::upload_data(name, id);
         let actual = match s.hasher.take() {
@@ -270,7 +286,8 @@ impl Store {
             });
         }
         let target = layout::blob_data(digest);
-        match self.storage.rename(&data, &target).await {
+        // The upload's folder is deleted whole afterwards (`upload_finish`).
+        match self.storage.publish_appended(&data, &target).await {
             Ok(()) => {}
             // A zero-byte upload never created its data object.
             Err(e) if e.is_not_found() && size == 0 => {
@@ -278,7 +295,50 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        self.link_blob(name, digest).await?;
+        self.link_blob(name, digest, size).await?;
+        Ok(size)
+    }
+
+    /// Finishes an empty upload with the whole blob in `body`: written to
+    /// its place, hashed as it arrives, committed (made visible) only if
+    /// the digest matches, else abandoned. The upload itself stays empty.
+    async fn finish_whole(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        mut body: Body,
+    ) -> Result<u64, StoreError> {
+        let mut hasher = BackgroundHash::new(Hasher::new(digest.algorithm()));
+        let mut w = self
+            .storage
+            .writer(&layout::blob_data(digest), false)
+            .await?;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = w.cancel().await;
+                    return Err(StoreError::UploadInvalid(format!(
+                        "request body ended early: {e}"
+                    )));
+                }
+            };
+            hasher.update(&chunk).await?;
+            if !chunk.is_empty() {
+                w.write(chunk).await?;
+            }
+        }
+        let size = w.size();
+        let actual = hasher.finish().await?.finish();
+        if actual != *digest {
+            let _ = w.cancel().await;
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        w.commit().await?;
+        self.link_blob(name, digest, size).await?;
         Ok(size)
     }
 

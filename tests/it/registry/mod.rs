@@ -68,6 +68,7 @@ mod objects;
 mod oras;
 mod search;
 mod skopeo;
+mod staleness;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use ::object_store::path::Path;
 use ::object_store::signer::Signer;
-use ::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use ::object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -138,14 +138,49 @@ impl ObjectStorage {
         Path::parse(full).map_err(|_| StorageError::InvalidPath(path.to_owned()))
     }
 
-    /// Deletes everything under `key/` (not `key` itself).
-    async fn delete_tree(&self, path: &str, key: &Path) -> Result<(), StorageError> {
-        let paths = self.store.list(Some(key)).map_ok(|m| m.location).boxed();
+    /// Deletes everything under `key/`, and `key` itself when `and_key`:
+    /// one listing and one bulk delete (per thousand keys).
+    async fn delete_tree(&self, path: &str, key: &Path, and_key: bool) -> Result<(), StorageError> {
+        let itself = and_key.then(|| Ok(key.clone()));
+        let paths = self
+            .store
+            .list(Some(key))
+            .map_ok(|m| m.location)
+            .chain(futures::stream::iter(itself))
+            .boxed();
         let mut deleted = self.store.delete_stream(paths);
         while let Some(r) = deleted.next().await {
             match r {
                 Ok(_) | Err(::object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(remote(path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the object laid out as `l` (at `from`) to `dst` (at `to`):
+    /// a server-side copy of a single piece, else a streaming copy.
+    async fn compose(
+        &self,
+        from: &str,
+        to: &str,
+        l: staged::Layout,
+        dst: &Path,
+    ) -> Result<(), StorageError> {
+        match l.segments.as_slice() {
+            [one] if one.size <= SINGLE_COPY_LIMIT => {
+                self.store
+                    .copy(&one.key, dst)
+                    .await
+                    .map_err(|e| remote(from, e))?;
+            }
+            _ => {
+                let mut w = self.new_writer(to, dst.clone(), 0, false);
+                let mut s = self.stream(from, l.segments, 0..l.size);
+                while let Some(chunk) = s.try_next().await? {
+                    w.write(chunk).await?;
+                }
+                w.commit().await?;
             }
         }
         Ok(())
@@ -198,6 +233,19 @@ impl Storage for ObjectStorage {
     ) -> BoxFuture<'a, Result<ByteStream, StorageError>> {
         async move {
             let key = self.key(path)?;
+            // The common case, a plain object (a blob), in one request
+            // whose answer carries the size.
+            let opts = GetOptions::default().with_range(range.clone().map(GetRange::Bounded));
+            if let Ok(got) = self.store.get_opts(&key, opts).await {
+                checked_range(path, range, got.meta.size)?;
+                let owned = path.to_owned();
+                return Ok(got
+                    .into_stream()
+                    .map_err(move |e| remote(&owned, e))
+                    .boxed());
+            }
+            // Staged parts, a range the store refused (empty, past the
+            // end), a failure: the general path says which.
             let l = self.layout(path, &key).await?;
             let range = checked_range(path, range, l.size)?;
             Ok(self.stream(path, l.segments, range))
@@ -310,8 +358,50 @@ impl Storage for ObjectStorage {
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         async move {
             let key = self.key(path)?;
-            self.delete_tree(path, &key).await?;
+            self.delete_tree(path, &key, true).await
+        }
+        .boxed()
+    }
+
+    fn delete_object<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let key = self.key(path)?;
             self.delete_key(path, &key).await
+        }
+        .boxed()
+    }
+
+    fn appended_size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+        async move {
+            let key = self.key(path)?;
+            Ok(self.staged_layout(path, &key).await?.size)
+        }
+        .boxed()
+    }
+
+    fn append_writer_at<'a>(
+        &'a self,
+        path: &'a str,
+        size: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Writer>, StorageError>> {
+        async move {
+            let key = self.key(path)?;
+            let target = Self::part_key(&key, size);
+            Ok(self.new_writer(path, target, size, true))
+        }
+        .boxed()
+    }
+
+    fn publish_appended<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            let src = self.key(from)?;
+            let dst = self.key(to)?;
+            let l = self.staged_layout(from, &src).await?;
+            self.compose(from, to, l, &dst).await
         }
         .boxed()
     }
@@ -321,24 +411,10 @@ impl Storage for ObjectStorage {
             let src = self.key(from)?;
             let dst = self.key(to)?;
             let l = self.layout(from, &src).await?;
-            match l.segments.as_slice() {
-                [one] if one.size <= SINGLE_COPY_LIMIT => {
-                    self.store
-                        .copy(&one.key, &dst)
-                        .await
-                        .map_err(|e| remote(from, e))?;
-                }
-                _ => {
-                    let mut w = self.new_writer(to, dst.clone(), 0, false);
-                    let mut s = self.stream(from, l.segments, 0..l.size);
-                    while let Some(chunk) = s.try_next().await? {
-                        w.write(chunk).await?;
-                    }
-                    w.commit().await?;
-                }
-            }
-            if l.staged {
-                self.delete_tree(from, &src).await
+            let staged = l.staged;
+            self.compose(from, to, l, &dst).await?;
+            if staged {
+                self.delete_tree(from, &src, false).await
             } else {
                 self.delete_key(from, &src).await
             }

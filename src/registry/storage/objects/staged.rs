@@ -63,6 +63,16 @@ impl ObjectStorage {
             Err(::object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(remote(path, e)),
         }
+        self.staged_layout(path, key).await
+    }
+
+    /// How the object at `path` is stored, looking only for staged parts
+    /// (one listing).
+    pub(super) async fn staged_layout(
+        &self,
+        path: &str,
+        key: &Path,
+    ) -> Result<Layout, StorageError> {
         let dir = Self::parts_dir(key);
         let mut parts: Vec<(u64, ::object_store::ObjectMeta)> = self
             .store
