@@ -12,6 +12,12 @@
 # pull : local pull (target >= 1.0), and the mirror's peak RSS while it
 # fetched (memory must stay flat in blob size). Loopback only; 2-4 minutes.
 #
+# On a machine whose cores are busy with other work the ratios follow CPU
+# cost more than design: the first pull adds the mirror's work (receive,
+# hash, write, send) to the upstream's and skopeo's. So the script also
+# prints the CPU seconds per GiB of the upstream (direct pull) and of the
+# mirror (first pull), and the load average beside each round.
+#
 #   bash benches/mirror.sh
 #
 # Installs what is missing with apt-get (docker-registry, skopeo, jq).
@@ -127,21 +133,33 @@ pull() {
   awk -v n="$BYTES" -v s="$secs" 'BEGIN{printf "%.1f", n/1048576/s}'
 }
 best() { printf '%s\n' "$@" | sort -g | tail -1; }
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+per_gib() { # ticks-before ticks-after -> CPU seconds per GiB pulled
+  awk -v a="$1" -v b="$2" -v t="$TICKS" -v n="$BYTES" 'BEGIN{printf "%.2f", (b-a)/t/(n/1073741824)}'
+}
+load1() { cut -d' ' -f1 /proc/loadavg; }
 peak_mib() { awk '/^VmHWM:/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-DIRECT=(); FIRST=(); SECOND=(); LOCALS=(); PEAK=()
+DIRECT=(); FIRST=(); SECOND=(); LOCALS=(); PEAK=(); UPCPU=(); MCPU=(); LOADS=()
 for r in $(seq "$ROUNDS"); do
   log "round $r: direct from the upstream"
+  LOADS+=("$(load1)")
+  u0=$(cpu_ticks "$UP_PID")
   DIRECT+=("$(pull "$UP" library/big:v1)")
+  UPCPU+=("$(per_gib "$u0" "$(cpu_ticks "$UP_PID")")")
   serve "mirror$r" mirror; M=$ADDR; MPID=$SPID
   log "round $r: first pull through a fresh mirror"
+  m0=$(cpu_ticks "$MPID")
   FIRST+=("$(pull "$M" big:v1)")
+  MCPU+=("$(per_gib "$m0" "$(cpu_ticks "$MPID")")")
+  LOADS+=("$(load1)")
   PEAK+=("$(peak_mib "$MPID")")
   log "round $r: second pull through the mirror (local)"
   SECOND+=("$(pull "$M" big:v1)")
   log "round $r: pull from the plain regconf"
   LOCALS+=("$(pull "$LOCAL" library/big:v1)")
-  log "round $r: direct ${DIRECT[-1]}, first ${FIRST[-1]}, second ${SECOND[-1]}, local ${LOCALS[-1]} MiB/s; peak ${PEAK[-1]} MiB"
+  log "round $r: direct ${DIRECT[-1]}, first ${FIRST[-1]}, second ${SECOND[-1]}, local ${LOCALS[-1]} MiB/s; peak ${PEAK[-1]} MiB; CPU s/GiB upstream ${UPCPU[-1]}, mirror ${MCPU[-1]}; load ${LOADS[-2]} ${LOADS[-1]}"
   kill "$MPID"; wait "$MPID" 2>/dev/null || true
 done
 
@@ -182,3 +200,6 @@ awk -v s="$S" -v l="$L" 'BEGIN{r=s/l; printf "%-44s %10.2f   target >= 1.00  %s\
 printf '%-44s %10s   (layers of %s; rounds: %s)\n' "mirror peak RSS during the first pull, MiB" "$P" "$BIG_LAYER_SIZE" "${PEAK[*]}"
 printf '%-44s %10s\n' "mirror peak RSS, one 64 MiB blob fetched, MiB" "${BLOB_PEAK[64M]}"
 printf '%-44s %10s\n' "mirror peak RSS, one 1 GiB blob fetched, MiB" "${BLOB_PEAK[1G]}"
+printf '%-44s %10s   (rounds: %s)\n' "upstream CPU s per GiB, direct pull" "$(printf '%s\n' "${UPCPU[@]}" | sort -g | head -1)" "${UPCPU[*]}"
+printf '%-44s %10s   (rounds: %s)\n' "mirror CPU s per GiB, first pull" "$(printf '%s\n' "${MCPU[@]}" | sort -g | head -1)" "${MCPU[*]}"
+printf '%-44s %10s   (1-min load before and after each round)\n' "load average" "${LOADS[*]}"

@@ -55,15 +55,17 @@ pub(crate) async fn run(s: &dyn Storage) {
     assert!(s.stat("w/x").await.unwrap_err().is_not_found());
     w.cancel().await.unwrap();
     assert!(s.stat("w/x").await.unwrap_err().is_not_found());
+    // Small and large writes keep their order.
     let mut w = s.writer("w/x", false).await.unwrap();
     let big = vec![7u8; 3 << 20];
+    w.write(Bytes::from_static(b"go")).await.unwrap();
     w.write(Bytes::from(big.clone())).await.unwrap();
     w.write(Bytes::from_static(b"end")).await.unwrap();
-    assert_eq!(w.size(), (3 << 20) + 3);
+    assert_eq!(w.size(), (3 << 20) + 5);
     w.commit().await.unwrap();
     let got = read_all(s, "w/x", None).await;
-    assert_eq!(got.len(), (3 << 20) + 3);
-    assert!(got.ends_with(b"end"));
+    assert_eq!(got.len(), (3 << 20) + 5);
+    assert!(got.starts_with(b"go\x07") && got.ends_with(b"\x07end"));
 
     // An appending writer continues where the object ends.
     let mut w = s.writer("u/data", true).await.unwrap();

@@ -38,6 +38,18 @@ use super::{
 /// (and syscalls) per blob low, small enough to bound memory.
 const CHUNK: usize = 1 << 20;
 
+/// Most bytes per `write` system call: a chunk is written in pieces of
+/// this size. On Linux with large page-cache folios (ext4 since 6.x), one
+/// 1 MiB `write` asks for a 1 MiB folio, whose allocation may compact
+/// memory when the page cache fills RAM; it cost about four times the
+/// kernel time of 256 KiB writes per GiB in `benches/mirror.sh`.
+const WRITE_PIECE: usize = 256 << 10;
+
+/// A write of at least this many bytes goes to disk as it came, without
+/// being copied into the writer's buffer (large chunks of a network body,
+/// as the mirror passes on).
+const SHARED_MIN: usize = 64 << 10;
+
 /// Read granularity. A blob `GET` holds at most two of these (the chunk
 /// being sent and the next, read ahead meanwhile), so sixteen clients
 /// reading 1 MiB blobs cost 8 MiB, not 32.
@@ -461,7 +473,8 @@ async fn joined<T>(path: &str, task: JoinHandle<std::io::Result<T>>) -> Result<T
     }
 }
 
-/// Gathers writes into [`CHUNK`]-sized blocking writes, one in flight
+/// Gathers small writes into [`CHUNK`]-sized blocking writes (one of at
+/// least [`SHARED_MIN`] bytes is written as it came), one in flight
 /// while the next chunk fills, and starts flushing to disk every
 /// [`SYNC_EVERY`] bytes without waiting for it; [`Writer::commit`] waits
 /// for everything and `fsync`s.
@@ -488,8 +501,15 @@ struct FsWriter {
 }
 
 /// A chunk being written on the blocking pool: it hands back the file and
-/// the chunk's buffer for reuse.
-type PendingWrite = JoinHandle<std::io::Result<(fs::File, Vec<u8>)>>;
+/// (when it was the writer's own) the chunk's buffer for reuse.
+type PendingWrite = JoinHandle<std::io::Result<(fs::File, Option<Vec<u8>>)>>;
+
+/// What a blocking write writes: the writer's buffer, or a caller's large
+/// chunk as it came.
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
 
 impl FsWriter {
     /// What to do to the file when a write or flush of it failed: cut an
@@ -508,9 +528,11 @@ impl FsWriter {
     /// Waits for the write in flight, taking the file back.
     async fn settle(&mut self) -> Result<(), StorageError> {
         if let Some(w) = self.writing.take() {
-            let (file, mut buf) = joined(&self.path, w).await?;
-            buf.clear();
-            self.spare = buf;
+            let (file, buf) = joined(&self.path, w).await?;
+            if let Some(mut buf) = buf {
+                buf.clear();
+                self.spare = buf;
+            }
             self.file = Some(file);
         }
         Ok(())
@@ -522,13 +544,23 @@ impl FsWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let next = std::mem::take(&mut self.spare);
+        let data = std::mem::replace(&mut self.buf, next);
+        self.submit(Chunk::Owned(data)).await
+    }
+
+    /// Hands `data` to a blocking write, after the previous one.
+    async fn submit(&mut self, data: Chunk) -> Result<(), StorageError> {
+        self.settle().await?;
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StorageError::io(&self.path, std::io::Error::other("writer closed")))?;
-        let next = std::mem::take(&mut self.spare);
-        let data = std::mem::replace(&mut self.buf, next);
-        self.unsynced += data.len() as u64;
+        let bytes = match &data {
+            Chunk::Owned(v) => v.len(),
+            Chunk::Shared(b) => b.len(),
+        };
+        self.unsynced += bytes as u64;
         if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished)
         {
             // An error of an earlier flush is found again by commit's fsync.
@@ -540,11 +572,20 @@ impl FsWriter {
         }
         let undo = self.undo();
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = file.write_all(&data) {
-                undo(&file);
-                return Err(e);
+            let bytes: &[u8] = match &data {
+                Chunk::Owned(v) => v,
+                Chunk::Shared(b) => b,
+            };
+            for piece in bytes.chunks(WRITE_PIECE) {
+                if let Err(e) = file.write_all(piece) {
+                    undo(&file);
+                    return Err(e);
+                }
             }
-            Ok((file, data))
+            match data {
+                Chunk::Owned(v) => Ok((file, Some(v))),
+                Chunk::Shared(_) => Ok((file, None)),
+            }
         }));
         Ok(())
     }
@@ -554,6 +595,11 @@ impl Writer for FsWriter {
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), StorageError>> {
         async move {
             self.size += data.len() as u64;
+            if data.len() >= SHARED_MIN {
+                // What is buffered goes first, so the order holds.
+                self.flush().await?;
+                return self.submit(Chunk::Shared(data)).await;
+            }
             let mut rest = &data[..];
             while !rest.is_empty() {
                 if fill_batch(&mut self.buf, &mut rest, CHUNK) {
@@ -630,59 +676,4 @@ impl Drop for FsWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    /// Every directory `create_dirs` makes has its entry synced: strace
-    /// sees an `fsync` of each parent, the ancestor that existed included.
-    #[test]
-    fn new_directories_are_synced_in_their_parents() {
-        if std::env::var_os("REGCONF_STRACED").is_some() {
-            let root = std::path::PathBuf::from(std::env::var_os("REGCONF_STRACED").unwrap());
-            super::create_dirs(&root.join("a/b/c")).unwrap();
-            super::create_dirs(&root.join("a/b/c")).unwrap(); // exists: no sync
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("strace.log");
-        let me = std::env::current_exe().unwrap();
-        let out = std::process::Command::new("strace")
-            .args(["-f", "-e", "trace=openat,fsync", "-o"])
-            .arg(&log)
-            .arg(me)
-            .args([
-                "--exact",
-                "registry::storage::filesystem::tests::new_directories_are_synced_in_their_parents",
-                "--test-threads=1",
-            ])
-            .env("REGCONF_STRACED", dir.path())
-            .output()
-            .expect("strace is needed (apt-get install strace)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let trace = std::fs::read_to_string(&log).unwrap();
-        // fd of each opened directory, then whether that fd was fsynced.
-        let root = dir.path().display().to_string();
-        let synced = |path: &str| {
-            let open = trace.lines().find_map(|l| {
-                let l = l.split_once(' ').map_or(l, |(_, rest)| rest).trim();
-                (l.starts_with("openat(") && l.contains(&format!("\"{path}\"")))
-                    .then(|| l.rsplit("= ").next().unwrap().trim().to_owned())
-            });
-            open.is_some_and(|fd| trace.contains(&format!("fsync({fd})")))
-        };
-        for parent in [root.clone(), format!("{root}/a"), format!("{root}/a/b")] {
-            assert!(synced(&parent), "no fsync of `{parent}`:\n{trace}");
-        }
-        let fsyncs = trace.lines().filter(|l| l.contains("fsync(")).count();
-        assert_eq!(fsyncs, 3, "the second call synced again:\n{trace}");
-    }
-
-    #[tokio::test]
-    async fn conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = super::Filesystem::new(dir.path().to_str().unwrap()).unwrap();
-        crate::registry::storage::conformance::run(&fs).await;
-    }
-}
+mod tests;

@@ -284,10 +284,6 @@ pub(crate) trait Writer: Send {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
 
     /// Abandons the write; a non-appending writer leaves no trace.
-    #[allow(
-        dead_code,
-        reason = "part of the driver contract, checked by `conformance`; the store does not abandon a write yet"
-    )]
     fn cancel(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>>;
 }
 

@@ -28,8 +28,10 @@
 //!
 //! gc and the mirror sit beside the write paths, not inside them: gc walks
 //! what `mod.rs` lists and removes through its trash and journal; a mirror
-//! fills the store through the same write paths as a push (taking the same
-//! repository write lock). A cache shared between processes goes into
+//! fills the store as a push does (blob content published whole and
+//! verified, then linked; manifests, links and tags under the same
+//! repository write lock), but writes a fetched blob's content with one
+//! atomic write instead of an upload session. A cache shared between processes goes into
 //! `cache.rs`.
 //!
 //! ## Rationale

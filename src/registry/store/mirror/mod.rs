@@ -11,9 +11,9 @@
 //!   the tag's digest with a `HEAD`: unchanged, the tag is confirmed;
 //!   moved, the new manifest is fetched. When the upstream cannot be
 //!   reached, what is stored is served.
-//! * Blobs stream to the client while they are written through the same
-//!   verified upload path as a push ([`blobs`]); concurrent pulls of one
-//!   blob fetch it once.
+//! * Blobs stream to the client while they are hashed and written with the
+//!   driver's atomic writer, published only when the digest matched
+//!   ([`blobs`]); concurrent pulls of one blob fetch it once.
 //! * One-component names are `library/NAME` upstream, as on Docker Hub.
 //!
 //! Manifests fetched here are stored without the push path's check that
@@ -279,6 +279,21 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// A writer of a blob's content fetched from the upstream: nothing is
+    /// visible at the blob's path until it commits (the driver's atomic
+    /// write, as for any object written whole), and a cancelled one leaves
+    /// no trace. The caller checks the digest before committing and links
+    /// the blob after.
+    async fn mirror_blob_writer(
+        &self,
+        digest: &Digest,
+    ) -> Result<Box<dyn crate::registry::storage::Writer>, StoreError> {
+        Ok(self
+            .storage
+            .writer(&layout::blob_data(digest), false)
+            .await?)
     }
 
     /// Stores a manifest fetched from the upstream (already checked
