@@ -204,7 +204,9 @@ async fn save(
     mut rx: mpsc::Receiver<Bytes>,
     verdict: oneshot::Receiver<bool>,
 ) -> Result<(), String> {
+    let mut size = 0u64;
     while let Some(chunk) = rx.next().await {
+        size += chunk.len() as u64;
         if let Err(e) = w.write(chunk).await {
             // Dropping `rx` tells `tee` that storage stopped.
             drop(rx);
@@ -220,7 +222,7 @@ async fn save(
         .await
         .map_err(|e| format!("storing the blob failed: {e}"))?;
     store
-        .link_blob(&name, &digest)
+        .link_blob(&name, &digest, size)
         .await
         .map_err(|e| format!("linking the blob failed: {e}"))
 }
