@@ -44,7 +44,6 @@
 //! (duplicate keys, comments, plain scalars) and their construction, which
 //! `inspect` is not allowed to touch. It must not print.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::construct::{Builder, Flat};
@@ -54,7 +53,7 @@ use super::parse::{self, Node, NodeKind, Ref, Style};
 use super::resolve::{self, Inherit, Resolved, Rule};
 use super::source::{Source, Span};
 use super::typed::{self, Mode, comment_cut};
-use super::value::{Key, Map, Value};
+use super::value::{HashMap, HashSet, Key, Map, Value};
 use crate::diagnostics::{self, Diagnostic, Severity};
 
 /// What to validate.
@@ -83,7 +82,7 @@ pub(crate) struct Report {
 pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     let mut out = Vec::new();
     let flavors = check(&source, opts, &mut out);
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     out.retain(|d| {
         let at = d.labels.first().map(|l| l.span.start);
         seen.insert((d.code, at, d.key_path.clone().filter(|_| at.is_none())))
@@ -119,7 +118,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     let mut scan = Scan {
         source,
         builder: &mut builder,
-        seen: HashSet::new(),
+        seen: HashSet::default(),
         out: Vec::new(),
     };
     if let Some(root) = &doc.root {
@@ -171,7 +170,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     let mut walker = Static {
         source,
         builder,
-        defaults: HashMap::new(),
+        defaults: HashMap::default(),
         out: Vec::new(),
         flavor: String::new(),
     };
@@ -186,7 +185,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             continue;
         };
         count += 1;
-        let mut config = Map::new();
+        let mut config = Map::default();
         let mut provenance = Provenance::default();
         let mut path = Vec::new();
         if rule == Rule::Implicit
@@ -590,7 +589,7 @@ impl Static<'_> {
         let value = if is_map(&e.value) {
             match self.builder.flatten(&e.value.node) {
                 Ok(inner) => {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     self.flat(&inner, path, &mut m, prov);
                     Some(Value::Map(m))
                 }
