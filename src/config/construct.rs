@@ -257,6 +257,9 @@ impl Builder {
     /// Chains of merges are followed with an explicit stack rather than by
     /// recursion, so a chain of 100,000 flavors cannot overflow the stack.
     pub(crate) fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
+        if let Some(done) = self.flat.get(&Arc::as_ptr(node)) {
+            return Ok(Arc::clone(done));
+        }
         let mut stack = vec![Arc::clone(node)];
         while let Some(top) = stack.last().cloned() {
             if self.flat.contains_key(&Arc::as_ptr(&top)) {

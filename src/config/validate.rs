@@ -70,18 +70,28 @@ pub(crate) struct Options<'a> {
 }
 
 /// The result of a validation.
-#[derive(Debug)]
 pub(crate) struct Report {
     /// Every problem, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// How many flavors were checked.
     pub flavors: usize,
+    /// What the static pass built and still holds, for the caller to drop
+    /// (or, about to exit, to leave to the system: a 50 MB file is
+    /// millions of nodes and flattened entries, and freeing them one by
+    /// one was a tenth of its `validate`).
+    pub parsed: Parsed,
+}
+
+/// The parsed file and its flattened mappings (see [`Report::parsed`]).
+#[derive(Default)]
+pub(crate) struct Parsed {
+    _held: Option<(parse::Document, Builder, Arc<Flat>, Option<Arc<Flat>>)>,
 }
 
 /// Validates a text.
 pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     let mut out = Vec::new();
-    let flavors = check(&source, opts, &mut out);
+    let (flavors, parsed) = check(&source, opts, &mut out);
     let mut seen = HashSet::default();
     out.retain(|d| {
         let at = d.labels.first().map(|l| l.span.start);
@@ -91,15 +101,16 @@ pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     Report {
         diagnostics: out,
         flavors,
+        parsed,
     }
 }
 
-fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> usize {
+fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> (usize, Parsed) {
     let doc = match super::parse_source(Arc::clone(source)) {
         Ok(doc) => doc,
         Err(diags) => {
             out.extend(diags.into_iter().map(|d| unquoted_env(d, source)));
-            return 0;
+            return (0, Parsed::default());
         }
     };
     let rule = match opts.inherit {
@@ -112,7 +123,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         Ok(t) => t,
         Err(diags) => {
             out.extend(diags);
-            return 0;
+            return (0, Parsed::default());
         }
     };
     let mut scan = Scan {
@@ -224,13 +235,17 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         walker.out = elsewhere(walker.out, flavor);
     }
     out.append(&mut walker.out);
+    let Some(flavor) = opts.flavor else {
+        let held = Some((doc, walker.builder, flat, common));
+        return (count, Parsed { _held: held });
+    };
     // The static pass's flattened mappings go before the flavor's own
     // resolution builds its own: a large file holds one set at a time.
     drop((walker, flat, common));
     // With a flavor, its resolution in the environment comes first in the
     // list, so that its diagnostics win over the static ones at the same
     // place (the first of a kind at one place is kept).
-    if let Some(flavor) = opts.flavor {
+    {
         let mut first = Vec::new();
         // the same nodes as the static pass: the file is parsed once
         match resolve::resolve(doc, flavor, opts.inherit, opts.env, &super::readable_file) {
@@ -244,7 +259,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         }
         out.splice(0..0, first);
     }
-    count
+    (count, Parsed::default())
 }
 
 /// With `--flavor F`, the static diagnostics: F's own stay when they are
@@ -351,7 +366,11 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     fn node(&mut self, r: &Ref, in_list: bool) {
-        if !self.seen.insert((Arc::as_ptr(&r.node), in_list)) {
+        // Only an anchored node can be reached twice (through its aliases);
+        // the others need no entry in `seen` (a large file has millions).
+        if (r.alias.is_some() || r.node.anchor().is_some())
+            && !self.seen.insert((Arc::as_ptr(&r.node), in_list))
+        {
             return;
         }
         match &r.node.kind {
@@ -428,20 +447,18 @@ impl Scan<'_> {
         if style != Style::Plain || text.is_empty() {
             return;
         }
-        // the line's end from the line table: searching for it cost the
-        // rest of the line per scalar, quadratic on a one-line flow mapping
-        let (_, _, next) = self.source.line_bounds(self.source.line_index(span.end));
-        let line_end = if self.source.text()[..next].ends_with('\n') {
-            next - 1
-        } else {
-            next
-        }
-        .max(span.end);
-        let rest = &self.source.text()[span.end..line_end];
-        let trimmed = rest.trim_start_matches([' ', '\t']);
-        if trimmed.len() == rest.len() {
+        // Only blanks and then `#` after the value matter: the line's end
+        // is looked for only then (searching for it per scalar cost the
+        // rest of the line, quadratic on a one-line flow mapping; a lookup
+        // in the line table per scalar was a tenth of the scan).
+        let after = &self.source.text()[span.end..];
+        let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
+        if blanks == 0 || !after[blanks..].starts_with('#') {
             return;
         }
+        let line_end = span.end + after.find('\n').unwrap_or(after.len());
+        let rest = &self.source.text()[span.end..line_end];
+        let trimmed = &rest[blanks..];
         let Some(comment) = trimmed.strip_prefix('#') else {
             return;
         };
