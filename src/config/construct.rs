@@ -149,6 +149,17 @@ impl Builder {
         Builder::default()
     }
 
+    /// How much of the budget of values has been spent.
+    pub(crate) fn spent(&self) -> usize {
+        self.budget_used
+    }
+
+    /// Sets the budget spent back to `spent` (an earlier [`Builder::spent`]):
+    /// the memo of flattened mappings stays.
+    pub(crate) fn rewind(&mut self, spent: usize) {
+        self.budget_used = spent;
+    }
+
     fn spend(&mut self, at: Span) -> Result<(), ConstructError> {
         self.budget_used += 1;
         if self.budget_used > MAX_VALUES {

@@ -75,18 +75,18 @@ pub(crate) struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// How many flavors were checked.
     pub flavors: usize,
-    /// What the static pass built and still holds, for the caller to drop
-    /// (or, about to exit, to leave to the system: a 50 MB file is
-    /// millions of nodes and flattened entries, and freeing them one by
-    /// one was a tenth of its `validate`).
+    /// What the static pass built, for the caller to drop (or, about to
+    /// exit, to leave to the system: freeing it was a tenth of a 50 MB run).
     pub parsed: Parsed,
 }
 
 /// The parsed file and its flattened mappings (see [`Report::parsed`]).
 #[derive(Default)]
 pub(crate) struct Parsed {
-    _held: Option<(parse::Document, Builder, Arc<Flat>, Option<Arc<Flat>>)>,
+    _held: Option<(parse::Document, Builder, Flats)>,
 }
+
+type Flats = (Arc<Flat>, Option<Arc<Flat>>);
 
 /// Validates a text.
 pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
@@ -126,6 +126,8 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             return (0, Parsed::default());
         }
     };
+    // what checking the whole file cost, as a resolution of its own starts
+    let checked = builder.spent();
     let mut scan = Scan {
         source,
         builder: &mut builder,
@@ -236,19 +238,29 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     }
     out.append(&mut walker.out);
     let Some(flavor) = opts.flavor else {
-        let held = Some((doc, walker.builder, flat, common));
+        let held = Some((doc, walker.builder, (flat, common)));
         return (count, Parsed { _held: held });
     };
-    // The static pass's flattened mappings go before the flavor's own
-    // resolution builds its own: a large file holds one set at a time.
-    drop((walker, flat, common));
+    // The flavor's resolution goes on from the static pass's flattened
+    // mappings: a large file is checked and flattened once.
+    let mut builder = walker.builder;
+    builder.rewind(checked);
+    drop(common);
     // With a flavor, its resolution in the environment comes first in the
     // list, so that its diagnostics win over the static ones at the same
     // place (the first of a kind at one place is kept).
     {
         let mut first = Vec::new();
         // the same nodes as the static pass: the file is parsed once
-        match resolve::resolve(doc, flavor, opts.inherit, opts.env, &super::readable_file) {
+        let top = resolve::TopLevel { flat, builder };
+        match resolve::resolve_in(
+            doc,
+            top,
+            flavor,
+            opts.inherit,
+            opts.env,
+            &super::readable_file,
+        ) {
             Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
                 Ok(()) => {
                     first.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
@@ -447,10 +459,8 @@ impl Scan<'_> {
         if style != Style::Plain || text.is_empty() {
             return;
         }
-        // Only blanks and then `#` after the value matter: the line's end
-        // is looked for only then (searching for it per scalar cost the
-        // rest of the line, quadratic on a one-line flow mapping; a lookup
-        // in the line table per scalar was a tenth of the scan).
+        // The line's end is looked for only after blanks and `#` (per
+        // scalar, quadratic on a one-line flow mapping; a table lookup, slow).
         let after = &self.source.text()[span.end..];
         let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
         if blanks == 0 || !after[blanks..].starts_with('#') {
