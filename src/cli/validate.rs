@@ -118,7 +118,11 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
         Err(diags) => return finish(ctx, args, diags, 0, ""),
     };
     let name = source.name().to_owned();
-    let report = validate::validate(
+    let validate::Report {
+        diagnostics,
+        flavors,
+        parsed,
+    } = validate::validate(
         source,
         Options {
             flavor: args.config.flavor.as_deref(),
@@ -127,7 +131,11 @@ pub(super) fn run(ctx: &Context, args: &Args) -> u8 {
             overrides: &overrides,
         },
     );
-    finish(ctx, args, report.diagnostics, report.flavors, &name)
+    // The process ends after the report: the parsed file is left to the
+    // system rather than freed node by node (a tenth of the time of a
+    // 50 MB file's `validate`).
+    std::mem::forget(parsed);
+    finish(ctx, args, diagnostics, flavors, &name)
 }
 
 fn finish(

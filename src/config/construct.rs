@@ -10,14 +10,13 @@
 //!
 //! It must not resolve `_env:` or select flavors; that is the next stage.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
 use super::parse::{Node, NodeKind, Ref, Style};
 use super::source::Span;
-use super::value::{Key, Map, Value};
+use super::value::{HashMap, Hasher, Key, Map, Value};
 use super::yaml11::{self, Implicit};
 
 const TAG_PREFIX: &str = "tag:yaml.org,2002:";
@@ -122,7 +121,7 @@ pub struct Duplicate {
 #[derive(Debug, Default)]
 pub struct Flat {
     /// The entries.
-    pub entries: IndexMap<Key, Entry>,
+    pub entries: IndexMap<Key, Entry, Hasher>,
     /// Keys written twice in this mapping itself.
     pub duplicates: Vec<Duplicate>,
     /// Whether the mapping has a `<<` key.
@@ -148,6 +147,17 @@ impl Builder {
     /// A new builder.
     pub fn new() -> Builder {
         Builder::default()
+    }
+
+    /// How much of the budget of values has been spent.
+    pub(crate) fn spent(&self) -> usize {
+        self.budget_used
+    }
+
+    /// Sets the budget spent back to `spent` (an earlier [`Builder::spent`]):
+    /// the memo of flattened mappings stays.
+    pub(crate) fn rewind(&mut self, spent: usize) {
+        self.budget_used = spent;
     }
 
     fn spend(&mut self, at: Span) -> Result<(), ConstructError> {
@@ -209,8 +219,8 @@ impl Builder {
             NodeKind::Scalar { .. } => self.scalar(&r.node)?,
             _ => Value::Null,
         };
-        match (&r.node.kind, value.to_key()) {
-            (NodeKind::Scalar { .. }, Some(key)) => Ok(key),
+        match (&r.node.kind, value.into_key()) {
+            (NodeKind::Scalar { .. }, Ok(key)) => Ok(key),
             _ => Err(ConstructError {
                 message: "a list or mapping cannot be a mapping key".to_owned(),
                 at: r.site(),
@@ -258,6 +268,9 @@ impl Builder {
     /// Chains of merges are followed with an explicit stack rather than by
     /// recursion, so a chain of 100,000 flavors cannot overflow the stack.
     pub(crate) fn flatten(&mut self, node: &Arc<Node>) -> Result<Arc<Flat>, ConstructError> {
+        if let Some(done) = self.flat.get(&Arc::as_ptr(node)) {
+            return Ok(Arc::clone(done));
+        }
         let mut stack = vec![Arc::clone(node)];
         while let Some(top) = stack.last().cloned() {
             if self.flat.contains_key(&Arc::as_ptr(&top)) {
@@ -291,33 +304,19 @@ impl Builder {
         let NodeKind::Map(pairs) = &node.kind else {
             unreachable!("flatten() is called on mappings");
         };
-        let mut merged: IndexMap<Key, Entry> = IndexMap::new();
-        let mut explicit: IndexMap<Key, Entry> = IndexMap::new();
+        let mut explicit: IndexMap<Key, Entry, Hasher> =
+            IndexMap::with_capacity_and_hasher(pairs.len(), Hasher::default());
         let mut duplicates = Vec::new();
         let mut overridden = Vec::new();
         let mut has_merge = false;
+        // The explicit keys first: a merged entry they override needs only
+        // its place in the order, not a `Via` of its own (a chain of
+        // flavors that each set the same keys would build one per key and
+        // link, and drop it at once).
         for (key_ref, value_ref) in pairs {
             if Self::is_merge(key_ref) {
                 has_merge = true;
-                for source in Self::merge_sources(key_ref, value_ref)? {
-                    let flat = Arc::clone(&self.flat[&Arc::as_ptr(&source.node)]);
-                    for (key, entry) in &flat.entries {
-                        let via = Arc::new(Via {
-                            merge_key: key_ref.node.span,
-                            source: source.site(),
-                            anchor: source.node.anchor().map(str::to_owned),
-                            next: entry.via.clone(),
-                        });
-                        merged.insert(
-                            key.clone(),
-                            Entry {
-                                key_node: entry.key_node.clone(),
-                                value: entry.value.clone(),
-                                via: Some(via),
-                            },
-                        );
-                    }
-                }
+                // its sources were checked by `flatten`, in file order
                 continue;
             }
             let key = self.key(key_ref)?;
@@ -337,9 +336,53 @@ impl Builder {
         }
         // Merged entries come first; explicit ones override them but an
         // overridden key keeps its first position, as a Python dict does.
-        let mut entries = merged;
-        for (key, entry) in explicit {
-            entries.insert(key, entry);
+        let mut entries: IndexMap<Key, Entry, Hasher> = IndexMap::default();
+        if has_merge {
+            for (key_ref, value_ref) in pairs.iter().filter(|(k, _)| Self::is_merge(k)) {
+                for source in Self::merge_sources(key_ref, value_ref)? {
+                    let flat = Arc::clone(&self.flat[&Arc::as_ptr(&source.node)]);
+                    entries.reserve(flat.entries.len());
+                    // entries that came the same way share the step that
+                    // brings them here
+                    let mut last: Option<(Option<*const Via>, Arc<Via>)> = None;
+                    for (key, entry) in &flat.entries {
+                        if let Some(i) = entries.get_index_of(key) {
+                            if explicit.contains_key(key) {
+                                continue;
+                            }
+                            // a later source of `<<: [*a, *b]` (applied
+                            // first) is replaced in its place
+                            let step = Self::step(&mut last, key_ref, source, entry);
+                            entries[i] = Entry {
+                                key_node: entry.key_node.clone(),
+                                value: entry.value.clone(),
+                                via: Some(step),
+                            };
+                            continue;
+                        }
+                        if let Some(own) = explicit.get(key) {
+                            entries.insert(key.clone(), own.clone());
+                            continue;
+                        }
+                        let step = Self::step(&mut last, key_ref, source, entry);
+                        entries.insert(
+                            key.clone(),
+                            Entry {
+                                key_node: entry.key_node.clone(),
+                                value: entry.value.clone(),
+                                via: Some(step),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if entries.is_empty() {
+            entries = explicit;
+        } else {
+            for (key, entry) in explicit {
+                entries.insert(key, entry);
+            }
         }
         let flat = Arc::new(Flat {
             entries,
@@ -351,15 +394,41 @@ impl Builder {
         Ok(())
     }
 
+    /// The `<<` step that brings `entry` from `source`: the previous
+    /// entry's step when it came the same way, else a new one.
+    fn step(
+        last: &mut Option<(Option<*const Via>, Arc<Via>)>,
+        merge_key: &Ref,
+        source: &Ref,
+        entry: &Entry,
+    ) -> Arc<Via> {
+        let next = entry.via.as_ref().map(Arc::as_ptr);
+        if let Some((prev, step)) = last
+            && *prev == next
+        {
+            return Arc::clone(step);
+        }
+        let step = Arc::new(Via {
+            merge_key: merge_key.node.span,
+            source: source.site(),
+            anchor: source.node.anchor().map(str::to_owned),
+            next: entry.via.clone(),
+        });
+        *last = Some((next, Arc::clone(&step)));
+        step
+    }
+
     /// Builds the whole value of a node (lists, mappings and sets included).
     pub fn value(&mut self, r: &Ref) -> Result<Value, ConstructError> {
         self.value_at(r, 0)
     }
 
     /// Checks that the whole value of a node can be built, as
-    /// [`Builder::value`] would, and returns its type name. A mapping's
-    /// values are built one at a time and dropped, so checking a large file
-    /// never holds a second copy of it.
+    /// [`Builder::value`] would, and returns its type name. Untagged lists
+    /// and mappings are walked without building them, and strings are not
+    /// copied, so checking a large file never holds a second copy of it;
+    /// the walk spends the same budget as building would (an alias bomb is
+    /// refused here too).
     pub(crate) fn check(&mut self, r: &Ref) -> Result<&'static str, ConstructError> {
         let plain_map = matches!(r.node.kind, NodeKind::Map(_))
             && r.node
@@ -368,18 +437,49 @@ impl Builder {
         if !plain_map {
             return self.value(r).map(|v| v.type_name());
         }
-        self.spend(r.site())?;
-        let flat = self.flatten(&r.node)?;
-        for lost in &flat.overridden {
-            self.value_at(lost, 1)?;
-        }
-        for entry in flat.entries.values() {
-            self.value_at(&entry.value, 1)?;
-        }
+        self.check_at(r, 0)?;
         Ok("mapping")
     }
 
-    fn value_at(&mut self, r: &Ref, depth: usize) -> Result<Value, ConstructError> {
+    /// [`Builder::value_at`] without the value.
+    fn check_at(&mut self, r: &Ref, depth: usize) -> Result<(), ConstructError> {
+        let node = &r.node;
+        match (&node.kind, node.tag()) {
+            (NodeKind::Scalar { text, style }, None) => {
+                self.enter(r, depth)?;
+                // only a scalar typed as something other than a string
+                // (or null) can fail to construct
+                if *style == Style::Quoted
+                    || matches!(yaml11::resolve_plain(text), Implicit::Str | Implicit::Null)
+                {
+                    return Ok(());
+                }
+                self.scalar(node).map(drop)
+            }
+            (NodeKind::Seq(items), None) => {
+                self.enter(r, depth)?;
+                for item in items {
+                    self.check_at(item, depth + 1)?;
+                }
+                Ok(())
+            }
+            (NodeKind::Map(_), tag) if tag.is_none_or(|t| tag_suffix(t) == Some("map")) => {
+                self.enter(r, depth)?;
+                let flat = self.flatten(node)?;
+                for lost in &flat.overridden {
+                    self.check_at(lost, depth + 1)?;
+                }
+                for entry in flat.entries.values() {
+                    self.check_at(&entry.value, depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => self.value_at(r, depth).map(drop),
+        }
+    }
+
+    /// Spends one value of the budget on `r`, at nesting `depth`.
+    fn enter(&mut self, r: &Ref, depth: usize) -> Result<(), ConstructError> {
         self.spend(r.site())?;
         // Each alias can add a nesting's worth of depth; bound the total so
         // that neither this recursion nor a later one can exhaust the stack.
@@ -392,6 +492,11 @@ impl Builder {
                 label: String::new(),
             });
         }
+        Ok(())
+    }
+
+    fn value_at(&mut self, r: &Ref, depth: usize) -> Result<Value, ConstructError> {
+        self.enter(r, depth)?;
         let node = &r.node;
         let tag = node.tag();
         match &node.kind {
@@ -429,7 +534,8 @@ impl Builder {
                     for lost in &flat.overridden {
                         self.value_at(lost, depth + 1)?;
                     }
-                    let mut map = Map::with_capacity(flat.entries.len());
+                    let mut map =
+                        Map::with_capacity_and_hasher(flat.entries.len(), Default::default());
                     for (key, entry) in &flat.entries {
                         map.insert(key.clone(), self.value_at(&entry.value, depth + 1)?);
                     }

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use super::construct::Via;
 use super::env::Given;
 use super::source::Span;
-use super::value::Key;
+use super::value::{Hasher, Key};
 
 /// A path of keys from the flavor's top (`["cache", "port"]`).
 pub(crate) type KeyPath = Vec<Key>;
@@ -69,7 +69,7 @@ pub enum Injected {
 /// Key path → origin, for every key of a resolved flavor.
 #[derive(Debug, Clone, Default)]
 pub struct Provenance {
-    origins: IndexMap<KeyPath, Origin>,
+    origins: IndexMap<KeyPath, Origin, Hasher>,
 }
 
 impl Provenance {

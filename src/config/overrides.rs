@@ -179,7 +179,7 @@ fn from_figment(v: &FValue, like: Option<&Value>) -> Value {
         }
         FValue::Dict(_, d) => {
             let old = like.and_then(Value::as_map);
-            let mut out = Map::new();
+            let mut out = Map::default();
             // Keys the section already had keep their place.
             if let Some(old) = old {
                 for (k, ov) in old {
@@ -209,9 +209,9 @@ fn insert(map: &mut Map, path: &[Key], value: Value) {
     }
     let slot = map
         .entry(first.clone())
-        .or_insert_with(|| Value::Map(Map::new()));
+        .or_insert_with(|| Value::Map(Map::default()));
     if !matches!(slot, Value::Map(_)) {
-        *slot = Value::Map(Map::new());
+        *slot = Value::Map(Map::default());
     }
     if let Value::Map(inner) = slot {
         insert(inner, rest, value);

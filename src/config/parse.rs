@@ -8,12 +8,12 @@
 //! (undefined and duplicate anchors, several documents) and what would make
 //! later stages loop (recursive aliases).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as PSpan};
 
 use super::source::{CharIndex, Source, Span};
+use super::value::HashMap;
 
 mod pyyaml;
 
@@ -360,9 +360,9 @@ pub(crate) fn parse(source: Arc<Source>) -> Result<Document, ParseError> {
             chars: CharIndex::new(prepared.text()),
             prepared: &prepared,
             protected: Vec::new(),
-            anchors: HashMap::new(),
-            open_anchors: HashMap::new(),
-            anchor_names: HashMap::new(),
+            anchors: HashMap::default(),
+            open_anchors: HashMap::default(),
+            anchor_names: HashMap::default(),
         };
         compose(&mut composer)?
     };

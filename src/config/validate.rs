@@ -44,7 +44,6 @@
 //! (duplicate keys, comments, plain scalars) and their construction, which
 //! `inspect` is not allowed to touch. It must not print.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::construct::{Builder, Flat};
@@ -54,7 +53,7 @@ use super::parse::{self, Node, NodeKind, Ref, Style};
 use super::resolve::{self, Inherit, Resolved, Rule};
 use super::source::{Source, Span};
 use super::typed::{self, Mode, comment_cut};
-use super::value::{Key, Map, Value};
+use super::value::{HashMap, HashSet, Key, Map, Value};
 use crate::diagnostics::{self, Diagnostic, Severity};
 
 /// What to validate.
@@ -71,19 +70,29 @@ pub(crate) struct Options<'a> {
 }
 
 /// The result of a validation.
-#[derive(Debug)]
 pub(crate) struct Report {
     /// Every problem, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// How many flavors were checked.
     pub flavors: usize,
+    /// What the static pass built, for the caller to drop (or, about to
+    /// exit, to leave to the system: freeing it was a tenth of a 50 MB run).
+    pub parsed: Parsed,
 }
+
+/// The parsed file and its flattened mappings (see [`Report::parsed`]).
+#[derive(Default)]
+pub(crate) struct Parsed {
+    _held: Option<(parse::Document, Builder, Flats)>,
+}
+
+type Flats = (Arc<Flat>, Option<Arc<Flat>>);
 
 /// Validates a text.
 pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     let mut out = Vec::new();
-    let flavors = check(&source, opts, &mut out);
-    let mut seen = HashSet::new();
+    let (flavors, parsed) = check(&source, opts, &mut out);
+    let mut seen = HashSet::default();
     out.retain(|d| {
         let at = d.labels.first().map(|l| l.span.start);
         seen.insert((d.code, at, d.key_path.clone().filter(|_| at.is_none())))
@@ -92,15 +101,16 @@ pub(crate) fn validate(source: Arc<Source>, opts: Options<'_>) -> Report {
     Report {
         diagnostics: out,
         flavors,
+        parsed,
     }
 }
 
-fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> usize {
+fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> (usize, Parsed) {
     let doc = match super::parse_source(Arc::clone(source)) {
         Ok(doc) => doc,
         Err(diags) => {
             out.extend(diags.into_iter().map(|d| unquoted_env(d, source)));
-            return 0;
+            return (0, Parsed::default());
         }
     };
     let rule = match opts.inherit {
@@ -113,13 +123,15 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         Ok(t) => t,
         Err(diags) => {
             out.extend(diags);
-            return 0;
+            return (0, Parsed::default());
         }
     };
+    // what checking the whole file cost, as a resolution of its own starts
+    let checked = builder.spent();
     let mut scan = Scan {
         source,
         builder: &mut builder,
-        seen: HashSet::new(),
+        seen: HashSet::default(),
         out: Vec::new(),
     };
     if let Some(root) = &doc.root {
@@ -171,7 +183,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
     let mut walker = Static {
         source,
         builder,
-        defaults: HashMap::new(),
+        defaults: HashMap::default(),
         out: Vec::new(),
         flavor: String::new(),
     };
@@ -186,7 +198,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
             continue;
         };
         count += 1;
-        let mut config = Map::new();
+        let mut config = Map::default();
         let mut provenance = Provenance::default();
         let mut path = Vec::new();
         if rule == Rule::Implicit
@@ -225,16 +237,30 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         walker.out = elsewhere(walker.out, flavor);
     }
     out.append(&mut walker.out);
-    // The static pass's flattened mappings go before the flavor's own
-    // resolution builds its own: a large file holds one set at a time.
-    drop((walker, flat, common));
+    let Some(flavor) = opts.flavor else {
+        let held = Some((doc, walker.builder, (flat, common)));
+        return (count, Parsed { _held: held });
+    };
+    // The flavor's resolution goes on from the static pass's flattened
+    // mappings: a large file is checked and flattened once.
+    let mut builder = walker.builder;
+    builder.rewind(checked);
+    drop(common);
     // With a flavor, its resolution in the environment comes first in the
     // list, so that its diagnostics win over the static ones at the same
     // place (the first of a kind at one place is kept).
-    if let Some(flavor) = opts.flavor {
+    {
         let mut first = Vec::new();
         // the same nodes as the static pass: the file is parsed once
-        match resolve::resolve(doc, flavor, opts.inherit, opts.env, &super::readable_file) {
+        let top = resolve::TopLevel { flat, builder };
+        match resolve::resolve_in(
+            doc,
+            top,
+            flavor,
+            opts.inherit,
+            opts.env,
+            &super::readable_file,
+        ) {
             Ok(mut resolved) => match super::overrides::apply(&mut resolved, opts.overrides) {
                 Ok(()) => {
                     first.extend(typed::to_model(&resolved, source, Mode::Environment(opts.env)).1)
@@ -245,7 +271,7 @@ fn check(source: &Arc<Source>, opts: Options<'_>, out: &mut Vec<Diagnostic>) -> 
         }
         out.splice(0..0, first);
     }
-    count
+    (count, Parsed::default())
 }
 
 /// With `--flavor F`, the static diagnostics: F's own stay when they are
@@ -352,7 +378,11 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     fn node(&mut self, r: &Ref, in_list: bool) {
-        if !self.seen.insert((Arc::as_ptr(&r.node), in_list)) {
+        // Only an anchored node can be reached twice (through its aliases);
+        // the others need no entry in `seen` (a large file has millions).
+        if (r.alias.is_some() || r.node.anchor().is_some())
+            && !self.seen.insert((Arc::as_ptr(&r.node), in_list))
+        {
             return;
         }
         match &r.node.kind {
@@ -429,20 +459,16 @@ impl Scan<'_> {
         if style != Style::Plain || text.is_empty() {
             return;
         }
-        // the line's end from the line table: searching for it cost the
-        // rest of the line per scalar, quadratic on a one-line flow mapping
-        let (_, _, next) = self.source.line_bounds(self.source.line_index(span.end));
-        let line_end = if self.source.text()[..next].ends_with('\n') {
-            next - 1
-        } else {
-            next
-        }
-        .max(span.end);
-        let rest = &self.source.text()[span.end..line_end];
-        let trimmed = rest.trim_start_matches([' ', '\t']);
-        if trimmed.len() == rest.len() {
+        // The line's end is looked for only after blanks and `#` (per
+        // scalar, quadratic on a one-line flow mapping; a table lookup, slow).
+        let after = &self.source.text()[span.end..];
+        let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
+        if blanks == 0 || !after[blanks..].starts_with('#') {
             return;
         }
+        let line_end = span.end + after.find('\n').unwrap_or(after.len());
+        let rest = &self.source.text()[span.end..line_end];
+        let trimmed = &rest[blanks..];
         let Some(comment) = trimmed.strip_prefix('#') else {
             return;
         };
@@ -590,7 +616,7 @@ impl Static<'_> {
         let value = if is_map(&e.value) {
             match self.builder.flatten(&e.value.node) {
                 Ok(inner) => {
-                    let mut m = Map::new();
+                    let mut m = Map::default();
                     self.flat(&inner, path, &mut m, prov);
                     Some(Value::Map(m))
                 }

@@ -6,7 +6,9 @@
 //! knows about files or flavors.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use indexmap::IndexMap;
+use std::hash::Hash;
+
+use indexmap::{Equivalent, IndexMap};
 use num_bigint::BigInt;
 
 /// A typed YAML value.
@@ -39,13 +41,26 @@ pub enum Value {
 }
 
 /// A mapping from scalar keys to values, in the order keys first appeared.
-pub type Map = IndexMap<Key, Value>;
+pub type Map = IndexMap<Key, Value, Hasher>;
+
+/// The hasher of the core's tables (mappings, flattened mappings,
+/// provenance, memos keyed by node). A 50 MB file is millions of lookups
+/// and inserts, and std's SipHash was a tenth of `validate`'s time;
+/// foldhash is several times faster on short keys and still seeded per
+/// process, so a file cannot choose keys that collide.
+pub(crate) type Hasher = foldhash::fast::RandomState;
+
+/// A hash map with the core's [`Hasher`].
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, Hasher>;
+
+/// A hash set with the core's [`Hasher`].
+pub(crate) type HashSet<T> = std::collections::HashSet<T, Hasher>;
 
 /// A mapping key: any hashable scalar.
 ///
 /// Unlike Python, `1`, `1.0` and `true` are three different keys
 /// (deliberate difference 6 of the contract).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
     /// `~:`
     Null,
@@ -65,6 +80,64 @@ pub enum Key {
     Date(NaiveDate),
     /// A datetime key.
     DateTime(NaiveDateTime),
+}
+
+// Written out rather than derived so that [`StrKey`] can hash exactly as
+// `Key::Str` does: a string key is then looked up without building a
+// `Key` (and its `String`) for it.
+impl Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Null => state.write_u8(0),
+            Key::Bool(b) => {
+                state.write_u8(1);
+                b.hash(state);
+            }
+            Key::Int(i) => {
+                state.write_u8(2);
+                i.hash(state);
+            }
+            Key::BigInt(i) => {
+                state.write_u8(3);
+                i.hash(state);
+            }
+            Key::Float(bits) => {
+                state.write_u8(4);
+                bits.hash(state);
+            }
+            Key::Str(s) => StrKey(s).hash(state),
+            Key::Bytes(b) => {
+                state.write_u8(6);
+                b.hash(state);
+            }
+            Key::Date(d) => {
+                state.write_u8(7);
+                d.hash(state);
+            }
+            Key::DateTime(d) => {
+                state.write_u8(8);
+                d.hash(state);
+            }
+        }
+    }
+}
+
+/// A string key borrowed: looks up `Key::Str` entries of a [`Map`] (or any
+/// table keyed by [`Key`]) without allocating.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StrKey<'a>(pub &'a str);
+
+impl Hash for StrKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(5);
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Key> for StrKey<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        key.as_str() == Some(self.0)
+    }
 }
 
 impl Key {
@@ -173,7 +246,25 @@ impl Value {
 
     /// Looks a string key up in a mapping value.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.as_map()?.get(&Key::Str(key.to_owned()))
+        self.as_map()?.get(&StrKey(key))
+    }
+
+    /// The key form of a scalar value, taking it (no copy of a string's
+    /// text); `Err` gives back lists, mappings and sets, which cannot be
+    /// keys.
+    pub(crate) fn into_key(self) -> Result<Key, Value> {
+        Ok(match self {
+            Value::Null => Key::Null,
+            Value::Bool(b) => Key::Bool(b),
+            Value::Int(i) => Key::Int(i),
+            Value::BigInt(i) => Key::BigInt(i),
+            Value::Float(f) => Key::Float(f.to_bits()),
+            Value::Str(s) => Key::Str(s),
+            Value::Bytes(b) => Key::Bytes(b),
+            Value::Date(d) => Key::Date(d),
+            Value::DateTime(d) => Key::DateTime(d),
+            other @ (Value::Seq(_) | Value::Map(_) | Value::Set(_)) => return Err(other),
+        })
     }
 }
 

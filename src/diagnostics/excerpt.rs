@@ -309,9 +309,12 @@ fn unreferenced(scan: &str, value: Range<usize>) -> Range<usize> {
 /// The key that ends where `before` ends, without quotes.
 fn key_before(before: &str) -> &str {
     let trimmed = before.trim_end();
+    // after the separator, whatever its width (U+2028 is whitespace of
+    // three bytes: `+ 1` cut into it and panicked)
     let start = trimmed
-        .rfind(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '[' | '?'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|&(_, c)| c.is_whitespace() || matches!(c, '{' | ',' | '[' | '?'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     trimmed[start..].trim_matches(|c| c == '"' || c == '\'')
 }
 
@@ -370,5 +373,17 @@ impl SourceCode for Excerpt {
             column,
             chunk.first_line + inner.line_count(),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_before;
+
+    #[test]
+    fn a_key_after_a_wide_separator_is_cut_at_a_character_boundary() {
+        assert_eq!(key_before("\u{2028}_"), "_");
+        assert_eq!(key_before("a: {'k'"), "k");
+        assert_eq!(key_before("key"), "key");
     }
 }

@@ -46,7 +46,10 @@ pub(super) fn prepare(text: &str) -> Result<Prepared<'_>, ParseError> {
             || matches!(c, '\u{2028}' | '\u{2029}')
             || refused_char(c)
     };
-    if !text.char_indices().any(special) {
+    // Most files are ASCII without control characters: a byte test says
+    // so without decoding characters (a pass over the whole text).
+    let plain = |b: &u8| matches!(*b, b'\t' | b'\n' | b'\r' | b' '..=b'~');
+    if text.as_bytes().iter().all(plain) || !text.char_indices().any(special) {
         return Ok(Prepared {
             text: Cow::Borrowed(text),
             bom: None,

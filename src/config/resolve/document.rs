@@ -2,12 +2,12 @@
 //! the top level checked to be one mapping of constructible values, and the
 //! flavors' names. Nothing here selects a flavor or reads a variable.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::construct::{Builder, ConstructError, ConstructErrorKind, Flat};
 use crate::config::parse::{self, Document, NodeKind, ParseError};
 use crate::config::source::{Source, Span};
+use crate::config::value::HashSet;
 use crate::diagnostics::Diagnostic;
 
 /// Converts a composer error into a diagnostic on `source`.
@@ -130,7 +130,7 @@ pub(crate) fn construct_diagnostic(err: &ConstructError, source: &Arc<Source>) -
 /// Whether any mapping in the document has a merge key.
 pub(crate) fn has_merge_key(doc: &Document) -> bool {
     let Some(root) = &doc.root else { return false };
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut stack = vec![Arc::clone(&root.node)];
     while let Some(node) = stack.pop() {
         if !seen.insert(Arc::as_ptr(&node)) {

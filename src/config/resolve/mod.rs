@@ -86,6 +86,28 @@ pub(crate) fn resolve(
     env: &Env,
     file_exists: &dyn Fn(&str) -> bool,
 ) -> Result<Resolved, Vec<Diagnostic>> {
+    if flavor.is_empty() {
+        return Err(vec![
+            Diagnostic::error("regconf::flavor::none_selected", "no flavor selected").help(
+                "pass `--flavor NAME` or set `SETTINGS_FLAVOR`; an empty flavor is not allowed",
+            ),
+        ]);
+    }
+    let top = top_level(&doc)?;
+    resolve_in(doc, top, flavor, inherit, env, file_exists)
+}
+
+/// [`resolve`] with the file's top level already checked and flattened
+/// (`validate --flavor` hands over its static pass's, so that a large
+/// file is neither checked nor flattened twice).
+pub(crate) fn resolve_in(
+    doc: Document,
+    top: TopLevel,
+    flavor: &str,
+    inherit: Inherit,
+    env: &Env,
+    file_exists: &dyn Fn(&str) -> bool,
+) -> Result<Resolved, Vec<Diagnostic>> {
     let source = Arc::clone(&doc.source);
     if flavor.is_empty() {
         return Err(vec![
@@ -95,7 +117,7 @@ pub(crate) fn resolve(
         ]);
     }
     let no_merge_key = inherit == Inherit::Auto && !has_merge_key(&doc);
-    let TopLevel { flat, builder } = top_level(&doc)?;
+    let TopLevel { flat, builder } = top;
     let (rule, rule_was_auto) = match inherit {
         Inherit::Explicit => (Rule::Explicit, false),
         Inherit::Implicit => (Rule::Implicit, false),

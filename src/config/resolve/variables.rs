@@ -91,7 +91,7 @@ impl Walker<'_> {
 
     /// Walks the entries of one mapping into `out`.
     pub(super) fn walk(&mut self, items: Vec<Item>, path: &mut KeyPath) -> Map {
-        let mut out = Map::with_capacity(items.len());
+        let mut out = Map::with_capacity_and_hasher(items.len(), Default::default());
         for item in items {
             path.push(item.key.clone());
             if let Some(v) = self.walk_value(&item, path) {

@@ -89,10 +89,10 @@ impl Conv<'_> {
     /// `on`, `0755`, `1:30`) are accepted as written, with a warning.
     pub(super) fn string(&mut self, sec: &mut Sec<'_>, key: &str) -> Option<String> {
         let v = sec.get(key)?;
-        let path = sec.path_of(key);
         match v {
             Value::Str(s) => {
                 if is_placeholder(s) {
+                    let path = sec.path_of(key);
                     self.report(
                         "regconf::value::placeholder",
                         Severity::Error,
@@ -110,6 +110,7 @@ impl Conv<'_> {
             | Value::Float(_)
             | Value::Date(_)
             | Value::DateTime(_) => {
+                let path = sec.path_of(key);
                 let written = self.written(&path).unwrap_or_else(|| shown(v));
                 self.report("regconf::yaml::not_a_string",
                         Severity::Warning,
@@ -373,11 +374,11 @@ impl Conv<'_> {
         let Some(map) = sec.map else {
             return extra;
         };
-        for (k, v) in map {
-            let name = k.display();
-            if k.as_str().is_some_and(|s| sec.used.contains(s)) {
+        for (i, (k, v)) in map.iter().enumerate() {
+            if sec.was_read(i) {
                 continue;
             }
+            let name = k.display();
             extra.insert(name.clone(), to_json_value(v));
             if k.as_str()
                 .is_some_and(|s| silent.contains(&s) || known.contains(&s))
@@ -482,10 +483,10 @@ impl Conv<'_> {
 
 /// Whether `s` is a sample file's placeholder (`REPLACEME`), left unfilled.
 fn is_placeholder(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_uppercase().as_str(),
-        "REPLACEME" | "REPLACE_ME" | "CHANGEME" | "CHANGE_ME"
-    )
+    let s = s.trim();
+    ["REPLACEME", "REPLACE_ME", "CHANGEME", "CHANGE_ME"]
+        .iter()
+        .any(|p| s.eq_ignore_ascii_case(p))
 }
 
 /// Whether a value that is not a boolean reads as off to a person: zero,
