@@ -1,6 +1,7 @@
 //! Garbage collection racing pushes (issue 13, acceptance 2): 8 clients
 //! push images for 15 s (the issue says 30; halved to keep the suite's
-//! time, the race windows are the same) while `regconf gc --grace 1
+//! time, the race windows are the same; longer if two collections have not
+//! finished by then) while `regconf gc --grace 1
 //! --untagged` runs in a loop in its own process and `serve` runs its
 //! online collector every second. Clients reuse layers of their earlier
 //! pushes (which the collectors may be removing at that moment) and move
@@ -10,7 +11,7 @@
 //! never committed broken. On local storage and on S3 (moto).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,14 @@ struct Counts {
     errors: Vec<String>,
 }
 
-fn client(base: &str, w: u64, seed: u64, confirmed: &Mutex<Confirmed>, counts: &Mutex<Counts>) {
+fn client(
+    base: &str,
+    w: u64,
+    seed: u64,
+    gc_runs: &AtomicUsize,
+    confirmed: &Mutex<Confirmed>,
+    counts: &Mutex<Counts>,
+) {
     let a = agent();
     let mut rng = Rng(seed | 1);
     let repo = format!("race/w{w}");
@@ -42,7 +50,13 @@ fn client(base: &str, w: u64, seed: u64, confirmed: &Mutex<Confirmed>, counts: &
     let mut history: Vec<Vec<u8>> = Vec::new();
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < DURATION {
+    // Pushing goes on past DURATION until the collector has finished two
+    // runs (a run on a loaded machine can take most of DURATION), so every
+    // counted run raced pushes; the cap keeps a stuck collector from
+    // holding the test for ever (the assertion at the end then fails).
+    while start.elapsed() < DURATION
+        || (gc_runs.load(Ordering::Relaxed) < 2 && start.elapsed() < 4 * DURATION)
+    {
         n += 1;
         let mut layers = Vec::new();
         for _ in 0..1 + rng.below(2) {
@@ -133,8 +147,10 @@ fn gc_races_pushes() {
     let reg = start_with(c);
     let base = reg.url("");
     let stop = Arc::new(AtomicBool::new(false));
+    let gc_runs = Arc::new(AtomicUsize::new(0));
     let collector = {
         let stop = Arc::clone(&stop);
+        let gc_runs = Arc::clone(&gc_runs);
         let file = file.clone();
         std::thread::spawn(move || {
             let mut runs = 0;
@@ -142,6 +158,7 @@ fn gc_races_pushes() {
             while !stop.load(Ordering::Relaxed) {
                 let out = regconf_gc(&file, &["--grace", "1", "--untagged", "--format", "json"]);
                 runs += 1;
+                gc_runs.fetch_add(1, Ordering::Relaxed);
                 if !out.status.success() {
                     failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
                 }
@@ -154,10 +171,14 @@ fn gc_races_pushes() {
     let mut rng = Rng::from_clock("gc race");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|w| {
-            let (base, confirmed, counts) =
-                (base.clone(), Arc::clone(&confirmed), Arc::clone(&counts));
+            let (base, confirmed, counts, gc_runs) = (
+                base.clone(),
+                Arc::clone(&confirmed),
+                Arc::clone(&counts),
+                Arc::clone(&gc_runs),
+            );
             let seed = rng.next();
-            std::thread::spawn(move || client(&base, w, seed, &confirmed, &counts))
+            std::thread::spawn(move || client(&base, w, seed, &gc_runs, &confirmed, &counts))
         })
         .collect();
     for c in clients {
