@@ -107,6 +107,14 @@ impl Run<'_> {
                 self.store.manifests.drop_repository(&u.name);
                 doomed.revisions.insert(key(&u.digest));
             }
+            // Repositories whose last manifest went leave the search.
+            let mut names: Vec<&Name> = pending.iter().map(|(u, _)| &u.name).collect();
+            names.dedup();
+            for name in names {
+                if let Err(e) = self.store.forget_if_empty(name).await {
+                    report.errors.push(format!("repository `{name}`: {e}"));
+                }
+            }
         }
         let young = self.doom_blobs(marked, &mut doomed, report).await?;
         // `_layers` links of the doomed blobs, and old ones to missing data.
