@@ -15,8 +15,9 @@
 //! and each stream keeps one chunk of work in flight on the pool while the
 //! network handles the previous one: a read runs one chunk ahead of the
 //! client, a write one chunk behind, and an upload is flushed to disk in
-//! the background as it arrives (see [`FsWriter`]). This module must not
-//! know what the paths mean.
+//! the background as it arrives (see [`FsWriter`]). The batched calls
+//! (garbage collection's stats, moves and removals) do a chunk of files
+//! per hop (`batch.rs`). This module must not know what the paths mean.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

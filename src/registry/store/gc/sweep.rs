@@ -19,6 +19,9 @@ use crate::registry::store::StoreError;
 /// (a push to that repository waits for at most this many removals).
 const LINKS_PER_LOCK: usize = 512;
 
+/// Repositories whose links are removed at once.
+const REPOSITORIES_AT_ONCE: usize = 4;
+
 /// Where a doomed blob waits for the re-check.
 pub(crate) fn trash_path(d: &Digest) -> String {
     format!("{GC_DIR}/trash/{}-{}", d.algorithm().as_str(), d.hex())
@@ -153,16 +156,26 @@ impl Run<'_> {
         let first = doomed.records.len();
         doomed.records.extend(links);
         self.write_journal(&doomed).await?;
-        // A batch per repository (they were listed so), under its write lock.
+        // A batch per repository (they were listed so), under its write
+        // lock; a few repositories at once (their folders are apart).
         let links = &doomed.records[first..];
+        // (As index ranges: a stream of borrowed slices trips the
+        // compiler's lifetime inference in the spawned online collector.)
+        let mut batches = Vec::new();
+        let mut at = 0;
         for batch in links.chunk_by(|a, b| a.name == b.name) {
             for part in batch.chunks(LINKS_PER_LOCK) {
+                batches.push(at..at + part.len());
+                at += part.len();
+            }
+        }
+        let mut removals = stream::iter(batches)
+            .map(|range| async move {
+                let part = &links[range];
                 let name = &part[0].name;
                 let _write = self.store.write_lock(name).await;
                 let paths: Vec<String> = part.iter().map(|r| r.path.clone()).collect();
-                for e in self.store.storage.delete_each(&paths).await {
-                    report.errors.push(format!("link: {e}"));
-                }
+                let errors = self.store.storage.delete_each(&paths).await;
                 for r in part {
                     if let Some(digest) = std::str::from_utf8(&r.body)
                         .ok()
@@ -171,8 +184,15 @@ impl Run<'_> {
                         self.store.blob_sizes.remove(name, digest.as_str());
                     }
                 }
+                errors
+            })
+            .buffer_unordered(REPOSITORIES_AT_ONCE);
+        while let Some(errors) = removals.next().await {
+            for e in errors {
+                report.errors.push(format!("link: {e}"));
             }
         }
+        drop(removals);
         Ok(doomed)
     }
 
