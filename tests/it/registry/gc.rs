@@ -303,16 +303,20 @@ fn head_after_a_separate_gc_says_404() {
 #[test]
 fn a_repository_emptied_by_gc_leaves_the_search() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c: model::Config = config(dir.path());
+    let d = dir.path();
+    // Pushed before the collector runs: with a grace of 0 it would take
+    // the layers of a push in flight (the push then fails, as designed).
+    let reg = start_with(config(d));
+    super::push_image(&reg, d, "gc/kept", "v1", 11);
+    let (_, m) = super::push_image(&reg, d, "gc/emptied", "v1", 12);
+    reg.stop();
+    let mut c: model::Config = config(d);
     c.gc = model::Gc {
         interval_secs: 1,
         grace_secs: 0,
         untagged: true,
     };
     let reg = start_with(c);
-    let d = dir.path();
-    super::push_image(&reg, d, "gc/kept", "v1", 11);
-    let (_, m) = super::push_image(&reg, d, "gc/emptied", "v1", 12);
     let search = || curl(&[&reg.url("/v1/search?q=gc")]).json()["results"].clone();
     let names = |v: serde_json::Value| -> Vec<String> {
         v.as_array()
