@@ -10,6 +10,7 @@
 # written before the run is old enough to go.
 #
 # Usage: bash benches/gc.sh [LOCAL_MANIFESTS [S3_MANIFESTS]]   (10000, 500)
+# The layouts go under $TMPDIR (default /tmp) and are removed at the end.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N_LOCAL=${1:-10000}
@@ -24,9 +25,12 @@ trap cleanup EXIT
 log() { printf '%s\n' "$*" >&2; }
 
 python3 -c 'import moto.server, boto3' 2>/dev/null || pip install -q 'moto[server]'
-log "building regconf (release)"
-cargo build --release -q --bin regconf --manifest-path "$ROOT/Cargo.toml"
-BIN=$ROOT/target/release/regconf
+# REGCONF_BIN: a release binary built already (skips the build).
+BIN=${REGCONF_BIN:-$ROOT/target/release/regconf}
+if [ -z "${REGCONF_BIN:-}" ]; then
+  log "building regconf (release)"
+  cargo build --release -q --bin regconf --manifest-path "$ROOT/Cargo.toml"
+fi
 
 # ------------------------------------------------------------------ local
 log "writing $N_LOCAL manifests, $((10 * N_LOCAL)) blobs (local)"
@@ -42,7 +46,7 @@ for mode in --dry-run ""; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 t = float(sys.argv[3]) - float(sys.argv[2])
-print(f"{sys.argv[4]}: {t:.2f} s, {r['manifests_read']} manifests read, removed {r['removed']['blobs']['count']} blobs ({r['removed']['blobs']['bytes']} bytes), {r['removed']['layer_links']['count']} links, errors {len(r['errors'])}")
+print(f"{sys.argv[4]}: {t:.2f} s (load {open('/proc/loadavg').read().split()[0]}), {r['manifests_read']} manifests read, removed {r['removed']['blobs']['count']} blobs ({r['removed']['blobs']['bytes']} bytes), {r['removed']['layer_links']['count']} links, errors {len(r['errors'])}")
 PY
 done
 ls "$WORK/store/blobs/sha256" > /dev/null
@@ -80,6 +84,6 @@ for mode in --dry-run ""; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 t = float(sys.argv[3]) - float(sys.argv[2])
-print(f"{sys.argv[4]}: {t:.2f} s, {sys.argv[5]} requests, {r['manifests_read']} manifests read, removed {r['removed']['blobs']['count']} blobs, {r['removed']['layer_links']['count']} links, errors {len(r['errors'])}")
+print(f"{sys.argv[4]}: {t:.2f} s (load {open('/proc/loadavg').read().split()[0]}), {sys.argv[5]} requests, {r['manifests_read']} manifests read, removed {r['removed']['blobs']['count']} blobs, {r['removed']['layer_links']['count']} links, errors {len(r['errors'])}")
 PY
 done

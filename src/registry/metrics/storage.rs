@@ -293,6 +293,43 @@ impl Storage for Metered {
         .boxed()
     }
 
+    // The batched calls are counted per item, under the single call's
+    // operation; they are passed on as such (the inner driver batches).
+    fn stat_each<'a>(
+        &'a self,
+        paths: &'a [String],
+    ) -> BoxFuture<'a, Vec<Result<Meta, StorageError>>> {
+        async move {
+            let r = self.inner.stat_each(paths).await;
+            r.iter().for_each(|r| self.pair(Op::Stat).count(r));
+            r
+        }
+        .boxed()
+    }
+
+    fn rename_volatile_each<'a>(
+        &'a self,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<(), StorageError>>> {
+        async move {
+            let r = self.inner.rename_volatile_each(pairs).await;
+            r.iter().for_each(|r| self.pair(Op::Rename).count(r));
+            r
+        }
+        .boxed()
+    }
+
+    fn delete_each<'a>(&'a self, paths: &'a [String]) -> BoxFuture<'a, Vec<StorageError>> {
+        async move {
+            let errors = self.inner.delete_each(paths).await;
+            let pair = self.pair(Op::Delete);
+            pair.calls.inc_by(paths.len() as u64);
+            pair.errors.inc_by(errors.len() as u64);
+            errors
+        }
+        .boxed()
+    }
+
     fn redirect_url<'a>(
         &'a self,
         path: &'a str,

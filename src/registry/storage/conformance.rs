@@ -136,4 +136,51 @@ pub(crate) async fn run(s: &dyn Storage) {
     assert_eq!(read_all(s, "q/blob", Some(1..4)).await, b"bcd");
     s.delete("q").await.unwrap();
     assert!(s.list("q").await.unwrap().is_empty());
+    batched(s).await;
+}
+
+/// The batched calls: results in input order, missing objects as single
+/// calls report them (not found for `stat` and moves, nothing for
+/// removals), and more items than one filesystem chunk.
+async fn batched(s: &dyn Storage) {
+    let n = 300;
+    let names: Vec<String> = (0..n).map(|i| format!("m/{i:03}/data")).collect();
+    for p in names.iter().step_by(2) {
+        s.put_bytes(p, Bytes::from(p.clone())).await.unwrap();
+    }
+    let stats = s.stat_each(&names).await;
+    for (i, r) in stats.iter().enumerate() {
+        match r {
+            Ok(m) if i % 2 == 0 => assert_eq!(m.size, names[i].len() as u64),
+            Err(e) if i % 2 == 1 => assert!(e.is_not_found(), "{e}"),
+            other => panic!("{i}: {other:?}"),
+        }
+    }
+    let pairs: Vec<(String, String)> = (0..n)
+        .map(|i| (names[i].clone(), format!("trash/{i:03}")))
+        .collect();
+    let moved = s.rename_volatile_each(&pairs).await;
+    for (i, r) in moved.iter().enumerate() {
+        assert_eq!(r.is_ok(), i % 2 == 0, "{i}: {r:?}");
+    }
+    assert!(s.stat(&names[0]).await.unwrap_err().is_not_found());
+    assert_eq!(
+        &s.get_bytes("trash/000").await.unwrap()[..],
+        names[0].as_bytes()
+    );
+    let trash: Vec<String> = pairs.into_iter().map(|(_, t)| t).collect();
+    assert!(s.delete_each(&trash).await.is_empty());
+    assert!(s.list("trash").await.unwrap().is_empty());
+    assert!(s.stat("trash/000").await.unwrap_err().is_not_found());
+    // The folder a removal empties goes (filesystem), so listings stay
+    // clean; one with more in it stays.
+    for p in ["k/gone/data", "k/keep/data", "k/keep/other"] {
+        s.put_bytes(p, Bytes::new()).await.unwrap();
+    }
+    let both = ["k/gone/data".to_owned(), "k/keep/data".to_owned()];
+    assert!(s.delete_each(&both).await.is_empty());
+    assert_eq!(s.list("k").await.unwrap(), ["keep"]);
+    assert_eq!(s.list("k/keep").await.unwrap(), ["other"]);
+    s.delete("k").await.unwrap();
+    s.delete("m").await.unwrap();
 }

@@ -15,8 +15,9 @@
 //! and each stream keeps one chunk of work in flight on the pool while the
 //! network handles the previous one: a read runs one chunk ahead of the
 //! client, a write one chunk behind, and an upload is flushed to disk in
-//! the background as it arrives (see [`FsWriter`]). This module must not
-//! know what the paths mean.
+//! the background as it arrives (see [`FsWriter`]). The batched calls
+//! (garbage collection's stats, moves and removals) do a chunk of files
+//! per hop (`batch.rs`). This module must not know what the paths mean.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,6 +29,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
+
+mod batch;
 
 use super::{
     ByteStream, DriverError, Meta, Storage, StorageError, Writer, check_path, checked_range,
@@ -370,6 +373,24 @@ impl Storage for Filesystem {
             }
         }
         .boxed()
+    }
+
+    fn stat_each<'a>(
+        &'a self,
+        paths: &'a [String],
+    ) -> BoxFuture<'a, Vec<Result<Meta, StorageError>>> {
+        Filesystem::stat_each(self, paths).boxed()
+    }
+
+    fn rename_volatile_each<'a>(
+        &'a self,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<(), StorageError>>> {
+        Filesystem::rename_volatile_each(self, pairs).boxed()
+    }
+
+    fn delete_each<'a>(&'a self, paths: &'a [String]) -> BoxFuture<'a, Vec<StorageError>> {
+        Filesystem::delete_each(self, paths).boxed()
     }
 
     fn rename_volatile<'a>(

@@ -229,6 +229,43 @@ pub(crate) trait Storage: Send + Sync + 'static {
         self.rename(from, to)
     }
 
+    /// [`Storage::stat`] of each of `paths`, results in the same order.
+    /// The batched calls below exist for garbage collection, which touches
+    /// tens of thousands of objects: the filesystem does a chunk of them
+    /// per hop to the blocking pool instead of one, object stores delete a
+    /// thousand keys per request. The defaults do one call per item, a
+    /// bounded number at once.
+    fn stat_each<'a>(
+        &'a self,
+        paths: &'a [String],
+    ) -> BoxFuture<'a, Vec<Result<Meta, StorageError>>> {
+        each(paths, move |p| self.stat(p))
+    }
+
+    /// [`Storage::rename_volatile`] of each `(from, to)` pair, results in
+    /// the same order.
+    fn rename_volatile_each<'a>(
+        &'a self,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<(), StorageError>>> {
+        each(pairs, move |(from, to)| self.rename_volatile(from, to))
+    }
+
+    /// Removes the objects at `paths` (objects, not subtrees as
+    /// [`Storage::delete`] may); missing ones are not an error. On local
+    /// storage an object's folder goes too when that leaves it empty.
+    /// Returns the failures, each naming its path; empty when all went.
+    fn delete_each<'a>(&'a self, paths: &'a [String]) -> BoxFuture<'a, Vec<StorageError>> {
+        async move {
+            each(paths, move |p| self.delete(p))
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect()
+        }
+        .boxed()
+    }
+
     /// A URL at which a client can `GET` the object at `path` directly for
     /// `expires`, when the backend can issue one (object stores with
     /// signing credentials); `None` otherwise. Used for `storage_redirect`.
@@ -268,6 +305,23 @@ pub(crate) trait Storage: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
+}
+
+/// Calls of the batched methods' defaults kept in flight at once.
+const EACH_IN_FLIGHT: usize = 32;
+
+/// Runs `op` on each of `items`, [`EACH_IN_FLIGHT`] at once; results in
+/// the order of `items`.
+fn each<'a, T: Sync, R: Send + 'a>(
+    items: &'a [T],
+    op: impl Fn(&'a T) -> BoxFuture<'a, Result<R, StorageError>> + Send + 'a,
+) -> BoxFuture<'a, Vec<Result<R, StorageError>>> {
+    use futures::StreamExt as _;
+    futures::stream::iter(items)
+        .map(op)
+        .buffered(EACH_IN_FLIGHT)
+        .collect()
+        .boxed()
 }
 
 /// Writes one object; see [`Storage::writer`].

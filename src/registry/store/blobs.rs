@@ -23,7 +23,18 @@ impl Store {
     /// Size of a blob of the repository.
     pub(crate) async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
         if let Some(size) = self.blob_sizes.get(name, digest.as_str()) {
-            return Ok(size);
+            // A separate `regconf gc` process may have removed the data
+            // since the entry was filled, and it cannot drop this process's
+            // entries: one stat (cheaper than the miss's link read and
+            // stat) keeps a `HEAD` from answering 200 for a removed blob.
+            return match self.storage.stat(&layout::blob_data(digest)).await {
+                Ok(_) => Ok(size),
+                Err(e) if e.is_not_found() => {
+                    self.blob_sizes.remove(name, digest.as_str());
+                    Err(StoreError::BlobUnknown(digest.clone()))
+                }
+                Err(e) => Err(e.into()),
+            };
         }
         let generation = self.blob_sizes.generation();
         self.linked_on_storage(name, digest).await?;

@@ -72,6 +72,10 @@ impl Store {
         if !self.shared || self.index.is_none() {
             return;
         }
+        self.write_change(name, added).await;
+    }
+
+    async fn write_change(&self, name: &Name, added: bool) {
         let key = format!(
             "{}/{}-{}",
             layout::CHANGES,
@@ -82,6 +86,25 @@ impl Store {
         if let Err(e) = self.storage.put_bytes(&key, Bytes::from(body)).await {
             tracing::warn!(error = %e, "cannot record a repository change for other processes");
         }
+    }
+
+    /// Garbage collection removed manifests of `name`: when none is left,
+    /// the repository leaves this process's search index and, on shared
+    /// storage, the others' (through the log, written even by a process
+    /// without an index, such as `regconf gc`).
+    pub(super) async fn forget_if_empty(&self, name: &Name) -> Result<(), StoreError> {
+        if self.has_manifests(name).await? {
+            return Ok(());
+        }
+        if let Some(index) = &self.index {
+            index.remove(name.as_str().to_owned()).await;
+        }
+        if self.shared && self.index.is_none() {
+            self.write_change(name, false).await;
+        } else {
+            self.log_change(name, false).await;
+        }
+        Ok(())
     }
 
     /// Records that the index was just built from storage: later reads of

@@ -273,6 +273,76 @@ fn serve_collects_on_its_schedule() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A `serve` on local storage remembers blob sizes; after a separate
+/// `regconf gc` removed a blob, a `HEAD` of it says 404, not the remembered
+/// 200 (the client then uploads it again instead of pushing a manifest
+/// that would be refused).
+#[test]
+fn head_after_a_separate_gc_says_404() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c: model::Config = config(dir.path());
+    let file = config_file(&c, dir.path());
+    let reg = start_with(c);
+    let lone = super::push_blob(&reg, dir.path(), "gc/head", b"removed by another process");
+    let head = || curl(&["-I", &reg.url(&format!("/v2/gc/head/blobs/{lone}"))]).status;
+    // The second HEAD is answered from the cache the first filled.
+    assert_eq!((head(), head()), (200, 200));
+    let out = regconf_gc(&file, &["--grace", "0"]);
+    assert!(
+        ok_text(&out).starts_with("removed blobs: 1 ("),
+        "{}",
+        ok_text(&out)
+    );
+    assert!(!files_under(&reg.root).contains(&data_path(&lone)));
+    assert_eq!(head(), 404, "HEAD of a collected blob");
+}
+
+/// `gc --untagged` that removes the last manifest of a repository takes
+/// the repository out of the search (here the online collector, whose
+/// process answers the search).
+#[test]
+fn a_repository_emptied_by_gc_leaves_the_search() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Pushed before the collector runs: with a grace of 0 it would take
+    // the layers of a push in flight (the push then fails, as designed).
+    let reg = start_with(config(d));
+    super::push_image(&reg, d, "gc/kept", "v1", 11);
+    let (_, m) = super::push_image(&reg, d, "gc/emptied", "v1", 12);
+    reg.stop();
+    let mut c: model::Config = config(d);
+    c.gc = model::Gc {
+        interval_secs: 1,
+        grace_secs: 0,
+        untagged: true,
+    };
+    let reg = start_with(c);
+    let search = || curl(&[&reg.url("/v1/search?q=gc")]).json()["results"].clone();
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    assert_eq!(names(search()), ["gc/emptied", "gc/kept"]);
+    let r = curl(&["-X", "DELETE", &reg.url("/v2/gc/emptied/manifests/v1")]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let link = format!(
+        "repositories/gc/emptied/_manifests/revisions/sha256/{}/link",
+        &m["sha256:".len()..]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while files_under(&reg.root).contains(&link) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not collect the untagged `{m}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(names(search()), ["gc/kept"]);
+}
+
 also_on_s3!(
     gc_removes_exactly_the_unreferenced_blobs,
     serve_collects_on_its_schedule

@@ -73,6 +73,9 @@ const SINGLE_COPY_LIMIT: u64 = 5 << 30;
 /// The reserved directory of staged parts.
 const PARTS: &str = ".parts";
 
+/// Copies kept in flight by [`Storage::rename_volatile_each`].
+const EACH_IN_FLIGHT: usize = 32;
+
 /// How long a redirect URL stays valid.
 pub(crate) const REDIRECT_TTL: Duration = Duration::from_secs(20 * 60);
 
@@ -437,6 +440,82 @@ impl Storage for ObjectStorage {
                 .await
                 .map_err(|e| remote(path, e))?;
             Ok(Some(url.to_string()))
+        }
+        .boxed()
+    }
+
+    fn delete_each<'a>(&'a self, paths: &'a [String]) -> BoxFuture<'a, Vec<StorageError>> {
+        async move {
+            let mut errors = Vec::new();
+            let mut keys = Vec::with_capacity(paths.len());
+            for p in paths {
+                match self.key(p) {
+                    Ok(k) => keys.push(Ok(k)),
+                    Err(e) => errors.push(e),
+                }
+            }
+            // `DeleteObjects`: a thousand keys per request (S3 answers a
+            // missing key as deleted).
+            let label = format!("{} objects", keys.len());
+            let mut deleted = self
+                .store
+                .delete_stream(futures::stream::iter(keys).boxed());
+            while let Some(r) = deleted.next().await {
+                match r {
+                    Ok(_) | Err(::object_store::Error::NotFound { .. }) => {}
+                    Err(e) => errors.push(remote(&label, e)),
+                }
+            }
+            errors
+        }
+        .boxed()
+    }
+
+    fn rename_volatile_each<'a>(
+        &'a self,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<(), StorageError>>> {
+        async move {
+            // A server-side copy each (the sources are plain objects, as
+            // blob data always is; anything else takes `rename`), then the
+            // sources deleted in bulk.
+            let copies: Vec<Result<bool, StorageError>> = futures::stream::iter(0..pairs.len())
+                .map(|i| async move {
+                    let (from, to) = &pairs[i];
+                    let (src, dst) = (self.key(from)?, self.key(to)?);
+                    match self.store.copy(&src, &dst).await {
+                        Ok(()) => Ok(true),
+                        Err(::object_store::Error::NotFound { .. }) => {
+                            self.rename(from, to).await.map(|()| false)
+                        }
+                        Err(e) => Err(remote(from, e)),
+                    }
+                })
+                .buffered(EACH_IN_FLIGHT)
+                .collect()
+                .await;
+            let copied: Vec<String> = pairs
+                .iter()
+                .zip(&copies)
+                .filter(|(_, c)| matches!(c, Ok(true)))
+                .map(|((from, _), _)| from.clone())
+                .collect();
+            if !self.delete_each(&copied).await.is_empty() {
+                // Which failed is not told per key: ask again one by one
+                // (deleting what is gone already costs nothing more).
+                let mut out = Vec::with_capacity(pairs.len());
+                for ((from, _), c) in pairs.iter().zip(copies) {
+                    out.push(match c {
+                        Ok(true) => match self.key(from) {
+                            Ok(k) => self.delete_key(from, &k).await,
+                            Err(e) => Err(e),
+                        },
+                        other => other.map(|_| ()),
+                    });
+                }
+                return out;
+            }
+            copies.into_iter().map(|c| c.map(|_| ())).collect()
         }
         .boxed()
     }

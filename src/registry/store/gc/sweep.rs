@@ -15,6 +15,13 @@ use crate::registry::layout;
 use crate::registry::oci::{Digest, Name};
 use crate::registry::store::StoreError;
 
+/// `_layers` links removed under one hold of their repository's write lock
+/// (a push to that repository waits for at most this many removals).
+const LINKS_PER_LOCK: usize = 512;
+
+/// Repositories whose links are removed at once.
+const REPOSITORIES_AT_ONCE: usize = 4;
+
 /// Where a doomed blob waits for the re-check.
 pub(crate) fn trash_path(d: &Digest) -> String {
     format!("{GC_DIR}/trash/{}-{}", d.algorithm().as_str(), d.hex())
@@ -103,6 +110,14 @@ impl Run<'_> {
                 self.store.manifests.drop_repository(&u.name);
                 doomed.revisions.insert(key(&u.digest));
             }
+            // Repositories whose last manifest went leave the search.
+            let mut names: Vec<&Name> = pending.iter().map(|(u, _)| &u.name).collect();
+            names.dedup();
+            for name in names {
+                if let Err(e) = self.store.forget_if_empty(name).await {
+                    report.errors.push(format!("repository `{name}`: {e}"));
+                }
+            }
         }
         let young = self.doom_blobs(marked, &mut doomed, report).await?;
         // `_layers` links of the doomed blobs, and old ones to missing data.
@@ -141,31 +156,43 @@ impl Run<'_> {
         let first = doomed.records.len();
         doomed.records.extend(links);
         self.write_journal(&doomed).await?;
-        let records = &doomed.records;
-        let mut deletes = stream::iter(first..records.len())
-            .map(|i| async move {
-                let r = &records[i];
-                let _write = self.store.write_lock(&r.name).await;
-                let result = self
-                    .store
-                    .storage
-                    .delete(r.path.trim_end_matches("/link"))
-                    .await;
-                if let Some(digest) = std::str::from_utf8(&r.body)
-                    .ok()
-                    .and_then(|b| Digest::parse(b).ok())
-                {
-                    self.store.blob_sizes.remove(&r.name, digest.as_str());
-                }
-                (r, result)
-            })
-            .buffer_unordered(CONCURRENCY);
-        while let Some((r, result)) = deletes.next().await {
-            if let Err(e) = result {
-                report.errors.push(format!("link `{}`: {e}", r.path));
+        // A batch per repository (they were listed so), under its write
+        // lock; a few repositories at once (their folders are apart).
+        let links = &doomed.records[first..];
+        // (As index ranges: a stream of borrowed slices trips the
+        // compiler's lifetime inference in the spawned online collector.)
+        let mut batches = Vec::new();
+        let mut at = 0;
+        for batch in links.chunk_by(|a, b| a.name == b.name) {
+            for part in batch.chunks(LINKS_PER_LOCK) {
+                batches.push(at..at + part.len());
+                at += part.len();
             }
         }
-        drop(deletes);
+        let mut removals = stream::iter(batches)
+            .map(|range| async move {
+                let part = &links[range];
+                let name = &part[0].name;
+                let _write = self.store.write_lock(name).await;
+                let paths: Vec<String> = part.iter().map(|r| r.path.clone()).collect();
+                let errors = self.store.storage.delete_each(&paths).await;
+                for r in part {
+                    if let Some(digest) = std::str::from_utf8(&r.body)
+                        .ok()
+                        .and_then(|b| Digest::parse(b).ok())
+                    {
+                        self.store.blob_sizes.remove(name, digest.as_str());
+                    }
+                }
+                errors
+            })
+            .buffer_unordered(REPOSITORIES_AT_ONCE);
+        while let Some(errors) = removals.next().await {
+            for e in errors {
+                report.errors.push(format!("link: {e}"));
+            }
+        }
+        drop(removals);
         Ok(doomed)
     }
 
@@ -197,14 +224,10 @@ impl Run<'_> {
                 }
             }
             drop(listed);
-            let mut stats = stream::iter(unmarked)
-                .map(|d| async move {
-                    let r = self.store.storage.stat(&layout::blob_data(&d)).await;
-                    (d, r)
-                })
-                .buffer_unordered(CONCURRENCY);
+            let paths: Vec<String> = unmarked.iter().map(layout::blob_data).collect();
+            let stats = self.store.storage.stat_each(&paths).await;
             let mut old = Vec::new();
-            while let Some((d, r)) = stats.next().await {
+            for (d, r) in unmarked.into_iter().zip(stats) {
                 let meta = match r {
                     Ok(m) => m,
                     // An empty folder left by an earlier run.
@@ -218,22 +241,16 @@ impl Run<'_> {
                     old.push((d, meta.size));
                 }
             }
-            drop(stats);
-            let dry = self.options.dry_run;
-            let mut moves = stream::iter(old)
-                .map(|(d, size)| async move {
-                    let r = if dry {
-                        Ok(())
-                    } else {
-                        self.store
-                            .storage
-                            .rename_volatile(&layout::blob_data(&d), &trash_path(&d))
-                            .await
-                    };
-                    (d, size, r)
-                })
-                .buffer_unordered(CONCURRENCY);
-            while let Some((d, size, r)) = moves.next().await {
+            let moved = if self.options.dry_run {
+                old.iter().map(|_| Ok(())).collect()
+            } else {
+                let pairs: Vec<(String, String)> = old
+                    .iter()
+                    .map(|(d, _)| (layout::blob_data(d), trash_path(d)))
+                    .collect();
+                self.store.storage.rename_volatile_each(&pairs).await
+            };
+            for ((d, size), r) in old.into_iter().zip(moved) {
                 match r {
                     Ok(()) => {
                         report.removed.blobs.add(size);
@@ -374,35 +391,27 @@ impl Run<'_> {
                 Err(e) => report.errors.push(format!("restoring `{}`: {e}", r.path)),
             }
         }
-        let blobs = &doomed.blobs;
-        let mut finals = stream::iter(0..blobs.len())
-            .map(|i| async move {
-                let (d, size) = &blobs[i];
-                let rescue = rescued.contains(&key(d));
-                let r = if rescue {
-                    self.put_back(d).await
-                } else {
-                    self.store
-                        .storage
-                        .delete(&trash_path(d))
-                        .await
-                        .map_err(StoreError::from)
-                };
-                (d, *size, rescue, r)
-            })
-            .buffer_unordered(CONCURRENCY);
-        while let Some((d, size, rescue, r)) = finals.next().await {
-            match r {
-                Ok(()) if rescue => {
+        // The rescued go back one by one (few, and each must look whether a
+        // new upload put the blob there already); the rest of the trash
+        // goes in bulk.
+        let mut trash = Vec::new();
+        for (d, size) in &doomed.blobs {
+            if !rescued.contains(&key(d)) {
+                trash.push(trash_path(d));
+                continue;
+            }
+            match self.put_back(d).await {
+                Ok(()) => {
                     report.restored += 1;
                     report.removed.blobs.count -= 1;
                     report.removed.blobs.bytes -= size;
                 }
-                Ok(()) => {}
                 Err(e) => report.errors.push(format!("blob `{d}`: {e}")),
             }
         }
-        drop(finals);
+        for e in self.store.storage.delete_each(&trash).await {
+            report.errors.push(format!("trash: {e}"));
+        }
         if let Err(e) = self.store.storage.delete(&journal_path()).await {
             report.errors.push(format!("gc journal: {e}"));
         }
