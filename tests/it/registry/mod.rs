@@ -62,6 +62,7 @@ mod gc_race;
 pub(crate) mod image;
 pub(crate) use image::skopeo;
 mod lifecycle;
+mod metadata;
 pub(crate) mod moto;
 mod objects;
 mod oras;

@@ -93,7 +93,7 @@ impl Run<'_> {
             );
             self.write_journal(&doomed).await?;
             for (u, records) in &pending {
-                let _write = self.store.write_lock(&u.name).await;
+                let write = self.store.write_lock(&u.name).await;
                 for r in records {
                     let target = r.path.strip_suffix("/link").unwrap_or(&r.path);
                     if let Err(e) = self.store.storage.delete(target).await {
@@ -102,6 +102,8 @@ impl Run<'_> {
                 }
                 self.store.manifests.drop_repository(&u.name);
                 doomed.revisions.insert(key(&u.digest));
+                drop(write);
+                self.store.revisions_changed(&u.name).await;
             }
         }
         let young = self.doom_blobs(marked, &mut doomed, report).await?;
@@ -368,10 +370,14 @@ impl Run<'_> {
         report: &mut GcReport,
     ) {
         for r in doomed.records.iter().filter(|r| rescued.contains(&r.key)) {
-            let _write = self.store.write_lock(&r.name).await;
+            let write = self.store.write_lock(&r.name).await;
             match self.store.storage.put_bytes(&r.path, r.body.clone()).await {
                 Ok(()) => report.restored += 1,
                 Err(e) => report.errors.push(format!("restoring `{}`: {e}", r.path)),
+            }
+            drop(write);
+            if r.path.contains("/_manifests/revisions/") {
+                self.store.revisions_changed(&r.name).await;
             }
         }
         let blobs = &doomed.blobs;
