@@ -50,18 +50,19 @@ bench:
   loglevel: error
 YML
 
-# start_regconf: launches serve, prints seconds until the first catalog answer
+# start_regconf: launches serve (REG_PID), sets STARTED to the seconds until
+# its first catalog answer
 start_regconf() {
   local t0
   t0=$(date +%s.%N)
-  "$REGCONF_BIN" serve "$WORK/regconf.yml" --flavor bench --listen "127.0.0.1:$P" 2>> "$WORK/regconf.err" &
+  "$REGCONF_BIN" serve "$WORK/regconf.yml" --flavor bench --listen "127.0.0.1:$P" > /dev/null 2>> "$WORK/regconf.err" &
   REG_PID=$!
   PIDS+=("$REG_PID")
   until curl -sf -o /dev/null "http://127.0.0.1:$P/v2/_catalog?n=1"; do
     kill -0 "$REG_PID" 2>/dev/null || { cat "$WORK/regconf.err" >&2; exit 1; }
     sleep 0.01
   done
-  python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')"
+  STARTED=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')")
 }
 
 # median_ms URL COUNT: median wall time of COUNT GETs, in milliseconds
@@ -86,9 +87,11 @@ CATALOG="/v2/_catalog?n=100&last=$MID_REPO"
 TAGLIST="/v2/big/tags/tags/list?n=100&last=$MID_TAG"
 SEARCH="/v1/search?q=r$(printf '%06d' $((REPOS - 1)))"
 
-first=$(start_regconf)
+start_regconf
+first=$STARTED
 kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
-restart=$(start_regconf)
+start_regconf
+restart=$STARTED
 load_r=$(cut -d' ' -f1 /proc/loadavg)
 cat_r=$(median_ms "http://127.0.0.1:$P$CATALOG" 20)
 tags_r=$(median_ms "http://127.0.0.1:$P$TAGLIST" 20)

