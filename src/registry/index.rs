@@ -201,19 +201,6 @@ fn set_up(conn: &Connection, identity: &str) -> rusqlite::Result<Option<u128>> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    // Reads the schema and a page of each table, so a damaged file fails
-    // here rather than at the first request.
-    conn.query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))
-        .and_then(|s| {
-            if s == "ok" {
-                Ok(())
-            } else {
-                Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(s),
-                ))
-            }
-        })?;
     if version == SCHEMA {
         let stored: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key = 'storage'", [], |r| {

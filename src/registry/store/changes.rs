@@ -201,7 +201,7 @@ impl Store {
         }
         let started = std::time::Instant::now();
         self.rebuild_index().await?;
-        tracing::info!(
+        tracing::debug!(
             index = index.label(),
             seconds = started.elapsed().as_secs_f32(),
             "built the metadata index from storage"
