@@ -2,8 +2,8 @@
 """Writes a registry layout for benches/metadata.sh, directly (no registry):
 REPOS repositories `bench/r<i>` with one tag each, and one repository
 `big/tags` with TAGS tags, all pointing at one small manifest (its blobs are
-shared, so the layout stays small: about 32 KiB of directories and links per
-repository on ext4). Only what a catalog, a tag list and search read is
+shared, so the layout stays small: about 12 KiB of directories and links per
+repository on tmpfs). Only what a catalog, a tag list and search read is
 written: revision links and tags, no `_layers` links. Usage:
 
     metadata_layout.py DIR REPOS TAGS

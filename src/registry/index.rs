@@ -23,9 +23,12 @@
 //! root; in memory when there is no such folder). Each process holds its file
 //! with an exclusive lock (`<file>.lock`); a second process on the same
 //! machine uses `<file>-1.db` and so on, because each keeps its own log
-//! position. A file that cannot be opened or read as an index is removed
-//! and rebuilt, with a warning; if even that fails, the index is kept in
-//! memory for this run.
+//! position. A file that cannot be read as an index is removed and
+//! rebuilt, with a warning; if even that fails, the index is kept in
+//! memory for this run. (A configured `sqlalchemy_index_database` that
+//! cannot be opened at all, such as a path in a folder that cannot be
+//! created, is refused at start, as it always was: `serve` checks it with
+//! [`check_url`] first.)
 //!
 //! This module must not read storage (the store does) nor decide what a
 //! repository holds. SQLite calls block, so they run on tokio's blocking

@@ -251,6 +251,11 @@ pub(crate) async fn state(
     };
     // The metadata index, whether search is on or not: catalog and tag
     // pages come from it (see `index`).
+    // A configured index file that cannot even be opened is the operator's
+    // to fix (refused, as before); a damaged one is rebuilt (see `index`).
+    if let Some(url) = search_url {
+        index::check_url(url)?;
+    }
     let location = index::locate(&config.storage, search_url, config.readonly)?;
     let identity = index::identity(&config.storage);
     let index = Arc::new(
