@@ -130,7 +130,6 @@ impl Store {
 
     /// Bytes received so far.
     pub(crate) async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
-        let _started = self.start_purge.read().await;
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
@@ -149,7 +148,6 @@ impl Store {
         range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let _started = self.start_purge.read().await;
         let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
         self.append(name, &mut s, id, range, body).await
     }
@@ -235,7 +233,6 @@ impl Store {
         range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
-        let _started = self.start_purge.read().await;
         let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
         let result = self.finish(name, &mut s, id, digest, range, body).await;
         match &result {
@@ -301,7 +298,6 @@ impl Store {
 
     /// Abandons an upload.
     pub(crate) async fn upload_cancel(&self, name: &Name, id: Uuid) -> Result<(), StoreError> {
-        let _started = self.start_purge.read().await;
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
