@@ -1,35 +1,57 @@
-//! The search index behind `/v1/search`: repository names in SQLite.
+//! The metadata index: repositories, their tags and how far the change log
+//! has been read, in one persistent SQLite file. It answers `/v2/_catalog`,
+//! `/v2/<name>/tags/list` and `/v1/search` in time proportional to the page
+//! (keyset pagination: `WHERE name > ?last ORDER BY name LIMIT n`), whatever
+//! the number of repositories or tags.
 //!
-//! The database lives at the path of the `sqlalchemy_index_database` URL
-//! (`sqlite:////abs/path`, `sqlite:///relative/path`, `sqlite://` for an
-//! in-memory database), as docker-registry's SQLAlchemy index did. It is
-//! rebuilt from storage at start and kept current by the store on every
-//! manifest push and delete, so it is a cache of storage, never the truth.
+//! It is a cache of storage, never the truth: the store writes through it
+//! on every push and delete of this process, and brings it up to date from
+//! the change log of storage (`store/changes.rs`) for what other processes
+//! and commands (`gc`, `migrate-v1`) did. It is rebuilt from storage only
+//! when it is missing, unreadable, of another schema version, of another
+//! storage, or behind a compacted log (see `storage/README.md`).
 //!
-//! Several processes on one bucket (object-store drivers) each keep their
-//! own SQLite index; none sees the others' pushes directly. So every
-//! manifest push, and every delete that empties a repository, also appends
-//! a small object to a change log in the bucket (`store/changes.rs`), and
-//! each process reads the log: every
-//! [`SEARCH_REFRESH_INTERVAL`](super::SEARCH_REFRESH_INTERVAL) while idle,
-//! and before a `/v1/search` when the last read is older than half a second.
-//! A read is one `LIST` of what is new, whatever the number of repositories,
-//! so a repository pushed through another process is found within a second.
-//! This was chosen over a shared PostgreSQL index: no server to run, and the
-//! bucket stays the only shared state. An index URL other than `sqlite:`
-//! (such as `postgresql://`) is still refused at start.
+//! Where the file is ([`locate`]): the `sqlalchemy_index_database` file
+//! when search is on (docker-registry's setting for its index; `sqlite://`
+//! keeps it in memory and rebuilds at every start); otherwise, for local
+//! storage, `<storage_path>/_index/index.db` (it travels with the data it
+//! describes, needs no other writable folder, and a process that finds it
+//! reads the log of that same folder), and for object stores a file of
+//! this machine, `<cache dir>/regconf/index-<hash of the storage>.db`
+//! (`$XDG_CACHE_HOME` or `~/.cache` on Linux; also where a read-only
+//! `serve` on local storage keeps it, as it writes nothing under the
+//! root; in memory when there is no such folder). Each process holds its file
+//! with an exclusive lock (`<file>.lock`); a second process on the same
+//! machine uses `<file>-1.db` and so on, because each keeps its own log
+//! position. A file that cannot be read as an index is removed and
+//! rebuilt, with a warning; if even that fails, the index is kept in
+//! memory for this run. (A configured `sqlalchemy_index_database` that
+//! cannot be opened at all, such as a path in a folder that cannot be
+//! created, is refused at start, as it always was: `serve` checks it with
+//! [`check_url`] first.)
 //!
-//! SQLite calls block, so they run on tokio's blocking pool behind one
-//! mutex (one connection; the index is tiny and writes are rare). Index
-//! failures after start are logged, not returned: a stale search result is
-//! better than a failed push.
+//! This module must not read storage (the store does) nor decide what a
+//! repository holds. SQLite calls block, so they run on tokio's blocking
+//! pool behind one mutex (one connection). Failures after start are
+//! logged, and readers get `None` so the caller can fall back to storage.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::Digest as _;
 
-/// Why the index could not be opened.
+use crate::model;
+
+/// Schema version, in `PRAGMA user_version`; another value means rebuild.
+const SCHEMA: i64 = 2;
+
+/// How many lock-suffixed files a machine tries before keeping the index
+/// in memory.
+const SLOTS: usize = 8;
+
+/// Why the index URL is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// The URL is not a SQLite URL.
@@ -76,6 +98,78 @@ pub(crate) fn parse_url(url: &str) -> Result<Location, IndexError> {
     Ok(Location::File(PathBuf::from(path)))
 }
 
+/// What `serve --check` does with the search URL: parse it and open the
+/// file (as `serve` would).
+pub(crate) fn check_url(url: &str) -> Result<(), IndexError> {
+    if let Location::File(p) = parse_url(url)? {
+        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        Connection::open(&p).map_err(|source| IndexError::Sqlite {
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// What identifies a storage: its settings without credentials. Stored in
+/// the index, so an index file met with other storage is rebuilt.
+pub(crate) fn identity(storage: &model::Storage) -> String {
+    let mut v = serde_json::to_value(storage).unwrap_or_default();
+    if let serde_json::Value::Object(m) = &mut v {
+        m.retain(|k, _| {
+            ![
+                "key",
+                "secret",
+                "pass",
+                "token",
+                "credential",
+                "account_key",
+            ]
+            .iter()
+            .any(|s| k.contains(s))
+        });
+    }
+    if let model::Storage::Local { storage_path } = storage {
+        let abs = std::fs::canonicalize(storage_path)
+            .map_or_else(|_| storage_path.clone(), |p| p.display().to_string());
+        v = serde_json::json!({ "storage": "local", "storage_path": abs });
+    }
+    v.to_string()
+}
+
+/// Where the index of `storage` lives (see the module docs); `search_url`
+/// is the `sqlalchemy_index_database` URL when search is on. A read-only
+/// `serve` writes nothing under a local storage root, so its index goes to
+/// the cache folder as an object store's does.
+pub(crate) fn locate(
+    storage: &model::Storage,
+    search_url: Option<&str>,
+    readonly: bool,
+) -> Result<Location, IndexError> {
+    if let Some(url) = search_url {
+        return parse_url(url);
+    }
+    Ok(match storage {
+        model::Storage::Local { storage_path } if !readonly => Location::File(
+            Path::new(storage_path)
+                .join(super::layout::INDEX_DIR)
+                .join("index.db"),
+        ),
+        other => match dirs::cache_dir() {
+            Some(dir) => {
+                let hash = sha2::Sha256::digest(identity(other).as_bytes());
+                Location::File(
+                    dir.join("regconf")
+                        .join(format!("index-{}.db", hex::encode(&hash[..8]))),
+                )
+            }
+            None => Location::Memory,
+        },
+    })
+}
+
 /// The name shown for a repository: top-level ones under `library/`.
 pub(crate) fn display_name(repo: &str) -> String {
     if repo.contains('/') {
@@ -85,44 +179,169 @@ pub(crate) fn display_name(repo: &str) -> String {
     }
 }
 
-/// The repository index.
+/// One repository as a rebuild records it.
+pub(crate) struct RepoState {
+    /// Its name.
+    pub(crate) name: String,
+    /// Whether it holds a manifest (search lists only those).
+    pub(crate) live: bool,
+    /// Its tags.
+    pub(crate) tags: Vec<String>,
+}
+
+/// The metadata index.
 pub(crate) struct Index {
     conn: Arc<Mutex<Connection>>,
     label: String,
+    /// Log position saved by the last run: `None` when the index must be
+    /// rebuilt (new, unreadable, another version or another storage).
+    saved: Option<u128>,
+    /// Held for the life of the process (see the module docs).
+    _lock: Option<File>,
+}
+
+fn set_up(conn: &Connection, identity: &str) -> rusqlite::Result<Option<u128>> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == SCHEMA {
+        let stored: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'storage'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let since: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'since'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if stored.as_deref() == Some(identity) {
+            return Ok(since.and_then(|s| s.parse().ok()));
+        }
+        if stored.is_some() {
+            tracing::warn!("the index describes other storage; rebuilding it from storage");
+        }
+    } else if version != 0 {
+        tracing::warn!(
+            found = version,
+            expected = SCHEMA,
+            "the index has another schema version; rebuilding it from storage"
+        );
+    }
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS repository;
+         DROP TABLE IF EXISTS tag;
+         DROP TABLE IF EXISTS meta;
+         CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+         CREATE TABLE repository (name TEXT PRIMARY KEY NOT NULL, display TEXT NOT NULL,
+                                  live INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE tag (repo TEXT NOT NULL, name TEXT NOT NULL,
+                           PRIMARY KEY (repo, name)) WITHOUT ROWID;
+         PRAGMA user_version = {SCHEMA};"
+    ))?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('storage', ?1)",
+        [identity],
+    )?;
+    Ok(None)
+}
+
+fn remove_files(p: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut f = p.as_os_str().to_owned();
+        f.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(f));
+    }
+}
+
+/// The file of slot `i`: `index.db`, `index-1.db`, ...
+fn slot(p: &Path, i: usize) -> PathBuf {
+    if i == 0 {
+        return p.to_owned();
+    }
+    let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+    p.with_file_name(format!("{stem}-{i}.db"))
+}
+
+/// Takes the first free slot's lock; `None` when all are held or locks
+/// cannot be made.
+fn lock_slot(p: &Path) -> Option<(PathBuf, File)> {
+    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).ok()?;
+    }
+    for i in 0..SLOTS {
+        let db = slot(p, i);
+        let mut lock = db.as_os_str().to_owned();
+        lock.push(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(lock))
+            .ok()?;
+        if f.try_lock().is_ok() {
+            return Some((db, f));
+        }
+    }
+    None
 }
 
 impl Index {
-    /// Opens (creating) the database the URL names.
-    pub(crate) fn open(url: &str) -> Result<Self, IndexError> {
-        let location = parse_url(url)?;
-        let label = match &location {
-            Location::Memory => ":memory:".to_owned(),
-            Location::File(p) => p.display().to_string(),
-        };
-        let err = |source| IndexError::Sqlite {
-            path: label.clone(),
-            source,
-        };
-        let conn = match &location {
-            Location::Memory => Connection::open_in_memory(),
-            Location::File(p) => {
-                if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    // Best effort; `open` reports the real problem if any.
-                    let _ = std::fs::create_dir_all(parent);
+    /// Opens the index at `location` for the storage `identity` names;
+    /// never fails (see the module docs).
+    pub(crate) fn open(location: &Location, identity: &str) -> Self {
+        if let Location::File(p) = location {
+            match lock_slot(p) {
+                Some((db, lock)) => {
+                    let label = db.display().to_string();
+                    let attempt = || {
+                        let c = Connection::open(&db)?;
+                        let saved = set_up(&c, identity)?;
+                        Ok::<_, rusqlite::Error>((c, saved))
+                    };
+                    let opened = attempt().or_else(|e| {
+                        tracing::warn!(index = %label, error = %e, "the index file is unreadable; rebuilding it from storage");
+                        remove_files(&db);
+                        attempt()
+                    });
+                    match opened {
+                        Ok((c, saved)) => {
+                            return Self {
+                                conn: Arc::new(Mutex::new(c)),
+                                label,
+                                saved,
+                                _lock: Some(lock),
+                            };
+                        }
+                        Err(e) => {
+                            tracing::warn!(index = %label, error = %e, "cannot use the index file; keeping the index in memory for this run");
+                        }
+                    }
                 }
-                Connection::open(p)
+                None => tracing::warn!(
+                    index = %p.display(),
+                    "cannot create or lock an index file there; keeping the index in memory for this run"
+                ),
             }
         }
-        .map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS repository (name TEXT PRIMARY KEY NOT NULL);",
-        )
-        .map_err(err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            label,
-        })
+        let c = Connection::open_in_memory().expect("an in-memory SQLite database");
+        let saved = set_up(&c, identity).expect("an in-memory SQLite schema");
+        Self {
+            conn: Arc::new(Mutex::new(c)),
+            label: ":memory:".to_owned(),
+            saved,
+            _lock: None,
+        }
+    }
+
+    /// Where it is, for logs.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The log position the last run saved, if the index can be caught up.
+    pub(crate) fn saved_position(&self) -> Option<u128> {
+        self.saved
     }
 
     async fn run<T: Send + 'static>(
@@ -140,83 +359,181 @@ impl Index {
         match r {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                tracing::error!(index = %self.label, error = %e, "search index update failed");
+                tracing::error!(index = %self.label, error = %e, "metadata index failed");
                 None
             }
             Err(e) => {
-                tracing::error!(index = %self.label, error = %e, "search index task failed");
+                tracing::error!(index = %self.label, error = %e, "metadata index task failed");
                 None
             }
         }
     }
 
-    /// Replaces the whole index with `repos`.
-    pub(crate) async fn rebuild(&self, repos: Vec<String>) -> Result<(), IndexError> {
-        let conn = self.conn.clone();
-        let label = self.label.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut c = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Replaces everything with `repos`, read from storage from the log
+    /// position `since` on. `false` if it failed (logged).
+    pub(crate) async fn rebuild(&self, repos: Vec<RepoState>, since: u128) -> bool {
+        self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM repository", [])?;
+            tx.execute("DELETE FROM tag", [])?;
             {
-                let mut ins = tx.prepare("INSERT OR IGNORE INTO repository (name) VALUES (?1)")?;
-                for r in &repos {
-                    ins.execute([r])?;
+                let mut r = tx.prepare(
+                    "INSERT OR REPLACE INTO repository (name, display, live) VALUES (?1, ?2, ?3)",
+                )?;
+                let mut t = tx.prepare("INSERT OR IGNORE INTO tag (repo, name) VALUES (?1, ?2)")?;
+                for repo in &repos {
+                    r.execute(params![repo.name, display_name(&repo.name), repo.live])?;
+                    for tag in &repo.tags {
+                        t.execute(params![repo.name, tag])?;
+                    }
+                }
+            }
+            save_since(&tx, since)?;
+            tx.commit()
+        })
+        .await
+        .is_some()
+    }
+
+    /// Records what storage says of repository `name`: absent from the
+    /// catalog (`None`, its tags go too) or present, holding manifests or
+    /// not.
+    pub(crate) async fn set_repository(&self, name: String, live: Option<bool>) {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            match live {
+                None => {
+                    tx.execute("DELETE FROM repository WHERE name = ?1", [&name])?;
+                    tx.execute("DELETE FROM tag WHERE repo = ?1", [&name])?;
+                }
+                Some(live) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO repository (name, display, live) VALUES (?1, ?2, ?3)",
+                        params![name, display_name(&name), live],
+                    )?;
                 }
             }
             tx.commit()
         })
         .await;
-        match r {
-            Ok(r) => r.map_err(|source| IndexError::Sqlite {
-                path: label,
-                source,
-            }),
-            Err(e) => Err(IndexError::Sqlite {
-                path: label,
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            }),
-        }
     }
 
-    /// Records a repository.
-    pub(crate) async fn add(&self, repo: String) {
+    /// Records tags of `repo` that exist and tags that do not.
+    pub(crate) async fn set_tags(&self, repo: String, present: Vec<String>, absent: Vec<String>) {
         self.run(move |c| {
-            c.prepare_cached("INSERT OR IGNORE INTO repository (name) VALUES (?1)")?
-                .execute([repo])
+            let tx = c.transaction()?;
+            {
+                let mut ins =
+                    tx.prepare_cached("INSERT OR IGNORE INTO tag (repo, name) VALUES (?1, ?2)")?;
+                for t in &present {
+                    ins.execute(params![repo, t])?;
+                }
+                let mut del = tx.prepare_cached("DELETE FROM tag WHERE repo = ?1 AND name = ?2")?;
+                for t in &absent {
+                    del.execute(params![repo, t])?;
+                }
+            }
+            tx.commit()
         })
         .await;
     }
 
-    /// Forgets a repository.
-    pub(crate) async fn remove(&self, repo: String) {
+    /// Replaces the tags of `repo`.
+    pub(crate) async fn replace_tags(&self, repo: String, tags: Vec<String>) {
         self.run(move |c| {
-            c.prepare_cached("DELETE FROM repository WHERE name = ?1")?
-                .execute([repo])
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM tag WHERE repo = ?1", [&repo])?;
+            {
+                let mut ins =
+                    tx.prepare_cached("INSERT OR IGNORE INTO tag (repo, name) VALUES (?1, ?2)")?;
+                for t in &tags {
+                    ins.execute(params![repo, t])?;
+                }
+            }
+            tx.commit()
         })
         .await;
     }
 
-    /// Display names containing `q` (case-insensitive), sorted; all when
-    /// `q` is empty.
+    /// Saves how far the change log has been read.
+    pub(crate) async fn save_position(&self, since: u128) {
+        self.run(move |c| save_since(c, since)).await;
+    }
+
+    /// One page of the catalog: names after `last`, at most `limit`.
+    /// `None` when the index failed (the caller asks storage).
+    pub(crate) async fn catalog(
+        &self,
+        last: Option<String>,
+        limit: Option<usize>,
+    ) -> Option<Vec<String>> {
+        self.run(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT name FROM repository WHERE name > ?1 ORDER BY name LIMIT ?2",
+            )?;
+            st.query_map(params![last.unwrap_or_default(), sql_limit(limit)], |r| {
+                r.get(0)
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// One page of `repo`'s tags: names after `last`, at most `limit`.
+    /// `None` when the repository is not in the index or the index failed
+    /// (the caller asks storage, which also decides "unknown").
+    pub(crate) async fn tags(
+        &self,
+        repo: String,
+        last: Option<String>,
+        limit: Option<usize>,
+    ) -> Option<Vec<String>> {
+        self.run(move |c| {
+            let known = c
+                .prepare_cached("SELECT 1 FROM repository WHERE name = ?1")?
+                .exists([&repo])?;
+            if !known {
+                return Ok(None);
+            }
+            let mut st = c.prepare_cached(
+                "SELECT name FROM tag WHERE repo = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+            )?;
+            st.query_map(
+                params![repo, last.unwrap_or_default(), sql_limit(limit)],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map(Some)
+        })
+        .await
+        .flatten()
+    }
+
+    /// Display names of repositories holding manifests that contain `q`
+    /// (case-insensitive), sorted by name; all when `q` is empty.
     pub(crate) async fn search(&self, q: &str) -> Vec<String> {
         let q = q.to_lowercase();
         self.run(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT name FROM repository
-                 WHERE instr(CASE WHEN instr(name, '/') = 0 THEN 'library/' || name ELSE name END, ?1) > 0
-                 ORDER BY name",
+                "SELECT display FROM repository WHERE live AND instr(display, ?1) > 0 ORDER BY name",
             )?;
-            let names = st
-                .query_map([q], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(names.iter().map(|n| display_name(n)).collect())
+            st.query_map([q], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
         .unwrap_or_default()
     }
+}
+
+fn save_since(c: &Connection, since: u128) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('since', ?1)")?
+        .execute([since.to_string()])
+        .map(drop)
+}
+
+/// SQLite's `LIMIT`: negative means none.
+fn sql_limit(limit: Option<usize>) -> i64 {
+    limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -240,15 +557,76 @@ mod tests {
         ));
     }
 
+    fn repo(name: &str, live: bool, tags: &[&str]) -> RepoState {
+        RepoState {
+            name: name.into(),
+            live,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
     #[tokio::test]
-    async fn search() {
-        let i = Index::open("sqlite://").unwrap();
-        i.rebuild(vec!["test".into(), "a/b".into()]).await.unwrap();
-        i.add("other".into()).await;
+    async fn search_catalog_and_tags() {
+        let i = Index::open(&Location::Memory, "mem");
+        assert_eq!(i.saved_position(), None);
+        assert!(
+            i.rebuild(
+                vec![
+                    repo("test", true, &["a", "b", "c"]),
+                    repo("a/b", true, &[]),
+                    repo("empty", false, &[])
+                ],
+                7
+            )
+            .await
+        );
+        i.set_repository("other".into(), Some(true)).await;
         assert_eq!(i.search("").await, ["a/b", "library/other", "library/test"]);
         assert_eq!(i.search("TES").await, ["library/test"]);
         assert_eq!(i.search("library").await, ["library/other", "library/test"]);
-        i.remove("test".into()).await;
+        assert_eq!(
+            i.catalog(Some("empty".into()), Some(2)).await.unwrap(),
+            ["other", "test"]
+        );
+        assert_eq!(
+            i.tags("test".into(), Some("a".into()), Some(1))
+                .await
+                .unwrap(),
+            ["b"]
+        );
+        i.set_tags("test".into(), vec!["d".into()], vec!["a".into()])
+            .await;
+        assert_eq!(
+            i.tags("test".into(), None, None).await.unwrap(),
+            ["b", "c", "d"]
+        );
+        assert_eq!(i.tags("nothing".into(), None, None).await, None);
+        i.set_repository("test".into(), None).await;
         assert!(i.search("test").await.is_empty());
+        assert_eq!(i.tags("test".into(), None, None).await, None);
+    }
+
+    #[test]
+    fn a_file_keeps_its_position_and_a_damaged_one_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let loc = Location::File(d.path().join("i.db"));
+        {
+            let i = Index::open(&loc, "s");
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            assert!(rt.block_on(i.rebuild(vec![repo("x", true, &["t"])], 42)));
+        }
+        assert_eq!(Index::open(&loc, "s").saved_position(), Some(42));
+        // Other storage: rebuilt.
+        assert_eq!(Index::open(&loc, "other").saved_position(), None);
+        // A second process on the same machine takes another slot.
+        let held = Index::open(&loc, "s");
+        let second = Index::open(&loc, "s");
+        assert!(second.label().ends_with("i-1.db"), "{}", second.label());
+        drop((held, second));
+        std::fs::write(d.path().join("i.db"), b"not a database at all, not at all").unwrap();
+        remove_files(&d.path().join("i.db-wal"));
+        let i = Index::open(&loc, "s");
+        assert_eq!(i.saved_position(), None);
+        assert!(i.label().ends_with("i.db"));
     }
 }

@@ -14,7 +14,9 @@
 //! repositories/<name>/_manifests/tags/<tag>              holds the tagged digest
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a manifest whose subject is <alg>:<hex>
 //! repositories/<name>/_uploads/<uuid>/{startedat,data}   an upload in progress
-//! _changes/<nanos>-<random>                              shared storage: a repository gained or lost its manifests
+//! _changes/<nanos>-<random>                              a repository's manifests or tags changed (store/changes.rs)
+//! _changes-floor                                         the log is complete after this time
+//! _index/index.db                                        local storage: the metadata index (registry/index.rs)
 //! _migrate_v1/images/<v1 id>                              what `migrate-v1` made of a v1 layer
 //! ```
 
@@ -28,10 +30,18 @@ pub(crate) const REPOSITORIES: &str = "repositories";
 /// Marker directory of a repository that has had a manifest.
 pub(crate) const MANIFESTS_DIR: &str = "_manifests";
 
-/// The change log of shared storage: one small object per change of a
-/// repository's membership, named `<nanoseconds since 1970, 20 digits>-<random>`,
-/// holding `+<name>` or `-<name>` (see `store/changes.rs`).
+/// The change log: one small object per change of a repository's
+/// manifests or tags, named `<nanoseconds since 1970, 20 digits>-<random>`
+/// (see `store/changes.rs`).
 pub(crate) const CHANGES: &str = "_changes";
+
+/// The time (nanoseconds) before which change objects may have been
+/// compacted away: an index whose saved position is older is rebuilt.
+pub(crate) const CHANGES_FLOOR: &str = "_changes-floor";
+
+/// Local storage: the folder of the persistent metadata index
+/// (`registry/index.rs`); never listed by the store.
+pub(crate) const INDEX_DIR: &str = "_index";
 /// Directory of a repository's blob links.
 pub(crate) const LAYERS_DIR: &str = "_layers";
 

@@ -18,7 +18,8 @@
 //! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
-//! index     the `/v1/search` repository index in SQLite        (index.rs)
+//! index     the persistent metadata index in SQLite: catalog,  (index.rs)
+//!           tags/list and `/v1/search` pages
 //! migrate   `migrate-v1`: docker-registry's v1 images written  (migrate/)
 //!           into the store through its push paths
 //! ```
@@ -65,11 +66,8 @@ pub use store::gc::{GcOptions, GcReport, Kinds, Tally};
 
 use http::router;
 
-/// On shared storage, `/v1/search` first rebuilds the index from storage
-/// when it is older than this.
-pub(crate) const SEARCH_REFRESH_ON_QUERY: Duration = Duration::from_secs(3);
-
-/// On shared storage, the index is also rebuilt from storage this often.
+/// An idle process reads the change log this often (requests read it at
+/// most every half second, see `store/changes.rs`).
 pub(crate) const SEARCH_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How to run the server (what the configuration file does not say).
@@ -224,7 +222,8 @@ fn max_uploads(limits: &model::Limits) -> usize {
 }
 
 /// Builds storage, index and store for `config`, purges expired uploads
-/// (unless read-only) and (re)builds the search index. With `metrics`, the
+/// (unless read-only) and opens the metadata index
+/// (caught up from the change log, or rebuilt). With `metrics`, the
 /// storage driver's calls are counted there.
 pub(crate) async fn state(
     config: &model::Config,
@@ -239,21 +238,33 @@ pub(crate) async fn state(
     if !config.readonly {
         storage::prepare(&config.storage).await?;
     }
-    let index = match config.search_backend.as_deref() {
+    let search_url = match config.search_backend.as_deref() {
         None | Some("") => None,
-        Some("sqlalchemy") => {
-            let url = config
+        Some("sqlalchemy") => Some(
+            config
                 .sqlalchemy_index_database
                 .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db");
-            Some(Arc::new(index::Index::open(url)?))
-        }
+                .unwrap_or("sqlite:////tmp/docker-registry.db"),
+        ),
         Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
     };
+    // The metadata index, whether search is on or not: catalog and tag
+    // pages come from it (see `index`).
+    // A configured index file that cannot even be opened is the operator's
+    // to fix (refused, as before); a damaged one is rebuilt (see `index`).
+    if let Some(url) = search_url {
+        index::check_url(url)?;
+    }
+    let location = index::locate(&config.storage, search_url, config.readonly)?;
+    let identity = index::identity(&config.storage);
+    let index = Arc::new(
+        tokio::task::spawn_blocking(move || index::Index::open(&location, &identity))
+            .await
+            .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))?,
+    );
     if matches!(config.storage, model::Storage::Local { .. }) && config.storage_redirect {
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
-    let shared = driver.shared();
     if migrate::only_v1(&driver)
         .await
         .map_err(store::StoreError::from)?
@@ -263,11 +274,11 @@ pub(crate) async fn state(
             config.flavor
         );
     }
-    let store = Arc::new(store::Store::new(
-        driver,
-        index.clone(),
-        max_uploads(&config.limits),
-    ));
+    let mut store = store::Store::new(driver, Some(index.clone()), max_uploads(&config.limits));
+    if !config.readonly {
+        store = store.with_change_log();
+    }
+    let store = Arc::new(store);
     // A mirror stores what it fetches, which read-only forbids: it is off.
     let mirroring = config
         .mirroring
@@ -301,21 +312,12 @@ pub(crate) async fn state(
             tracing::info!(purged, "removed expired uploads");
         }
     }
-    if let Some(index) = &index {
-        let started = std::time::SystemTime::now();
-        index
-            .rebuild(store.repositories_with_manifests().await?)
-            .await?;
-        if shared {
-            store.index_rebuilt().await;
-            store.index_rebuilt_at(started).await;
-        }
-    }
+    store.open_index().await?;
     Ok(Arc::new(http::State {
         store,
         mirror,
         settings: http::Settings::new(config),
-        index,
+        index: search_url.is_some().then_some(index),
         unhealthy: std::sync::atomic::AtomicBool::new(false),
     }))
 }
@@ -326,7 +328,7 @@ pub(crate) async fn state(
 pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, RegistryError> {
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
-    let store = store::Store::new(driver, None, 1);
+    let store = store::Store::new(driver, None, 1).with_change_log();
     let lease = store::gc::Lease::new(GC_LEASE_TTL);
     let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
     while !lease.acquire(&store).await.map_err(RegistryError::Gc)? {
@@ -466,18 +468,19 @@ impl Server {
                 }
             })
         });
-        // Several processes on one bucket: each keeps its own SQLite index
-        // and reads the others' changes from the change log (see `index`).
-        let refresher = self.state.store.is_shared().then(|| {
+        // Each process keeps its own metadata index and reads what other
+        // processes and commands changed from the change log (see `index`);
+        // also while idle, so the saved position stays recent.
+        let refresher = {
             let state = self.state.clone();
             let compact = !self.readonly;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(SEARCH_REFRESH_INTERVAL);
-                tick.tick().await; // the index was just built at start
+                tick.tick().await; // the index was just brought up to date at start
                 for n in 1u64.. {
                     tick.tick().await;
-                    if let Err(e) = state.store.refresh_index(SEARCH_REFRESH_ON_QUERY).await {
-                        tracing::warn!(error = %e, "search index refresh failed");
+                    if let Err(e) = state.store.refresh_index().await {
+                        tracing::warn!(error = %e, "metadata index refresh failed");
                     }
                     if compact && n % 10 == 0 {
                         match state.store.compact_changes().await {
@@ -488,7 +491,7 @@ impl Server {
                     }
                 }
             })
-        });
+        };
         let gc_metrics = self.metrics.as_ref().map(|(m, _)| Arc::clone(m));
         let collector = self.gc.map(|(interval, options)| {
             let lease = Arc::new(store::gc::Lease::new(GC_LEASE_TTL));
@@ -548,9 +551,7 @@ impl Server {
                 tracing::warn!(error = %e, "gc: cannot release the lease");
             }
         }
-        if let Some(r) = refresher {
-            r.abort();
-        }
+        refresher.abort();
         r
     }
 }
@@ -652,7 +653,7 @@ pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
                 .sqlalchemy_index_database
                 .as_deref()
                 .unwrap_or("sqlite:////tmp/docker-registry.db");
-            index::Index::open(url)?;
+            index::check_url(url)?;
         }
         Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
     }

@@ -1,6 +1,8 @@
 //! `GET /v2/_catalog` (Docker API) and the `n`/`last` pagination shared
 //! with the tag list: lexical order, `last` exclusive, a `Link` header with
-//! `rel="next"` when the list was cut.
+//! `rel="next"` when the list was cut. Pages come from the metadata index
+//! (`registry/index.rs`) by key, never from a full listing, unless the
+//! index failed.
 
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
@@ -16,25 +18,52 @@ pub(super) struct Page {
     pub(super) next: Option<(usize, String)>,
 }
 
-/// Cuts a page from `sorted` according to the request's `n` and `last`.
-pub(super) fn paginate(sorted: Vec<String>, req: &Parts) -> Page {
-    let query = req.uri.query();
-    let n = query_param(query, "n").and_then(|n| n.parse::<usize>().ok());
-    let last = query_param(query, "last");
-    let mut items = sorted;
-    if let Some(last) = last.as_deref() {
-        items.retain(|t| t.as_str() > last);
-    }
-    let mut next = None;
-    if let Some(n) = n
-        && items.len() > n
-    {
-        items.truncate(n);
-        if let Some(l) = items.last() {
-            next = Some((n, l.clone()));
+/// The request's `n` (page size) and `last` (exclusive start).
+pub(super) struct Cut {
+    pub(super) n: Option<usize>,
+    pub(super) last: Option<String>,
+}
+
+impl Cut {
+    /// Reads `n` and `last` from the request.
+    pub(super) fn of(req: &Parts) -> Self {
+        let query = req.uri.query();
+        Cut {
+            n: query_param(query, "n").and_then(|n| n.parse::<usize>().ok()),
+            last: query_param(query, "last").map(|l| l.into_owned()),
         }
     }
-    Page { items, next }
+
+    /// How many items to fetch: one more than the page, to know whether a
+    /// next page exists.
+    pub(super) fn fetch(&self) -> Option<usize> {
+        self.n.map(|n| n.saturating_add(1))
+    }
+
+    /// Cuts a page from items after `last`, sorted, holding at least what
+    /// [`Cut::fetch`] asked for when there is that much.
+    pub(super) fn page(&self, mut items: Vec<String>) -> Page {
+        let mut next = None;
+        if let Some(n) = self.n
+            && items.len() > n
+        {
+            items.truncate(n);
+            if let Some(l) = items.last() {
+                next = Some((n, l.clone()));
+            }
+        }
+        Page { items, next }
+    }
+}
+
+/// Cuts a page from `sorted` (all items) according to the request's `n`
+/// and `last`.
+pub(super) fn paginate(sorted: Vec<String>, cut: &Cut) -> Page {
+    let mut items = sorted;
+    if let Some(last) = cut.last.as_deref() {
+        items.retain(|t| t.as_str() > last);
+    }
+    cut.page(items)
 }
 
 /// A JSON answer with an optional `Link` to the next page of `base`.
@@ -60,9 +89,22 @@ pub(super) fn json_page(
     res
 }
 
-/// `GET /v2/_catalog[?n=&last=]`.
+/// `GET /v2/_catalog[?n=&last=]`: from the metadata index after a read of
+/// the change log (at most every half second), so a page costs its own
+/// size; from a walk of storage if the index failed.
 pub(super) async fn list(state: &AppState, req: &Parts) -> Result<Response, ApiError> {
-    let page = paginate(state.store.repositories().await?, req);
+    let cut = Cut::of(req);
+    let mut from_index = None;
+    if let Some(index) = state.store.index() {
+        if let Err(e) = state.store.refresh_index().await {
+            tracing::warn!(error = %e, "metadata index refresh failed");
+        }
+        from_index = index.catalog(cut.last.clone(), cut.fetch()).await;
+    }
+    let page = match from_index {
+        Some(items) => cut.page(items),
+        None => paginate(state.store.repositories().await?, &cut),
+    };
     Ok(json_page(
         &json!({ "repositories": page.items }),
         "/v2/_catalog",

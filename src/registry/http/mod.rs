@@ -55,7 +55,7 @@ pub(crate) struct State {
     pub(crate) mirror: Option<store::mirror::Mirror>,
     /// Settings from the configuration, prepared once.
     pub(crate) settings: Settings,
-    /// The search index, when `search_backend` is set.
+    /// The metadata index, when `search_backend` is set (search is on).
     pub(crate) index: Option<Arc<super::index::Index>>,
     /// Whether the last health check failed (its changes are logged).
     pub(crate) unhealthy: std::sync::atomic::AtomicBool,

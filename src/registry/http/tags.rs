@@ -5,14 +5,30 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::catalog::{json_page, paginate};
+use super::catalog::{Cut, json_page, paginate};
 use super::error::ApiError;
 use super::{AppState, query_param, value};
 use crate::registry::oci::{Digest, Name, OCI_INDEX};
 
-/// `GET /v2/<name>/tags/list[?n=&last=]`.
+/// `GET /v2/<name>/tags/list[?n=&last=]`: from the metadata index after a
+/// read of the change log (at most every half second); from storage when
+/// the index does not know the repository (storage decides "unknown") or
+/// failed.
 pub(super) async fn list(state: &AppState, name: &Name, req: &Parts) -> Result<Response, ApiError> {
-    let page = paginate(state.store.tags(name).await?, req);
+    let cut = Cut::of(req);
+    let mut from_index = None;
+    if let Some(index) = state.store.index() {
+        if let Err(e) = state.store.refresh_index().await {
+            tracing::warn!(error = %e, "metadata index refresh failed");
+        }
+        from_index = index
+            .tags(name.as_str().to_owned(), cut.last.clone(), cut.fetch())
+            .await;
+    }
+    let page = match from_index {
+        Some(items) => cut.page(items),
+        None => paginate(state.store.tags(name).await?, &cut),
+    };
     Ok(json_page(
         &json!({ "name": name.as_str(), "tags": page.items }),
         &format!("/v2/{name}/tags/list"),

@@ -76,12 +76,7 @@ pub(super) async fn search(State(state): State<AppState>, RawQuery(query): RawQu
         )
         .into_response();
     };
-    if state.store.is_shared()
-        && let Err(e) = state
-            .store
-            .refresh_index(crate::registry::SEARCH_REFRESH_ON_QUERY)
-            .await
-    {
+    if let Err(e) = state.store.refresh_index().await {
         // A stale answer is better than none.
         tracing::warn!(error = %e, "search index refresh failed");
     }

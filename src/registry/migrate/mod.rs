@@ -6,7 +6,8 @@
 //! would: each layer is an upload (verified against its digest by the
 //! store, then published and linked), the config too, and the manifest
 //! goes through `manifest_put` (which checks its blobs and writes
-//! revision, tag and search index entry). So the result works on every
+//! revision, tag and change-log entry, from which a `serve` process's
+//! metadata index learns of it). So the result works on every
 //! driver `serve` runs and is what a client pushing the same image would
 //! have left. The v1 data is only read.
 //!

@@ -15,7 +15,6 @@ use super::{
     Broken, Event, Events, MigrateError, Options, Outcome, Summary, TagReport, image, target_name,
 };
 use crate::model;
-use crate::registry::index::Index;
 use crate::registry::layout;
 use crate::registry::oci::{DOCKER_MANIFEST, Digest, Name, Reference, Tag};
 use crate::registry::storage::{self, DriverError, Storage, StorageError};
@@ -40,21 +39,22 @@ pub(crate) async fn run(
             (storage::from_config(&c.storage)?, c)
         }
     };
-    let index = match target_config.search_backend.as_deref() {
-        None | Some("") => None,
-        Some("sqlalchemy") if !options.dry_run => {
-            let url = target_config
-                .sqlalchemy_index_database
-                .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db");
-            Some(Arc::new(Index::open(url)?))
-        }
-        Some("sqlalchemy") => None,
-        Some(other) => return Err(MigrateError::SearchBackend(other.to_owned())),
-    };
+    // A running `serve` (or the next start) learns of what is migrated
+    // from the change log; this command opens no index of its own.
+    if let Some(other) = target_config
+        .search_backend
+        .as_deref()
+        .filter(|b| !b.is_empty() && *b != "sqlalchemy")
+    {
+        return Err(MigrateError::SearchBackend(other.to_owned()));
+    }
+    let mut store = Store::new(Arc::clone(&target), None, 16);
+    if !options.dry_run {
+        store = store.with_change_log();
+    }
     let mut run = Run {
         v1: V1::new(source),
-        store: Store::new(Arc::clone(&target), index, 16),
+        store,
         target,
         dry_run: options.dry_run,
         events,

@@ -1,46 +1,67 @@
-//! The change log of shared storage: how a process learns, at a constant
-//! number of requests, which repositories other processes on the same
-//! bucket gained or lost, so its search index follows theirs.
+//! The change log of storage: how a process learns, at a constant number of
+//! requests, which repositories and tags other processes and commands
+//! changed, so its metadata index (`../index.rs`) follows them, and how an
+//! index that was down catches up at start instead of being rebuilt.
 //!
-//! Writing: a manifest `PUT` appends `+<name>`, a `DELETE` that leaves the
-//! repository without manifests appends `-<name>`, each as one small object
-//! `_changes/<nanoseconds, 20 digits>-<random>` (one `PUT`). Reading
-//! ([`Store::refresh_index`]): one listing of the objects named after the
-//! previous read's start minus [`WINDOW`] (S3's `start-after`), a `GET` of
-//! each one not seen yet, and one look at each named repository in storage
-//! (its manifests, not the log, decide whether it is listed: two changes of
-//! one repository from two processes may arrive in either order). An idle
-//! process therefore costs one `LIST` per refresh whatever the number of
-//! repositories, and a change costs each reader two or three requests once.
+//! Writing ([`Store::log_change`]): every write that changes a repository's
+//! catalog membership or tags (manifest `PUT`, manifest or tag `DELETE`, a
+//! mirrored manifest, `gc` removing revisions, `migrate-v1`) appends one
+//! small object `_changes/<nanoseconds, 20 digits>-<random>` (one `PUT`),
+//! on local storage as on object stores, holding
+//! `<+|-><name>\n` then one line per tag that changed (or `*` for "all of
+//! them"). An entry without a newline (written by an older version) means
+//! "all of them" too. Stores that do not write the log (unit tests) leave
+//! it alone.
 //!
-//! The bound: a change object that becomes visible more than [`WINDOW`]
-//! after the time in its name (a writer stalled that long between taking
-//! the time and its `PUT`, or a clock that far behind) is not seen by the
-//! others until they restart (every start rebuilds the index from
-//! storage). Objects older than [`KEEP`] are deleted by whichever process
-//! compacts first (every tenth idle refresh).
+//! Reading ([`Store::catch_up`]): one listing of the objects named after
+//! the previous read's start minus [`WINDOW`] (S3's `start-after`), a `GET`
+//! of each one not seen yet (this process's own are skipped), and for each
+//! named repository one look at storage: whether it still has `_manifests`
+//! (catalog), whether it has revisions (search), and each named tag's
+//! existence (storage, not the order of the log, decides; two changes of
+//! one repository from two processes may arrive in either order). The
+//! repository's local write stripe is held meanwhile, so a write of this
+//! process cannot slip between the look and the index update. The position
+//! is saved in the index, so the next start resumes from there.
+//!
+//! Bounds: a request that reads the log (search, catalog, tags/list) does
+//! so when the last read is older than [`ON_QUERY`], so a change through
+//! another process is seen within that. A change object that becomes
+//! visible more than [`WINDOW`] after the time in its name (a writer
+//! stalled that long, or a clock that far behind) is missed until the
+//! index is rebuilt, as is a change whose writer died between its storage
+//! write and its log entry. Objects older than [`KEEP`] are deleted by
+//! whichever process compacts first, which first writes the cut-off to
+//! [`layout::CHANGES_FLOOR`]: an index whose saved position is older than
+//! that is rebuilt at start.
 //!
 //! This module must not decide what a repository holds (that is
-//! `manifests.rs`), and is used only when the driver is shared.
+//! `manifests.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{Store, StoreError};
+use crate::registry::index::RepoState;
 use crate::registry::layout;
-use crate::registry::oci::Name;
+use crate::registry::oci::{Name, Tag};
 
 /// How far back each read looks again, for changes written late.
 pub(crate) const WINDOW: Duration = Duration::from_secs(30);
 
-/// How often a search may read the log: a push through another process is
-/// found by a search that comes this long after it, at most.
+/// How often a request may read the log: a change through another process
+/// is found by a search, catalog or tags/list that comes this long after
+/// it, at most.
 pub(crate) const ON_QUERY: Duration = Duration::from_millis(500);
 
 /// How long change objects are kept.
-pub(crate) const KEEP: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Repositories read at once by a rebuild.
+const REBUILD_CONCURRENCY: usize = 16;
 
 /// What a reader remembers between reads.
 #[derive(Default)]
@@ -51,6 +72,37 @@ pub(super) struct Cursor {
     /// Names read within the window, so a re-listed change is not applied
     /// twice.
     seen: BTreeSet<String>,
+    /// When the last read was.
+    read_at: Option<std::time::Instant>,
+}
+
+/// What a change says about a repository's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Touched {
+    /// These tags.
+    Tags(BTreeSet<String>),
+    /// Any of them.
+    All,
+}
+
+impl Touched {
+    fn merge(&mut self, other: Touched) {
+        match (&mut *self, other) {
+            (Touched::All, _) => {}
+            (_, Touched::All) => *self = Touched::All,
+            (Touched::Tags(a), Touched::Tags(b)) => a.extend(b),
+        }
+    }
+
+    /// No tag.
+    pub(crate) fn none() -> Self {
+        Touched::Tags(BTreeSet::new())
+    }
+
+    /// One tag.
+    pub(crate) fn tag(t: &Tag) -> Self {
+        Touched::Tags(BTreeSet::from([t.to_string()]))
+    }
 }
 
 fn now_nanos() -> u128 {
@@ -64,83 +116,173 @@ fn stamp(nanos: u128) -> String {
     format!("{nanos:020}")
 }
 
+/// The body of a change entry.
+fn encode(name: &Name, added: bool, touched: &Touched) -> String {
+    let mut body = format!("{}{}\n", if added { '+' } else { '-' }, name.as_str());
+    match touched {
+        Touched::All => body.push_str("*\n"),
+        Touched::Tags(tags) => {
+            for t in tags {
+                body.push_str(t);
+                body.push('\n');
+            }
+        }
+    }
+    body
+}
+
+/// Reads a change entry; `None` if it names no valid repository.
+fn decode(body: &[u8]) -> Option<(Name, Touched)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let Some((first, rest)) = text.split_once('\n') else {
+        // An older version's entry: the repository only.
+        return Some((Name::parse(text.get(1..)?).ok()?, Touched::All));
+    };
+    let name = Name::parse(first.get(1..)?).ok()?;
+    let mut tags = BTreeSet::new();
+    for line in rest.lines() {
+        if line == "*" {
+            return Some((name, Touched::All));
+        }
+        if let Ok(t) = Tag::parse(line) {
+            tags.insert(t.to_string());
+        }
+    }
+    Some((name, Touched::Tags(tags)))
+}
+
 impl Store {
-    /// Appends a change of `name`'s membership to the log (shared storage
-    /// only). A failure is logged: the push itself succeeded, and the
-    /// other processes find the repository at their next start.
-    pub(super) async fn log_change(&self, name: &Name, added: bool) {
-        if !self.shared || self.index.is_none() {
+    /// Appends a change of `name` to the log (when this store writes it).
+    /// A failure is logged: the write itself succeeded, and the other
+    /// processes find it when their index is next rebuilt.
+    pub(super) async fn log_change(&self, name: &Name, added: bool, touched: Touched) {
+        if !self.logs_changes {
             return;
         }
-        self.write_change(name, added).await;
-    }
-
-    async fn write_change(&self, name: &Name, added: bool) {
-        let key = format!(
-            "{}/{}-{}",
-            layout::CHANGES,
+        let id = format!(
+            "{}-{}",
             stamp(now_nanos()),
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let body = format!("{}{}", if added { '+' } else { '-' }, name.as_str());
+        let key = format!("{}/{id}", layout::CHANGES);
+        self.own_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+        let body = encode(name, added, &touched);
         if let Err(e) = self.storage.put_bytes(&key, Bytes::from(body)).await {
             tracing::warn!(error = %e, "cannot record a repository change for other processes");
         }
     }
 
-    /// Garbage collection removed manifests of `name`: when none is left,
-    /// the repository leaves this process's search index and, on shared
-    /// storage, the others' (through the log, written even by a process
-    /// without an index, such as `regconf gc`).
-    pub(super) async fn forget_if_empty(&self, name: &Name) -> Result<(), StoreError> {
-        if self.has_manifests(name).await? {
+    /// Brings the index up to date at start: from the saved log position
+    /// when it has one the log still covers, else rebuilt from storage.
+    pub(crate) async fn open_index(&self) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
             return Ok(());
+        };
+        if let Some(since) = index.saved_position() {
+            let floor = match self.storage.get_bytes(layout::CHANGES_FLOOR).await {
+                Ok(b) => std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u128>().ok())
+                    .unwrap_or(0),
+                Err(e) if e.is_not_found() => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if floor <= since.saturating_sub(WINDOW.as_nanos()) {
+                self.changes.lock().await.since = Some(since);
+                return self.catch_up(Duration::ZERO).await;
+            }
+            tracing::warn!(
+                index = index.label(),
+                "the change log was compacted past the index's position; rebuilding the index from storage"
+            );
         }
-        if let Some(index) = &self.index {
-            index.remove(name.as_str().to_owned()).await;
-        }
-        if self.shared && self.index.is_none() {
-            self.write_change(name, false).await;
-        } else {
-            self.log_change(name, false).await;
-        }
+        let started = std::time::Instant::now();
+        self.rebuild_index().await?;
+        tracing::debug!(
+            index = index.label(),
+            seconds = started.elapsed().as_secs_f32(),
+            "built the metadata index from storage"
+        );
         Ok(())
     }
 
-    /// Records that the index was just built from storage: later reads of
-    /// the log start from here.
-    pub(crate) async fn index_rebuilt_at(&self, started: SystemTime) {
-        let nanos = started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        self.changes.lock().await.since = Some(nanos);
-    }
-
-    /// Reads what changed since the last read and applies it to the index.
-    pub(super) async fn apply_changes(&self) -> Result<(), StoreError> {
+    /// Rebuilds the index from storage (every repository and tag).
+    pub(crate) async fn rebuild_index(&self) -> Result<(), StoreError> {
         let Some(index) = &self.index else {
             return Ok(());
         };
         let mut cursor = self.changes.lock().await;
         let started = now_nanos();
+        let names: Vec<Name> = self
+            .repositories()
+            .await?
+            .iter()
+            .filter_map(|r| Name::parse(r).ok())
+            .collect();
+        let repos: Vec<RepoState> = futures::stream::iter(names)
+            .map(|name| async move {
+                let live = self.has_manifests(&name).await?;
+                let tags = self.stored_tags(&name).await?;
+                Ok::<_, StoreError>(RepoState {
+                    name: name.as_str().to_owned(),
+                    live,
+                    tags,
+                })
+            })
+            .buffered(REBUILD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        index.rebuild(repos, started).await;
+        cursor.since = Some(started);
+        cursor.read_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Reads what changed since the last read and applies it to the index,
+    /// unless the last read is younger than `max_age`. Concurrent callers
+    /// wait for one read rather than start several.
+    pub(crate) async fn catch_up(&self, max_age: Duration) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let mut cursor = self.changes.lock().await;
+        if cursor.read_at.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        let started = now_nanos();
         let since = cursor.since.unwrap_or(started);
         let from = stamp(since.saturating_sub(WINDOW.as_nanos()));
         cursor.seen.retain(|n| n.as_str() > from.as_str());
+        self.own_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|n| n.as_str() > from.as_str());
         let names = self.storage.list_after(layout::CHANGES, &from).await?;
-        let mut repos = BTreeMap::new();
+        let mut repos: BTreeMap<String, (Name, Touched)> = BTreeMap::new();
         for n in names {
-            if cursor.seen.contains(&n) {
+            let own = self
+                .own_changes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&n);
+            if own || cursor.seen.contains(&n) {
                 continue;
             }
             let path = format!("{}/{n}", layout::CHANGES);
             match self.storage.get_bytes(&path).await {
                 Ok(b) => {
-                    if let Some(repo) = std::str::from_utf8(&b)
-                        .ok()
-                        .and_then(|t| t.get(1..))
-                        .and_then(|r| Name::parse(r).ok())
-                    {
-                        repos.insert(repo.as_str().to_owned(), repo);
+                    if let Some((name, touched)) = decode(&b) {
+                        match repos.entry(name.as_str().to_owned()) {
+                            std::collections::btree_map::Entry::Occupied(mut e) => {
+                                e.get_mut().1.merge(touched);
+                            }
+                            std::collections::btree_map::Entry::Vacant(e) => {
+                                e.insert((name, touched));
+                            }
+                        }
                     }
                 }
                 // compacted by another process meanwhile: older than KEEP
@@ -149,26 +291,79 @@ impl Store {
             }
             cursor.seen.insert(n);
         }
-        for (text, name) in repos {
-            if self.has_manifests(&name).await? {
-                index.add(text).await;
-            } else {
-                index.remove(text).await;
-            }
+        for (_, (name, touched)) in repos {
+            self.apply(&name, touched).await?;
         }
         cursor.since = Some(started);
+        cursor.read_at = Some(std::time::Instant::now());
+        index.save_position(started).await;
         Ok(())
     }
 
-    /// Deletes change objects older than [`KEEP`]: one listing from the
-    /// start of the log, then a `DELETE` per old object.
+    /// Records that `name` gained or lost revisions outside a manifest
+    /// write (`gc`): in the change log, and in this process's index
+    /// (whose reads skip this process's own entries). Failures are logged.
+    pub(super) async fn revisions_changed(&self, name: &Name) {
+        self.log_change(name, false, Touched::none()).await;
+        if let Err(e) = self.apply(name, Touched::none()).await {
+            tracing::warn!(repository = %name, error = %e, "cannot update the metadata index");
+        }
+    }
+
+    /// Asks storage about `name` and the `touched` tags and records the
+    /// answer in the index, holding the repository's local write stripe.
+    async fn apply(&self, name: &Name, touched: Touched) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let _local = self.local_lock(name).await;
+        let text = name.as_str().to_owned();
+        let children = self.storage.list(&layout::repository(name)).await?;
+        if !children.iter().any(|c| c == layout::MANIFESTS_DIR) {
+            index.set_repository(text, None).await;
+            return Ok(());
+        }
+        let live = self.has_manifests(name).await?;
+        index.set_repository(text.clone(), Some(live)).await;
+        match touched {
+            Touched::All => {
+                let tags = self.stored_tags(name).await?;
+                index.replace_tags(text, tags).await;
+            }
+            Touched::Tags(tags) => {
+                let (mut present, mut absent) = (Vec::new(), Vec::new());
+                for t in tags {
+                    let Ok(tag) = Tag::parse(&t) else { continue };
+                    match self.storage.stat(&layout::tag(name, &tag)).await {
+                        Ok(_) => present.push(t),
+                        Err(e) if e.is_not_found() => absent.push(t),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                index.set_tags(text, present, absent).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes change objects older than [`KEEP`]: the cut-off goes to
+    /// [`layout::CHANGES_FLOOR`] first (see the module docs), then one
+    /// listing from the start of the log and a `DELETE` per old object.
     pub(crate) async fn compact_changes(&self) -> Result<usize, StoreError> {
-        if !self.shared || self.index.is_none() {
+        if !self.logs_changes {
             return Ok(0);
         }
-        let cutoff = stamp(now_nanos().saturating_sub(KEEP.as_nanos()));
+        let cutoff_nanos = now_nanos().saturating_sub(KEEP.as_nanos());
+        let cutoff = stamp(cutoff_nanos);
+        let names = self.storage.list_after(layout::CHANGES, "").await?;
+        if names.first().is_none_or(|n| n.as_str() >= cutoff.as_str()) {
+            return Ok(0);
+        }
+        self.storage
+            .put_bytes(layout::CHANGES_FLOOR, Bytes::from(cutoff_nanos.to_string()))
+            .await?;
         let mut removed = 0;
-        for n in self.storage.list_after(layout::CHANGES, "").await? {
+        for n in names {
             if n.as_str() >= cutoff.as_str() {
                 break;
             }
@@ -178,5 +373,28 @@ impl Store {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_old_ones_mean_all_tags() {
+        let name = Name::parse("a/b").unwrap();
+        let t = Tag::parse("v1").unwrap();
+        let body = encode(&name, true, &Touched::tag(&t));
+        assert_eq!(body, "+a/b\nv1\n");
+        assert_eq!(
+            decode(body.as_bytes()),
+            Some((name.clone(), Touched::tag(&t)))
+        );
+        assert_eq!(
+            decode(encode(&name, false, &Touched::All).as_bytes()),
+            Some((name.clone(), Touched::All))
+        );
+        assert_eq!(decode(b"-a/b"), Some((name, Touched::All)));
+        assert_eq!(decode(b"+UPPER\n"), None);
     }
 }

@@ -17,12 +17,14 @@
 //! which is what decides) and writes the revision link with a conditional
 //! `PUT` that says whether it existed.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::cache::Global;
+use super::changes::Touched;
 use super::{PutManifest, Store, StoreError, StoredManifest, not_found_as};
 use crate::registry::layout;
 use crate::registry::oci::{
@@ -211,10 +213,11 @@ impl Store {
             }
         }
         self.manifests.drop_repository(name);
-        if let Some(index) = &self.index {
-            index.add(name.as_str().to_owned()).await;
-            self.log_change(name, true).await;
-        }
+        let touched = match reference {
+            Reference::Tag(t) => Touched::tag(t),
+            Reference::Digest(_) => Touched::none(),
+        };
+        self.index_added(name, touched).await;
         Ok(PutManifest {
             digest,
             subject: m.subject.map(|s| s.digest),
@@ -235,6 +238,12 @@ impl Store {
                 not_found_as(self.storage.stat(&path).await, unknown)?;
                 self.storage.delete_object(&path).await?;
                 self.manifests.drop_repository(name);
+                if let Some(index) = &self.index {
+                    index
+                        .set_tags(name.as_str().to_owned(), vec![], vec![t.to_string()])
+                        .await;
+                }
+                self.log_change(name, false, Touched::tag(t)).await;
                 return Ok(());
             }
             Reference::Digest(d) => d,
@@ -245,6 +254,7 @@ impl Store {
             Ok(b) => Manifest::parse(&b, None).ok().and_then(|m| m.subject),
             Err(_) => None,
         };
+        let mut untagged = BTreeSet::new();
         for t in self.storage.list(&layout::tags(name)).await? {
             let Ok(tag) = Tag::parse(&t) else {
                 continue;
@@ -254,6 +264,7 @@ impl Store {
                 && b.trim_ascii() == digest.as_str().as_bytes()
             {
                 self.storage.delete(&path).await?;
+                untagged.insert(t);
             }
         }
         // The revision directory, not just its link, so listings stay clean.
@@ -265,13 +276,46 @@ impl Store {
                 .await?;
         }
         self.manifests.drop_repository(name);
-        if let Some(index) = &self.index
-            && !self.has_manifests(name).await?
-        {
-            index.remove(name.as_str().to_owned()).await;
-            self.log_change(name, false).await;
+        if let Some(index) = &self.index {
+            let text = name.as_str().to_owned();
+            index
+                .set_tags(text.clone(), vec![], untagged.iter().cloned().collect())
+                .await;
+            let live = self.has_manifests(name).await?;
+            // On an object store, a repository without manifests has no
+            // `_manifests` left and leaves the catalog; a folder stays.
+            let listed = live || self.in_catalog(name).await?;
+            index.set_repository(text, listed.then_some(live)).await;
         }
+        self.log_change(name, false, Touched::Tags(untagged)).await;
         Ok(())
+    }
+
+    /// Records in the index (if any) and the change log that `name` holds
+    /// a manifest now, and that the `touched` tags exist.
+    pub(super) async fn index_added(&self, name: &Name, touched: Touched) {
+        if let Some(index) = &self.index {
+            let text = name.as_str().to_owned();
+            index.set_repository(text.clone(), Some(true)).await;
+            if let Touched::Tags(tags) = &touched
+                && !tags.is_empty()
+            {
+                index
+                    .set_tags(text, tags.iter().cloned().collect(), vec![])
+                    .await;
+            }
+        }
+        self.log_change(name, true, touched).await;
+    }
+
+    /// Whether the repository is in the catalog: it has `_manifests`.
+    pub(super) async fn in_catalog(&self, name: &Name) -> Result<bool, StoreError> {
+        Ok(self
+            .storage
+            .list(&layout::repository(name))
+            .await?
+            .iter()
+            .any(|c| c == layout::MANIFESTS_DIR))
     }
 
     /// Whether every blob and child `m` references is in the repository,
@@ -334,6 +378,11 @@ impl Store {
         {
             return Err(StoreError::NameUnknown(name.clone()));
         }
+        self.stored_tags(name).await
+    }
+
+    /// The tags in storage, sorted (none if the repository has none).
+    pub(super) async fn stored_tags(&self, name: &Name) -> Result<Vec<String>, StoreError> {
         let mut tags = self.storage.list(&layout::tags(name)).await?;
         tags.retain(|t| Tag::parse(t).is_ok());
         tags.sort_unstable();

@@ -12,7 +12,7 @@
 //! ## Rooms
 //!
 //! ```text
-//! mod.rs        Store, StoreError, repository listing, search index refresh
+//! mod.rs        Store, StoreError, repository listing, metadata index refresh
 //! blobs.rs      size, read, redirect, mount, delete, links
 //! uploads.rs    chunked and monolithic uploads, purge of abandoned ones
 //! manifests.rs  manifests, tags, referrers
@@ -20,7 +20,8 @@
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
 //!               on shared storage with a time to live, or by digest)
-//! changes.rs    the change log of shared storage (repositories gained, lost)
+//! changes.rs    the change log (repositories and tags changed) and the
+//!               metadata index's start, catch-up and rebuild
 //! mirror/       pull-through mirroring: the upstream client, manifests and
 //!               tags fetched and kept, blobs streamed while stored
 //! gc/           garbage collection: mark, sweep, the lease (design in GC.md)
@@ -79,10 +80,14 @@
 //!   whether they are still there is decided by the links, and a manifest
 //!   push checks against storage all the same (`manifests.rs`). An
 //!   upload's hash state is used only while the stored size still matches
-//!   it (another process may have appended), an upload is checked to
-//!   still exist before each request, and the search index follows the
-//!   other processes through a change log in storage
-//!   ([`Store::refresh_index`], `changes.rs`).
+//!   it (another process may have appended), and an upload is checked to
+//!   still exist before each request.
+//! * On every driver, the metadata index (catalog, tags, search;
+//!   `../index.rs`) follows other processes and commands through a change
+//!   log in storage ([`Store::refresh_index`], `changes.rs`), which the
+//!   write paths append to when the store was made
+//!   [`with_change_log`](Store::with_change_log) (`serve`, `gc`,
+//!   `migrate-v1`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,11 +258,13 @@ pub(crate) struct Store {
     contents: RepoCache<bytes::Bytes>,
     /// Other processes write the same storage (see Rationale).
     shared: bool,
-    /// When the search index was last rebuilt from storage (or, on shared
-    /// storage, brought up to date from the change log).
-    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
-    /// Where this process is in the change log of shared storage.
+    /// Where this process is in the change log.
     changes: tokio::sync::Mutex<changes::Cursor>,
+    /// Whether writes append to the change log (`with_change_log`).
+    logs_changes: bool,
+    /// Change entries this process wrote, within the window (see
+    /// `changes.rs`): its index already has them.
+    own_changes: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Most upload sessions open at once.
     max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
@@ -268,6 +275,15 @@ pub(crate) struct Store {
 
 /// Stripes of the repository write locks.
 const WRITE_LOCK_STRIPES: usize = 256;
+
+/// The write-lock stripe of repository `name`.
+fn stripe(name: &Name) -> usize {
+    use std::hash::{BuildHasher as _, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(name.as_str());
+    // The remainder is below the stripe count, so it fits a usize.
+    (h % WRITE_LOCK_STRIPES as u64) as usize
+}
 
 impl Store {
     /// A store over `storage`, keeping `index` (if any) current, with at
@@ -291,8 +307,9 @@ impl Store {
             contents: RepoCache::new(shared, CONTENT_CACHE_BYTES, bytes::Bytes::len),
             shared,
             storage,
-            refreshed: tokio::sync::Mutex::new(None),
             changes: tokio::sync::Mutex::new(changes::Cursor::default()),
+            logs_changes: false,
+            own_changes: std::sync::Mutex::default(),
             max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(None))
@@ -303,7 +320,7 @@ impl Store {
     /// The write lock of repository `name`; every write path in it holds
     /// this for its whole run. Never take two at once.
     pub(super) async fn write_lock(&self, name: &Name) -> Result<WriteGuard<'_>, StoreError> {
-        let mut local = self.local_lock(name).await;
+        let mut local = self.write_locks[stripe(name)].lock().await;
         // The previous holder's lease is being released: wait for it, so
         // that the next lease is created at once instead of polled for.
         if let Some(release) = local.take() {
@@ -316,24 +333,6 @@ impl Store {
             None
         };
         Ok(WriteGuard { lease, local })
-    }
-
-    /// This process's half of the write lock of `name` alone (no lease).
-    pub(super) async fn local_lock(
-        &self,
-        name: &Name,
-    ) -> tokio::sync::MutexGuard<'_, Option<tokio::task::JoinHandle<()>>> {
-        use std::hash::{BuildHasher as _, BuildHasherDefault};
-        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(name.as_str());
-        // The remainder is below the stripe count, so it fits a usize.
-        let i = (h % WRITE_LOCK_STRIPES as u64) as usize;
-        self.write_locks[i].lock().await
-    }
-
-    /// Whether other processes may write this store's storage.
-    pub(crate) fn is_shared(&self) -> bool {
-        self.shared
     }
 
     /// Whether storage answers: one cheap request (a `stat` of an object
@@ -359,41 +358,34 @@ impl Store {
         [("manifests", mh, mm), ("blob_sizes", bh, bm)]
     }
 
-    /// Records that the search index was just rebuilt from storage.
-    pub(crate) async fn index_rebuilt(&self) {
-        *self.refreshed.lock().await = Some(std::time::Instant::now());
+    /// Brings the index up to date with what other processes and commands
+    /// wrote: one read of the change log (`changes.rs`), at most every
+    /// [`changes::ON_QUERY`]. For search, catalog and tags/list.
+    pub(crate) async fn refresh_index(&self) -> Result<(), StoreError> {
+        self.catch_up(changes::ON_QUERY).await
     }
 
-    /// Brings the search index up to date when that was last done more
-    /// than `max_age` ago (or never). Local storage: a rebuild from storage
-    /// (what another program wrote into the folder is found). Shared
-    /// storage: the change log (`changes.rs`), at most every
-    /// [`changes::ON_QUERY`], whatever `max_age` says, so a push through
-    /// another process is found within a second at one `LIST` per read.
-    /// Concurrent callers wait for one refresh rather than start several.
-    pub(crate) async fn refresh_index(&self, max_age: Duration) -> Result<(), StoreError> {
-        let Some(index) = &self.index else {
-            return Ok(());
-        };
-        let mut last = self.refreshed.lock().await;
-        let max_age = if self.shared {
-            changes::ON_QUERY
-        } else {
-            max_age
-        };
-        if last.is_some_and(|t| t.elapsed() < max_age) {
-            return Ok(());
-        }
-        if self.shared {
-            self.apply_changes().await?;
-        } else {
-            let repos = self.repositories_with_manifests().await?;
-            if let Err(e) = index.rebuild(repos).await {
-                tracing::warn!(error = %e, "search index refresh failed");
-            }
-        }
-        *last = Some(std::time::Instant::now());
-        Ok(())
+    /// The metadata index, if this store keeps one.
+    pub(crate) fn index(&self) -> Option<&Index> {
+        self.index.as_deref()
+    }
+
+    /// Makes every write of this store append to the change log
+    /// (`changes.rs`): `serve`, `gc` and `migrate-v1` do, so that an index
+    /// (of any process, running or not) learns what they changed.
+    pub(crate) fn with_change_log(mut self) -> Self {
+        self.logs_changes = true;
+        self
+    }
+
+    /// This process's write stripe of `name` alone, without the lease of
+    /// shared storage: orders an index update from the change log after
+    /// the writes of this process (see `changes.rs`).
+    pub(super) async fn local_lock(
+        &self,
+        name: &Name,
+    ) -> tokio::sync::MutexGuard<'_, Option<tokio::task::JoinHandle<()>>> {
+        self.write_locks[stripe(name)].lock().await
     }
 
     /// All repositories that have had a manifest, sorted.
@@ -401,20 +393,6 @@ impl Store {
         let mut r = self.walk().await?.manifests;
         r.sort_unstable();
         Ok(r)
-    }
-
-    /// Repositories that currently hold at least one manifest (what the
-    /// search index lists), sorted.
-    pub(crate) async fn repositories_with_manifests(&self) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.repositories().await? {
-            if let Ok(name) = Name::parse(&r)
-                && self.has_manifests(&name).await?
-            {
-                out.push(r);
-            }
-        }
-        Ok(out)
     }
 
     /// Finds repository directories under `repositories/`.

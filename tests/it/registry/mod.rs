@@ -63,6 +63,7 @@ mod gcs;
 pub(crate) mod image;
 pub(crate) use image::skopeo;
 mod lifecycle;
+mod metadata;
 pub(crate) mod moto;
 mod objects;
 mod oras;

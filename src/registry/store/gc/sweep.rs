@@ -100,7 +100,7 @@ impl Run<'_> {
             );
             self.write_journal(&doomed).await?;
             for (u, records) in &pending {
-                let _write = self.store.write_lock(&u.name).await;
+                let write = self.store.write_lock(&u.name).await;
                 for r in records {
                     let target = r.path.strip_suffix("/link").unwrap_or(&r.path);
                     if let Err(e) = self.store.storage.delete(target).await {
@@ -109,14 +109,8 @@ impl Run<'_> {
                 }
                 self.store.manifests.drop_repository(&u.name);
                 doomed.revisions.insert(key(&u.digest));
-            }
-            // Repositories whose last manifest went leave the search.
-            let mut names: Vec<&Name> = pending.iter().map(|(u, _)| &u.name).collect();
-            names.dedup();
-            for name in names {
-                if let Err(e) = self.store.forget_if_empty(name).await {
-                    report.errors.push(format!("repository `{name}`: {e}"));
-                }
+                drop(write);
+                self.store.revisions_changed(&u.name).await;
             }
         }
         let young = self.doom_blobs(marked, &mut doomed, report).await?;
@@ -385,10 +379,14 @@ impl Run<'_> {
         report: &mut GcReport,
     ) {
         for r in doomed.records.iter().filter(|r| rescued.contains(&r.key)) {
-            let _write = self.store.write_lock(&r.name).await;
+            let write = self.store.write_lock(&r.name).await;
             match self.store.storage.put_bytes(&r.path, r.body.clone()).await {
                 Ok(()) => report.restored += 1,
                 Err(e) => report.errors.push(format!("restoring `{}`: {e}", r.path)),
+            }
+            drop(write);
+            if r.path.contains("/_manifests/revisions/") {
+                self.store.revisions_changed(&r.name).await;
             }
         }
         // The rescued go back one by one (few, and each must look whether a

@@ -33,6 +33,7 @@ use bytes::Bytes;
 pub(crate) use blobs::Fetched;
 use upstream::{Upstream, UpstreamError};
 
+use super::changes::Touched;
 use super::{Store, StoreError, StoredManifest};
 use crate::model;
 use crate::registry::layout;
@@ -326,9 +327,8 @@ impl Store {
                 .await?;
         }
         self.manifests.drop_repository(name);
-        if let Some(index) = &self.index {
-            index.add(name.as_str().to_owned()).await;
-        }
+        let touched = tag.map_or_else(Touched::none, Touched::tag);
+        self.index_added(name, touched).await;
         Ok(())
     }
 }
