@@ -221,8 +221,9 @@ fn max_uploads(limits: &model::Limits) -> usize {
     .unwrap_or(usize::MAX)
 }
 
-/// Builds storage, index and store for `config`, purges expired uploads
-/// (unless read-only) and opens the metadata index
+/// Builds storage, index and store for `config`, starts the purge of
+/// expired uploads in the background (unless read-only; requests on
+/// uploads wait for it, others do not) and opens the metadata index
 /// (caught up from the change log, or rebuilt). With `metrics`, the
 /// storage driver's calls are counted there.
 pub(crate) async fn state(
@@ -306,11 +307,7 @@ pub(crate) async fn state(
     }
     // Read-only: this process writes nothing to storage, purges included.
     if !config.readonly {
-        let max_age = Duration::from_secs(config.upload_purge.max_age_secs);
-        let purged = store.purge_uploads(max_age).await?;
-        if purged > 0 {
-            tracing::info!(purged, "removed expired uploads");
-        }
+        store.purge_uploads_after_start(Duration::from_secs(config.upload_purge.max_age_secs));
     }
     store.open_index().await?;
     Ok(Arc::new(http::State {

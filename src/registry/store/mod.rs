@@ -260,6 +260,11 @@ pub(crate) struct Store {
     shared: bool,
     /// Where this process is in the change log.
     changes: tokio::sync::Mutex<changes::Cursor>,
+    /// Held for writing while the purge of expired uploads that follows a
+    /// start runs in the background; requests on existing uploads wait for
+    /// it (read), so an expired upload is never served, and every other
+    /// request is answered at once.
+    start_purge: Arc<tokio::sync::RwLock<()>>,
     /// Whether writes append to the change log (`with_change_log`).
     logs_changes: bool,
     /// Change entries this process wrote, within the window (see
@@ -308,6 +313,7 @@ impl Store {
             shared,
             storage,
             changes: tokio::sync::Mutex::new(changes::Cursor::default()),
+            start_purge: Arc::default(),
             logs_changes: false,
             own_changes: std::sync::Mutex::default(),
             max_uploads,
@@ -376,6 +382,24 @@ impl Store {
     pub(crate) fn with_change_log(mut self) -> Self {
         self.logs_changes = true;
         self
+    }
+
+    /// Purges expired uploads in the background (a walk of every
+    /// repository, which a start should not wait for); until it is done,
+    /// requests on existing uploads wait.
+    pub(crate) fn purge_uploads_after_start(self: &Arc<Self>, max_age: Duration) {
+        let Ok(gate) = Arc::clone(&self.start_purge).try_write_owned() else {
+            return;
+        };
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let _gate = gate;
+            match store.purge_uploads(max_age).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "removed expired uploads"),
+                Err(e) => tracing::warn!(error = %e, "upload purge failed"),
+            }
+        });
     }
 
     /// This process's write stripe of `name` alone, without the lease of

@@ -142,6 +142,7 @@ impl Store {
 
     /// Bytes received so far.
     pub(crate) async fn upload_status(&self, name: &Name, id: Uuid) -> Result<u64, StoreError> {
+        let _started = self.start_purge.read().await;
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
@@ -160,6 +161,7 @@ impl Store {
         range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
+        let _started = self.start_purge.read().await;
         let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
         self.append(name, &mut s, id, range, body).await
     }
@@ -246,6 +248,7 @@ impl Store {
         range: Option<(u64, u64)>,
         body: Body,
     ) -> Result<u64, StoreError> {
+        let _started = self.start_purge.read().await;
         let mut s = self.open_at(name, id, range.map(|r| r.0)).await?;
         let result = self.finish(name, &mut s, id, digest, range, body).await;
         match &result {
@@ -358,6 +361,7 @@ impl Store {
 
     /// Abandons an upload.
     pub(crate) async fn upload_cancel(&self, name: &Name, id: Uuid) -> Result<(), StoreError> {
+        let _started = self.start_purge.read().await;
         let entry = self.session(name, id).await?;
         let mut s = entry.state.lock().await;
         if s.closed {
@@ -394,6 +398,11 @@ impl Store {
                 };
                 let started = match self.storage.stat(&layout::upload_started(&name, id)).await {
                     Ok(m) => m.modified,
+                    // This process is writing the marker of an upload it
+                    // has just started (the folder appears first on local
+                    // storage): not debris. The purge after a start runs
+                    // beside new uploads.
+                    Err(e) if e.is_not_found() && self.sessions.get(id).is_some() => continue,
                     // A directory without its marker is debris: remove it.
                     Err(e) if e.is_not_found() => SystemTime::UNIX_EPOCH,
                     Err(e) => return Err(e.into()),
