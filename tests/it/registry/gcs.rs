@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 
 use regconf::model;
 
-use super::image::{oci_layout, push_chunked};
-use super::{Root, curl, files_under, moto, skopeo, start_with};
+use super::image::round_trip_across_restart;
+use super::{Root, curl, files_under, moto, start_with};
 use crate::support::fake_gcs::FakeGcs;
 
 /// The bucket the tests share on the emulator.
@@ -101,48 +101,10 @@ fn skopeo_and_chunked_uploads_work_on_fake_gcs_server() {
         ..model::Gcs::default()
     });
     c.loglevel = Some("warning".into());
-    let reg = start_with(c.clone());
-
     // A 12 MB layer is written through a resumable upload of three parts
-    // (5 MiB each, the last one short).
-    let src = d.join("src");
-    let image = oci_layout(&src, "v1", &[300_000, 12_000_000, 5], 13);
-    skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", src.display()),
-        &format!("docker://{}/gcs/app:v1", reg.host),
-    ]);
-    let data = super::random_bytes(700_000, 7);
-    let chunked = push_chunked(&reg, d, "gcs/app", &data);
-    drop(reg);
-
-    // A second process finds everything in the bucket.
-    let reg = start_with(c);
-    let dst = d.join("dst");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}/gcs/app:v1", reg.host),
-        &format!("oci:{}:v1", dst.display()),
-    ]);
-    image.assert_pulled_identical(&src, &dst);
-    let got = curl(&[&reg.url(&format!("/v2/gcs/app/blobs/{chunked}"))]);
-    assert_eq!(got.status, 200);
-    assert!(got.body == data, "the chunked blob came back different");
-
-    // The blobs are objects in the bucket, under the registry's layout,
-    // and no staged part or upload is left behind.
-    let stored = files_under(&reg.root);
-    for dg in image.blobs.iter().chain([&chunked]) {
-        let hex = &dg["sha256:".len()..];
-        assert!(
-            stored
-                .iter()
-                .any(|k| k.contains(hex) && k.ends_with("/data")),
-            "{dg} is not stored in the bucket: {stored:?}"
-        );
-    }
+    // (5 MiB each, the last one short); a second process finds everything
+    // in the bucket, and no staged part or upload is left behind.
+    let stored = round_trip_across_restart(&c, d, "gcs/app", &[300_000, 12_000_000, 5], 13);
     assert!(
         !stored.iter().any(|k| k.contains("/.parts/")),
         "staged parts left: {stored:?}"

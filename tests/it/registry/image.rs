@@ -236,3 +236,56 @@ fn gzip_and_tar_are_valid() {
         data
     );
 }
+
+/// The round trip the object-store emulator tests share: one `serve` of
+/// `config` takes an image with layers of `layer_sizes` (skopeo) and a
+/// 700 kB blob in three chunks (curl) into `repo`; a second `serve` of
+/// the same config pulls both back byte-identical. Returns what storage
+/// holds afterwards, each blob checked to be there as `…/data`.
+pub(crate) fn round_trip_across_restart(
+    config: &regconf::model::Config,
+    dir: &Path,
+    repo: &str,
+    layer_sizes: &[usize],
+    seed: u64,
+) -> Vec<String> {
+    let reg = super::start_with(config.clone());
+    let src = dir.join("src");
+    let image = oci_layout(&src, "v1", layer_sizes, seed);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/{repo}:v1", reg.host),
+    ]);
+    let data = random_bytes(700_000, seed + 1);
+    let chunked = push_chunked(&reg, dir, repo, &data);
+    drop(reg);
+
+    // A second start finds everything in storage.
+    let reg = super::start_with(config.clone());
+    let dst = dir.join("dst");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/{repo}:v1", reg.host),
+        &format!("oci:{}:v1", dst.display()),
+    ]);
+    image.assert_pulled_identical(&src, &dst);
+    let got = super::curl(&[&reg.url(&format!("/v2/{repo}/blobs/{chunked}"))]);
+    assert_eq!(got.status, 200);
+    assert!(got.body == data, "the chunked blob came back different");
+
+    // The blobs are in storage, under the registry's layout.
+    let stored = super::files_under(&reg.root);
+    for dg in image.blobs.iter().chain([&chunked]) {
+        let hex = &dg["sha256:".len()..];
+        assert!(
+            stored
+                .iter()
+                .any(|k| k.contains(hex) && k.ends_with("/data")),
+            "{dg} is not in storage: {stored:?}"
+        );
+    }
+    stored
+}
