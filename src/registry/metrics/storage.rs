@@ -113,25 +113,29 @@ impl Metered {
     fn pair(&self, op: Op) -> &Pair {
         &self.counters[op as usize]
     }
-}
 
-impl Storage for Metered {
-    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Meta, StorageError>> {
+    /// Awaits the inner driver's `call` and counts its outcome under `op`.
+    fn counted<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        call: BoxFuture<'a, Result<T, StorageError>>,
+    ) -> BoxFuture<'a, Result<T, StorageError>> {
         async move {
-            let r = self.inner.stat(path).await;
-            self.pair(Op::Stat).count(&r);
+            let r = call.await;
+            self.pair(op).count(&r);
             r
         }
         .boxed()
     }
+}
+
+impl Storage for Metered {
+    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Meta, StorageError>> {
+        self.counted(Op::Stat, self.inner.stat(path))
+    }
 
     fn get_bytes<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
-        async move {
-            let r = self.inner.get_bytes(path).await;
-            self.pair(Op::GetBytes).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::GetBytes, self.inner.get_bytes(path))
     }
 
     fn get<'a>(
@@ -139,12 +143,7 @@ impl Storage for Metered {
         path: &'a str,
         range: Option<Range<u64>>,
     ) -> BoxFuture<'a, Result<ByteStream, StorageError>> {
-        async move {
-            let r = self.inner.get(path, range).await;
-            self.pair(Op::Get).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Get, self.inner.get(path, range))
     }
 
     fn put_bytes<'a>(
@@ -152,12 +151,7 @@ impl Storage for Metered {
         path: &'a str,
         data: Bytes,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.put_bytes(path, data).await;
-            self.pair(Op::PutBytes).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::PutBytes, self.inner.put_bytes(path, data))
     }
 
     fn writer<'a>(
@@ -178,21 +172,11 @@ impl Storage for Metered {
     }
 
     fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
-        async move {
-            let r = self.inner.list(path).await;
-            self.pair(Op::List).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::List, self.inner.list(path))
     }
 
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.delete(path).await;
-            self.pair(Op::Delete).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Delete, self.inner.delete(path))
     }
 
     // The provided methods below are passed on too: the inner driver's own
@@ -202,12 +186,7 @@ impl Storage for Metered {
         path: &'a str,
         after: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
-        async move {
-            let r = self.inner.list_after(path, after).await;
-            self.pair(Op::List).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::List, self.inner.list_after(path, after))
     }
 
     fn create_new<'a>(
@@ -215,30 +194,15 @@ impl Storage for Metered {
         path: &'a str,
         data: Bytes,
     ) -> BoxFuture<'a, Result<bool, StorageError>> {
-        async move {
-            let r = self.inner.create_new(path, data).await;
-            self.pair(Op::PutBytes).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::PutBytes, self.inner.create_new(path, data))
     }
 
     fn delete_object<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.delete_object(path).await;
-            self.pair(Op::Delete).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Delete, self.inner.delete_object(path))
     }
 
     fn appended_size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
-        async move {
-            let r = self.inner.appended_size(path).await;
-            self.pair(Op::Stat).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Stat, self.inner.appended_size(path))
     }
 
     fn append_writer_at<'a>(
@@ -263,12 +227,7 @@ impl Storage for Metered {
         from: &'a str,
         to: &'a str,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.publish_appended(from, to).await;
-            self.pair(Op::Rename).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Rename, self.inner.publish_appended(from, to))
     }
 
     fn rename_volatile<'a>(
@@ -276,21 +235,11 @@ impl Storage for Metered {
         from: &'a str,
         to: &'a str,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.rename_volatile(from, to).await;
-            self.pair(Op::Rename).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Rename, self.inner.rename_volatile(from, to))
     }
 
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
-        async move {
-            let r = self.inner.rename(from, to).await;
-            self.pair(Op::Rename).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::Rename, self.inner.rename(from, to))
     }
 
     // The batched calls are counted per item, under the single call's
@@ -335,12 +284,7 @@ impl Storage for Metered {
         path: &'a str,
         expires: Duration,
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
-        async move {
-            let r = self.inner.redirect_url(path, expires).await;
-            self.pair(Op::RedirectUrl).count(&r);
-            r
-        }
-        .boxed()
+        self.counted(Op::RedirectUrl, self.inner.redirect_url(path, expires))
     }
 
     fn shared(&self) -> bool {
