@@ -23,10 +23,15 @@ impl Store {
     /// Size of a blob of the repository.
     pub(crate) async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
         if let Some(size) = self.blob_sizes.get(name, digest.as_str()) {
-            // A separate `regconf gc` process may have removed the data
-            // since the entry was filled, and it cannot drop this process's
-            // entries: one stat (cheaper than the miss's link read and
-            // stat) keeps a `HEAD` from answering 200 for a removed blob.
+            // Local storage: a separate `regconf gc` process may have
+            // removed the data since the entry was filled, and it cannot
+            // drop this process's entries: one stat (cheaper than the
+            // miss's link read and stat) keeps a `HEAD` from answering 200
+            // for a removed blob. Shared storage: the entry is bounded in
+            // time, and a collector removes the links to what it removes.
+            if self.shared {
+                return Ok(size);
+            }
             return match self.storage.stat(&layout::blob_data(digest)).await {
                 Ok(_) => Ok(size),
                 Err(e) if e.is_not_found() => {
@@ -110,7 +115,9 @@ impl Store {
 
     /// Removes a blob from the repository (the content stays for others).
     pub(crate) async fn blob_delete(&self, name: &Name, digest: &Digest) -> Result<(), StoreError> {
-        // Not between a manifest push's check of this blob and its write.
+        // Not between a manifest push's check of this blob and its write:
+        // the lease orders pushes that check, the fence those that do not.
+        self.fence_for_delete().await?;
         let _write = self.write_lock(name).await?;
         self.linked_on_storage(name, digest).await?;
         let deleted = self

@@ -253,6 +253,7 @@ impl Store {
             return Ok(());
         }
         let started = now_nanos();
+        let began = std::time::Instant::now();
         let since = cursor.since.unwrap_or(started);
         let from = stamp(since.saturating_sub(WINDOW.as_nanos()));
         cursor.seen.retain(|n| n.as_str() > from.as_str());
@@ -274,7 +275,9 @@ impl Store {
             let path = format!("{}/{n}", layout::CHANGES);
             match self.storage.get_bytes(&path).await {
                 Ok(b) => {
-                    if let Some((name, touched)) = decode(&b) {
+                    if let Some((raiser, until)) = super::fence::decode(&b) {
+                        self.fences.saw(raiser, until);
+                    } else if let Some((name, touched)) = decode(&b) {
                         match repos.entry(name.as_str().to_owned()) {
                             std::collections::btree_map::Entry::Occupied(mut e) => {
                                 e.get_mut().1.merge(touched);
@@ -296,6 +299,7 @@ impl Store {
         }
         cursor.since = Some(started);
         cursor.read_at = Some(std::time::Instant::now());
+        self.fences.read_done(began);
         index.save_position(started).await;
         Ok(())
     }

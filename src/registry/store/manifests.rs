@@ -112,6 +112,11 @@ impl Store {
             }
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
+        if let Some(read) = self.quiet_since().await {
+            return self
+                .put_quietly(name, reference, m, digest, bytes, read)
+                .await;
+        }
         // From the checks to the tag: nothing else writes the repository.
         let _write = self.write_lock(name).await?;
         for b in m.blobs.iter().filter(|b| !b.external) {
@@ -132,27 +137,7 @@ impl Store {
             };
             check_size(b, stored)?;
         }
-        for c in &m.children {
-            match self
-                .storage
-                .stat(&layout::revision_link(name, &c.digest))
-                .await
-            {
-                Err(e) if e.is_not_found() => {
-                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
-                }
-                other => {
-                    other?;
-                }
-            }
-            match self.data_size(&c.digest).await {
-                Err(StoreError::BlobUnknown(_)) => {
-                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
-                }
-                Err(e) => return Err(e),
-                Ok(size) => check_size(c, size)?,
-            }
-        }
+        self.children_present(name, &m).await?;
         // Content first, then the link that makes it visible, then the tag.
         self.storage
             .put_bytes(&layout::blob_data(&digest), bytes.clone())
@@ -177,41 +162,23 @@ impl Store {
             }
             return Err(e);
         }
-        if let Some(subject) = &m.subject {
-            let mut d = json!({
-                "mediaType": m.media_type,
-                "digest": digest.as_str(),
-                "size": bytes.len(),
-            });
-            if let Some(t) = &m.artifact_type {
-                d["artifactType"] = Value::from(t.clone());
-            }
-            if let Some(a) = &m.annotations {
-                d["annotations"] = Value::Object(a.clone());
-            }
-            self.storage
-                .put_bytes(
-                    &layout::referrer(name, &subject.digest, &digest),
-                    Bytes::from(d.to_string()),
-                )
-                .await?;
-        }
-        if let Reference::Tag(t) = reference {
-            self.storage
-                .put_bytes(
-                    &layout::tag(name, t),
-                    Bytes::copy_from_slice(digest.as_str().as_bytes()),
-                )
-                .await?;
-        }
+        self.write_referrer_and_tag(name, reference, &m, &digest, bytes.len())
+            .await?;
         // A collector that dropped this revision as untagged just before
         // the link was rewritten: put it back (see `gc/GC.md`).
-        match self.storage.stat(&link).await {
-            Err(e) if e.is_not_found() => self.storage.put_bytes(&link, media_type).await?,
-            other => {
-                other?;
-            }
-        }
+        self.reassert_link(&link, media_type).await?;
+        self.manifest_written(name, reference, m, digest).await
+    }
+
+    /// After a push's writes: drops what the caches knew of the
+    /// repository, records the change, and says what was pushed.
+    pub(super) async fn manifest_written(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        m: Manifest,
+        digest: Digest,
+    ) -> Result<PutManifest, StoreError> {
         self.manifests.drop_repository(name);
         let touched = match reference {
             Reference::Tag(t) => Touched::tag(t),
@@ -224,6 +191,77 @@ impl Store {
         })
     }
 
+    /// Whether every child manifest `m` names is in the repository with
+    /// its content, of the size `m` says.
+    pub(super) async fn children_present(
+        &self,
+        name: &Name,
+        m: &Manifest,
+    ) -> Result<(), StoreError> {
+        for c in &m.children {
+            match self
+                .storage
+                .stat(&layout::revision_link(name, &c.digest))
+                .await
+            {
+                Err(e) if e.is_not_found() => {
+                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
+                }
+                other => {
+                    other?;
+                }
+            }
+            match self.data_size(&c.digest).await {
+                Err(StoreError::BlobUnknown(_)) => {
+                    return Err(StoreError::ManifestBlobUnknown(c.digest.clone()));
+                }
+                Err(e) => return Err(e),
+                Ok(size) => check_size(c, size)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the referrer entry (when `m` has a subject) and the tag
+    /// (when pushed by tag) of a manifest of `len` bytes.
+    pub(super) async fn write_referrer_and_tag(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        m: &Manifest,
+        digest: &Digest,
+        len: usize,
+    ) -> Result<(), StoreError> {
+        if let Some(subject) = &m.subject {
+            let mut d = json!({
+                "mediaType": m.media_type,
+                "digest": digest.as_str(),
+                "size": len,
+            });
+            if let Some(t) = &m.artifact_type {
+                d["artifactType"] = Value::from(t.clone());
+            }
+            if let Some(a) = &m.annotations {
+                d["annotations"] = Value::Object(a.clone());
+            }
+            self.storage
+                .put_bytes(
+                    &layout::referrer(name, &subject.digest, digest),
+                    Bytes::from(d.to_string()),
+                )
+                .await?;
+        }
+        if let Reference::Tag(t) = reference {
+            self.storage
+                .put_bytes(
+                    &layout::tag(name, t),
+                    Bytes::copy_from_slice(digest.as_str().as_bytes()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes a tag, or a manifest with every tag pointing at it.
     pub(crate) async fn manifest_delete(
         &self,
@@ -231,6 +269,10 @@ impl Store {
         reference: &Reference,
     ) -> Result<(), StoreError> {
         let unknown = || StoreError::ManifestUnknown(reference.to_string());
+        if let Reference::Digest(_) = reference {
+            // A push skipping its checks must not be tagging it meanwhile.
+            self.fence_for_delete().await?;
+        }
         let _write = self.write_lock(name).await?;
         let digest = match reference {
             Reference::Tag(t) => {
@@ -321,7 +363,11 @@ impl Store {
     /// Whether every blob and child `m` references is in the repository,
     /// asked of storage (not of the caches, which another process's
     /// garbage collector does not update).
-    async fn references_stored(&self, name: &Name, m: &Manifest) -> Result<(), StoreError> {
+    pub(super) async fn references_stored(
+        &self,
+        name: &Name,
+        m: &Manifest,
+    ) -> Result<(), StoreError> {
         let missing = |d: &Digest| StoreError::ManifestBlobUnknown(d.clone());
         for b in m.blobs.iter().filter(|b| !b.external) {
             let since = self.link_generation();
@@ -419,7 +465,7 @@ impl Store {
 }
 
 /// A descriptor's `size` must be the size of what it points at.
-fn check_size(d: &Descriptor, stored: u64) -> Result<(), StoreError> {
+pub(super) fn check_size(d: &Descriptor, stored: u64) -> Result<(), StoreError> {
     if d.size == stored {
         return Ok(());
     }

@@ -16,6 +16,9 @@
 //! blobs.rs      size, read, redirect, mount, delete, links
 //! uploads.rs    chunked and monolithic uploads, purge of abandoned ones
 //! manifests.rs  manifests, tags, referrers
+//! quiet.rs      the manifest push without lease and checks while no
+//!               removal is fenced (shared storage)
+//! fence.rs      the fence that removals raise, read from the change log
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
@@ -103,11 +106,13 @@ use super::storage::{Storage, StorageError};
 mod blobs;
 mod cache;
 mod changes;
+mod fence;
 pub(crate) mod gc;
 mod hashing;
 mod lease;
 mod manifests;
 pub(crate) mod mirror;
+mod quiet;
 mod sessions;
 mod uploads;
 
@@ -270,6 +275,8 @@ pub(crate) struct Store {
     /// Change entries this process wrote, within the window (see
     /// `changes.rs`): its index already has them.
     own_changes: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The fences of removals, as far as this process knows (`fence.rs`).
+    fences: Arc<fence::Fences>,
     /// Most upload sessions open at once.
     max_uploads: usize,
     /// Per-repository write locks, striped (see Rationale).
@@ -316,6 +323,7 @@ impl Store {
             start_purge: Arc::default(),
             logs_changes: false,
             own_changes: std::sync::Mutex::default(),
+            fences: Arc::default(),
             max_uploads,
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(None))

@@ -177,20 +177,57 @@ impl Run<'_> {
         // Marking can take long on a large store: make sure no other
         // collector took over meanwhile before removing anything.
         self.renew().await?;
-        let t = std::time::Instant::now();
-        let doomed = self.doom(&marked, report).await?;
-        tracing::debug!(elapsed = ?t.elapsed(), "gc: doomed");
         if self.options.dry_run {
+            self.doom(&marked, report).await?;
             self.uploads(report).await;
             return Ok(());
         }
+        // On shared storage, pushes elsewhere learn through the fence that
+        // they must not skip their checks while this run removes things
+        // (`../fence.rs`).
+        let fence = self.store.raise_gc_fence().await?;
+        let removed = self.remove(&marked, fence.as_ref(), report).await;
+        if let Some(fence) = fence {
+            // What other processes remember of the links just removed is
+            // too old to be used by the time they see the fence lowered.
+            tokio::time::sleep(super::MEMBERSHIP_TTL).await;
+            self.store.lower_fence(fence).await;
+        }
+        removed?;
+        self.uploads(report).await;
+        Ok(())
+    }
+
+    /// Doom, re-check, put back and empty, under `fence` (if any).
+    async fn remove(
+        &self,
+        marked: &Marked,
+        fence: Option<&super::fence::GcFence>,
+        report: &mut GcReport,
+    ) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        let doomed = self.doom(marked, report).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "gc: doomed");
         let t = std::time::Instant::now();
         let rescued = self.recheck(&marked.manifests, &doomed).await?;
         tracing::debug!(elapsed = ?t.elapsed(), "gc: re-checked");
+        if fence.is_some_and(|f| !f.holds()) {
+            // The fence could not be renewed: a push may be skipping its
+            // checks now, so nothing is emptied; everything goes back as
+            // after a run that died.
+            report.restored += self.recover().await?;
+            return Err(StoreError::Storage(
+                crate::registry::storage::StorageError::Io {
+                    path: format!("{GC_DIR}/lease"),
+                    source: std::io::Error::other(
+                        "the gc fence could not be renewed; the trash was put back",
+                    ),
+                },
+            ));
+        }
         let t = std::time::Instant::now();
         self.restore_and_empty(&doomed, &rescued, report).await;
         tracing::debug!(elapsed = ?t.elapsed(), "gc: emptied the trash");
-        self.uploads(report).await;
         Ok(())
     }
 
