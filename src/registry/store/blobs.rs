@@ -138,10 +138,12 @@ impl Store {
         from: &Name,
     ) -> Result<bool, StoreError> {
         match self.blob_size(from, digest).await {
-            Ok(size) => {
-                self.link_blob(name, digest, size).await?;
-                Ok(true)
-            }
+            Ok(size) => match self.link_blob(name, digest, size).await {
+                Ok(()) => Ok(true),
+                // Its data went meanwhile: the client uploads it.
+                Err(StoreError::BlobUnknown(_)) => Ok(false),
+                Err(e) => Err(e),
+            },
             Err(StoreError::BlobUnknown(_)) => Ok(false),
             Err(e) => Err(e),
         }
@@ -170,10 +172,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _write = self.local_lock(name).await;
         let since = self.link_generation();
+        let quiet = self.fences_clear_since();
         let link = Bytes::copy_from_slice(digest.as_str().as_bytes());
-        self.storage
-            .put_bytes(&layout::layer_link(name, digest), link)
-            .await?;
+        let path = layout::layer_link(name, digest);
+        self.storage.put_bytes(&path, link).await?;
+        // Shared storage: a collector may have moved the data to its trash
+        // after it was checked and before the link landed, too late to see
+        // the link; a link left so would outlive the data, and a quiet
+        // manifest push trusts links (`quiet.rs`). So the data is looked at
+        // again, unless no collector can have started removing meanwhile
+        // (`fence.rs`: the log read that saw no fence is recent enough).
+        if self.shared && quiet.is_none_or(|t| t.elapsed() >= super::fence::WAIT) {
+            match self.storage.stat(&layout::blob_data(digest)).await {
+                Err(e) if e.is_not_found() => {
+                    let _ = self.storage.delete_object(&path).await;
+                    self.blob_sizes.remove(name, digest.as_str());
+                    return Err(StoreError::BlobUnknown(digest.clone()));
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
         self.known_linked(name, digest, size, since);
         Ok(())
     }

@@ -210,6 +210,15 @@ impl Store {
         fresh(&self.fences)
     }
 
+    /// The start of the last log read, when it saw no fence and is at
+    /// most [`FRESH`] old; never reads the log itself.
+    pub(super) fn fences_clear_since(&self) -> Option<Instant> {
+        if !self.fenced() {
+            return None;
+        }
+        self.fences.clear_since().filter(|t| t.elapsed() < FRESH)
+    }
+
     /// Before a removal through the API (a blob, a manifest by digest):
     /// makes sure this process's fence is in force with at least half of
     /// [`HOLD`] left, raising or renewing it, and waiting [`WAIT`] after a

@@ -81,7 +81,12 @@ impl Store {
             }
             existed
         } else {
+            let since = self.contents.generation();
             self.storage.put_bytes(&content, bytes.clone()).await?;
+            // What a digest names never changes: the next push or pull of
+            // it need not read or write the content again.
+            self.contents
+                .fill(&Global, digest.as_str(), bytes.clone(), since);
             !self.storage.create_new(&link, media_type.clone()).await?
         };
         if existed && matches!(reference, Reference::Digest(_)) {

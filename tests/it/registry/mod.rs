@@ -56,6 +56,7 @@ mod api;
 mod azure;
 pub(crate) mod azurite;
 mod bad_input;
+mod fence;
 mod fleet;
 mod gc;
 mod gc_race;
