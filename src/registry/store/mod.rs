@@ -112,6 +112,7 @@ mod sessions;
 mod uploads;
 
 use cache::RepoCache;
+pub(crate) use changes::FOLLOW_EVERY;
 use sessions::Sessions;
 
 /// Most bytes the manifest cache holds (stated in the README).
@@ -125,6 +126,16 @@ const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
 /// link) and of its tags: a delete or a tag move through another process
 /// is seen here within this time (stated in `storage/README.md`).
 pub(crate) const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
+
+/// On shared storage, the longest this process answers an entry of the
+/// membership caches while it follows the change log: a backstop for a
+/// change the log never got (its writer died between the write and the
+/// log entry, or could not write the entry), stated in `storage/README.md`.
+pub(crate) const MEMBERSHIP_CAP: Duration = Duration::from_secs(60);
+
+/// How long after its last lookup of links or tags a process keeps
+/// reading the change log every [`changes::FOLLOW_EVERY`].
+pub(crate) const ACTIVE_FOR: Duration = Duration::from_secs(60);
 
 /// Most bytes the cache of manifest bytes by digest holds (shared storage).
 const CONTENT_CACHE_BYTES: usize = 16 << 20;
@@ -260,6 +271,12 @@ pub(crate) struct Store {
     shared: bool,
     /// Where this process is in the change log.
     changes: tokio::sync::Mutex<changes::Cursor>,
+    /// When the last read of the change log that completed had started
+    /// (the membership caches trust their entries by it).
+    log_clock: Arc<cache::LogClock>,
+    /// When a request last looked up a repository's links or tags (see
+    /// [`Store::follows_log`]).
+    last_lookup: std::sync::Mutex<Option<std::time::Instant>>,
     /// Held for writing while the purge of expired uploads that follows a
     /// start runs in the background; requests on existing uploads wait for
     /// it (read), so an expired upload is never served, and every other
@@ -300,19 +317,26 @@ impl Store {
     ) -> Self {
         let shared = storage.shared();
         let ttl = shared.then_some(MEMBERSHIP_TTL);
+        let log_clock = Arc::new(cache::LogClock::new(MEMBERSHIP_TTL));
         Self {
             index,
             sessions: Sessions::default(),
             manifests: RepoCache::new(true, MANIFEST_CACHE_BYTES, |m: &Arc<StoredManifest>| {
                 m.bytes.len()
             })
-            .with_ttl(ttl),
-            blob_sizes: RepoCache::new(true, BLOB_SIZE_CACHE_BYTES, |_| 0).with_ttl(ttl),
+            .with_ttl(ttl, log_clock.clone(), MEMBERSHIP_CAP),
+            blob_sizes: RepoCache::new(true, BLOB_SIZE_CACHE_BYTES, |_| 0).with_ttl(
+                ttl,
+                log_clock.clone(),
+                MEMBERSHIP_CAP,
+            ),
             data_sizes: RepoCache::new(shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
             contents: RepoCache::new(shared, CONTENT_CACHE_BYTES, bytes::Bytes::len),
             shared,
             storage,
             changes: tokio::sync::Mutex::new(changes::Cursor::default()),
+            log_clock,
+            last_lookup: std::sync::Mutex::new(None),
             start_purge: Arc::default(),
             logs_changes: false,
             own_changes: std::sync::Mutex::default(),
@@ -369,6 +393,37 @@ impl Store {
     /// [`changes::ON_QUERY`]. For search, catalog and tags/list.
     pub(crate) async fn refresh_index(&self) -> Result<(), StoreError> {
         self.catch_up(changes::ON_QUERY).await
+    }
+
+    /// Notes that a request looked up links or tags (what the change log
+    /// keeps valid).
+    pub(super) fn note_lookup(&self) {
+        if self.shared {
+            *self
+                .last_lookup
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether the change log is worth reading every
+    /// [`changes::FOLLOW_EVERY`]: on shared storage, while requests looked
+    /// up links or tags in the last [`ACTIVE_FOR`] (their cached answers
+    /// stay valid only while the log is read, see Rationale). Otherwise
+    /// the log is read at the idle rate.
+    pub(crate) fn follows_log(&self) -> bool {
+        self.last_lookup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < ACTIVE_FOR)
+    }
+
+    /// Reads the change log (when the last read is older than half of
+    /// [`changes::FOLLOW_EVERY`]), for a process that
+    /// [`follows_log`](Self::follows_log).
+    pub(crate) async fn follow_log(&self) -> Result<(), StoreError> {
+        self.catch_up(changes::FOLLOW_EVERY / 2).await
     }
 
     /// The metadata index, if this store keeps one.
