@@ -14,7 +14,8 @@
 //! (`cache.rs`), not the index: `-<name>\n!layers\n`, the repository lost
 //! `_layers` links (a blob `DELETE`; `gc`, one entry per repository per
 //! run), and `*\n!blobs\n`, blob data was removed (`gc`, before it removes
-//! the links to it); older readers ignore both. Stores that do not write
+//! the links to it); older readers ignore both, and they are written on
+//! shared storage only (on local storage no cache follows the log). Stores that do not write
 //! the log (unit tests) leave it alone.
 //!
 //! Reading ([`Store::catch_up`]): one listing of the objects named after
@@ -205,18 +206,25 @@ impl Store {
     }
 
     /// Appends that `name` lost `_layers` links (one entry for any number).
+    /// Only on shared storage: the entry is for other processes' caches,
+    /// which on local storage do not follow the log.
     pub(super) async fn log_layers(&self, name: &Name) {
-        self.append_change(format!("-{}\n{LAYERS_LINE}\n", name.as_str()))
-            .await;
+        if self.shared {
+            self.append_change(format!("-{}\n{LAYERS_LINE}\n", name.as_str()))
+                .await;
+        }
     }
 
     /// Appends that blob data was removed from the store, and forgets
     /// what this process knew of links and data sizes (`gc`, before it
-    /// removes the links to that data).
+    /// removes the links to that data). The entry only on shared storage,
+    /// as [`Store::log_layers`].
     pub(super) async fn log_blob_data_removed(&self) {
         self.blob_sizes.clear();
         self.data_sizes.clear();
-        self.append_change(BLOB_DATA_ENTRY.to_owned()).await;
+        if self.shared {
+            self.append_change(BLOB_DATA_ENTRY.to_owned()).await;
+        }
     }
 
     /// Writes one entry. A reader lists from its last read's start minus

@@ -19,7 +19,8 @@
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
-//!               on shared storage with a time to live, or by digest)
+//!               on shared storage kept valid by the change log, with a
+//!               time to live as the fallback, or by digest)
 //! changes.rs    the change log (repositories and tags changed) and the
 //!               metadata index's start, catch-up and rebuild
 //! mirror/       pull-through mirroring: the upstream client, manifests and
@@ -69,16 +70,38 @@
 //!   processes among themselves (its limits: `storage/README.md`).
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
-//!   run on one bucket), what another process may change is trusted for
-//!   at most [`MEMBERSHIP_TTL`] (1 s): the manifest cache (tags, revision
-//!   links) and the blob-size cache (a repository's `_layers` links)
-//!   answer only entries younger than that, so a tag moved or a manifest
-//!   or blob deleted through another process is seen within it (this
-//!   process's own writes drop the entries at once). What a digest names
+//!   run on one bucket), what another process may change (the manifest
+//!   cache: tags, revision links; the blob-size cache: a repository's
+//!   `_layers` links) is kept valid through the change log (`changes.rs`):
+//!   every write that changes them appends an entry naming the
+//!   repository (blob `DELETE` and `gc` too), and a process whose
+//!   requests looked up links or tags in the last [`ACTIVE_FOR`] reads
+//!   the log every [`FOLLOW_EVERY`] in the background; each entry of
+//!   another process drops that repository's entries at once (bumping the
+//!   cache's generation, so a read begun before cannot fill a stale
+//!   value). The rule (`cache.rs`): an entry is answered while it is
+//!   younger than [`MEMBERSHIP_TTL`] (1 s), or while the last *completed*
+//!   read of the log *started* less than 1 s ago (and the entry is younger
+//!   than [`MEMBERSHIP_CAP`]). Why a change through process A is seen by
+//!   process B at most 1 s after A answered: A appends the entry before
+//!   it answers; an entry B answers at time `t` either was read from
+//!   storage after `t - 1 s` (the time to live), or B completed a log read
+//!   that started after `t - 1 s`, whose listing (strongly consistent)
+//!   holds every entry written before it started; so for `t` at least
+//!   1 s after A's entry, that read found it and dropped the stale entry
+//!   before completing, and no read begun before the drop could fill it
+//!   again. A read that fails, hangs or is slow moves nothing, so the
+//!   entries fall back to the time to live: never staler than the bound.
+//!   What the log can miss (a writer that dies between its write and its
+//!   entry, or fails to write the entry three times; an entry that shows
+//!   up more than [`changes::WINDOW`] after the time in its name, or
+//!   clocks that far apart) is trusted at most [`MEMBERSHIP_CAP`] (60 s).
+//!   This process's own writes drop the entries at once. What a digest names
 //!   never changes and is kept without a time to live: the size of a
 //!   blob's data and a manifest's bytes (`Global` entries, `cache.rs`);
-//!   whether they are still there is decided by the links, and a manifest
-//!   push checks against storage all the same (`manifests.rs`). An
+//!   whether they are still there is decided by the links (and `gc`'s
+//!   log entry on removing blob data drops both caches of blobs), and a
+//!   manifest push checks against storage all the same (`manifests.rs`). An
 //!   upload's hash state is used only while the stored size still matches
 //!   it (another process may have appended), and an upload is checked to
 //!   still exist before each request.
