@@ -92,9 +92,11 @@ env -u AWS_CA_BUNDLE docker-registry serve "$WORK/dist.yml" > "$WORK/dist.err" 2
 PIDS+=($!)
 wait_port "$PORT_R"; wait_port "$PORT_D"
 
-# Requests of an operation: the change log's (`_changes`) apart, see above.
-count() { grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$1.log" | grep -cv '_changes' || true; }
-count_log() { grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$1.log" | grep -c '_changes' || true; }
+# Requests of an operation, and reads of the change log (`GET`s, list or
+# object, of `_changes`), counted apart, see above; writing an entry is the
+# operation's.
+count() { grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$1.log" | grep -cvE '"GET [^ ]*_changes' || true; }
+count_log() { grep -E '"GET [^ ]*_changes' "$WORK/$1.log" | grep -c . || true; }
 
 # An image: a config blob, a 3 MB layer, a manifest.
 python3 - "$WORK" <<'PY'
@@ -149,7 +151,7 @@ measure() { # label times command... ({host} is replaced by each registry's addr
     after=$(count $side)
     if [ -n "${DETAIL:-}" ]; then # the requests themselves, to stderr
       printf '%s, %s:\n' "$label" "$side" >&2
-      grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$side.log" | grep -v '_changes' | sed -n "$((before + 1)),${after}p" \
+      grep -E '"(GET|PUT|HEAD|POST|DELETE) ' "$WORK/$side.log" | grep -vE '"GET [^ ]*_changes' | sed -n "$((before + 1)),${after}p" \
         | sed -E 's/.*"([A-Z]+) ([^ ]*) .*/  \1 \2/; s/(X-Amz|x-id|uploadId)[^&]*//g' >&2
     fi
     if [ $side = regconf ]; then R[$label]=$(( (after - before) )); else D[$label]=$(( (after - before) )); fi

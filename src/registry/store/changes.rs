@@ -98,7 +98,14 @@ pub(super) struct Cursor {
     seen: BTreeSet<String>,
     /// When the last read was.
     read_at: Option<std::time::Instant>,
+    /// When the position was last saved in the index.
+    saved_at: Option<std::time::Instant>,
 }
+
+/// How often a read that found nothing new saves its position (a process
+/// following the log reads it twice a second; the saved position only
+/// needs to be recent for the next start).
+const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// What a change says about a repository's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,11 +405,15 @@ impl Store {
         for (_, (name, touched)) in repos {
             self.apply(&name, touched).await?;
         }
+        let found = !read.is_empty();
         cursor.seen.extend(read);
         cursor.since = Some(started);
         cursor.read_at = Some(std::time::Instant::now());
-        if let Some(index) = &self.index {
+        if let Some(index) = &self.index
+            && (found || cursor.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+        {
             index.save_position(started).await;
+            cursor.saved_at = Some(std::time::Instant::now());
         }
         Ok(())
     }

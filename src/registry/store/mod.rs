@@ -146,8 +146,10 @@ const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
 
 /// On shared storage, how long this process trusts what it read of a
 /// repository's membership (a blob's `_layers` link, a manifest's revision
-/// link) and of its tags: a delete or a tag move through another process
-/// is seen here within this time (stated in `storage/README.md`).
+/// link) and of its tags without a recent read of the change log, and how
+/// recent that read must be (when it started) to trust them longer: a
+/// delete or a tag move through another process is seen here within this
+/// time (stated in `storage/README.md`).
 pub(crate) const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
 
 /// On shared storage, the longest this process answers an entry of the

@@ -111,8 +111,9 @@ fn requests_after(log: &Path, skip: usize) -> (usize, Vec<String>) {
         })
         .skip(skip)
         .collect();
-    let (log_reads, others): (Vec<&str>, Vec<&str>) =
-        lines.into_iter().partition(|l| l.contains("_changes"));
+    let (log_reads, others): (Vec<&str>, Vec<&str>) = lines
+        .into_iter()
+        .partition(|l| l.contains("\"GET ") && l.contains("_changes"));
     let others = others
         .iter()
         .filter_map(|l| l.split('"').nth(1))
