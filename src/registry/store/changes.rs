@@ -98,6 +98,12 @@ pub(super) struct Cursor {
     seen: BTreeSet<String>,
     /// When the last read was.
     read_at: Option<std::time::Instant>,
+    /// When the last read for a query (or at start, or while idle) was:
+    /// the background reads of a process following the log do not count
+    /// for queries, since one may have applied a repository's state in the
+    /// middle of a burst of writes that a query right after the burst
+    /// expects to see (it reads again, as before there were such reads).
+    query_read_at: Option<std::time::Instant>,
     /// When the position was last saved in the index.
     saved_at: Option<std::time::Instant>,
 }
@@ -292,7 +298,7 @@ impl Store {
             };
             if floor <= since.saturating_sub(WINDOW.as_nanos()) {
                 self.changes.lock().await.since = Some(since);
-                return self.catch_up(Duration::ZERO).await;
+                return self.catch_up(Duration::ZERO, true).await;
             }
             tracing::warn!(
                 index = index.label(),
@@ -338,6 +344,7 @@ impl Store {
         index.rebuild(repos, started).await;
         cursor.since = Some(started);
         cursor.read_at = Some(std::time::Instant::now());
+        cursor.query_read_at = cursor.read_at;
         Ok(())
     }
 
@@ -349,9 +356,18 @@ impl Store {
     /// (`invalidate`); only a read that completes moves the caches' clock
     /// (`Store::log_clock`) to its start, so a read that fails or never
     /// ends leaves the caches to their time to live.
-    pub(crate) async fn catch_up(&self, max_age: Duration) -> Result<(), StoreError> {
+    /// `query`: for a query (search, catalog, tags/list), at start or
+    /// while idle, which only a read of the same kind spares (see
+    /// `Cursor::query_read_at`); else a background read of a process
+    /// following the log, which any read spares.
+    pub(crate) async fn catch_up(&self, max_age: Duration, query: bool) -> Result<(), StoreError> {
         let mut cursor = self.changes.lock().await;
-        if cursor.read_at.is_some_and(|t| t.elapsed() < max_age) {
+        let last = if query {
+            cursor.query_read_at
+        } else {
+            cursor.read_at
+        };
+        if last.is_some_and(|t| t.elapsed() < max_age) {
             return Ok(());
         }
         let began = std::time::Instant::now();
@@ -409,6 +425,9 @@ impl Store {
         cursor.seen.extend(read);
         cursor.since = Some(started);
         cursor.read_at = Some(std::time::Instant::now());
+        if query {
+            cursor.query_read_at = cursor.read_at;
+        }
         if let Some(index) = &self.index
             && (found || cursor.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
         {

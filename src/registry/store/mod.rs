@@ -417,7 +417,7 @@ impl Store {
     /// wrote: one read of the change log (`changes.rs`), at most every
     /// [`changes::ON_QUERY`]. For search, catalog and tags/list.
     pub(crate) async fn refresh_index(&self) -> Result<(), StoreError> {
-        self.catch_up(changes::ON_QUERY).await
+        self.catch_up(changes::ON_QUERY, true).await
     }
 
     /// Notes that a request looked up links or tags (what the change log
@@ -448,7 +448,7 @@ impl Store {
     /// [`changes::FOLLOW_EVERY`]), for a process that
     /// [`follows_log`](Self::follows_log).
     pub(crate) async fn follow_log(&self) -> Result<(), StoreError> {
-        self.catch_up(changes::FOLLOW_EVERY / 2).await
+        self.catch_up(changes::FOLLOW_EVERY / 2, false).await
     }
 
     /// The metadata index, if this store keeps one.
