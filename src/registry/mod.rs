@@ -467,51 +467,11 @@ impl Server {
         });
         // Each process keeps its own metadata index and reads what other
         // processes and commands changed from the change log (see `index`);
-        // also while idle, so the saved position stays recent. While its
-        // requests look up links or tags on shared storage, it reads the
-        // log every `FOLLOW_EVERY`, which keeps its caches of them valid
-        // (see `store`).
-        let refresher = {
-            let state = self.state.clone();
-            let compact = !self.readonly;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(store::FOLLOW_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await; // the index was just brought up to date at start
-                let mut last_read = std::time::Instant::now();
-                let mut compacted = std::time::Instant::now();
-                // Warned about a failed read since the last one that worked
-                // (a storage outage is told once, not twice a second).
-                let mut warned = false;
-                loop {
-                    tick.tick().await;
-                    if state.store.follows_log() {
-                        last_read = std::time::Instant::now();
-                        match state.store.follow_log().await {
-                            Ok(()) => warned = false,
-                            Err(e) if !warned => {
-                                warned = true;
-                                tracing::warn!(error = %e, "change log read failed; other processes' changes are seen after 1 s until it works");
-                            }
-                            Err(_) => {}
-                        }
-                    } else if last_read.elapsed() >= SEARCH_REFRESH_INTERVAL {
-                        last_read = std::time::Instant::now();
-                        if let Err(e) = state.store.refresh_index().await {
-                            tracing::warn!(error = %e, "metadata index refresh failed");
-                        }
-                    }
-                    if compact && compacted.elapsed() >= 10 * SEARCH_REFRESH_INTERVAL {
-                        compacted = std::time::Instant::now();
-                        match state.store.compact_changes().await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(removed = n, "compacted the change log"),
-                            Err(e) => tracing::warn!(error = %e, "change log compaction failed"),
-                        }
-                    }
-                }
-            })
-        };
+        // also while idle, so the saved position stays recent; and often
+        // while it serves pulls on shared storage (see `store`).
+        let refresher = tokio::spawn(
+            Arc::clone(&self.state.store).keep_current(SEARCH_REFRESH_INTERVAL, !self.readonly),
+        );
         let gc_metrics = self.metrics.as_ref().map(|(m, _)| Arc::clone(m));
         let collector = self.gc.map(|(interval, options)| {
             let lease = Arc::new(store::gc::Lease::new(GC_LEASE_TTL));

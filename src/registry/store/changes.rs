@@ -450,6 +450,53 @@ impl Store {
         }
     }
 
+    /// Runs for as long as `serve` does: reads the log every
+    /// [`FOLLOW_EVERY`] while this process [`follows_log`](Store::follows_log)
+    /// (which keeps its caches of links and tags valid), else every
+    /// `idle_every` (so the index's saved position stays recent), and,
+    /// with `compact`, compacts the log every ten of those.
+    pub(crate) async fn keep_current(
+        self: std::sync::Arc<Self>,
+        idle_every: Duration,
+        compact: bool,
+    ) {
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the index was just brought up to date at start
+        let mut last_read = std::time::Instant::now();
+        let mut compacted = std::time::Instant::now();
+        // Warned about a failed read since the last one that worked (a
+        // storage outage is told once, not twice a second).
+        let mut warned = false;
+        loop {
+            tick.tick().await;
+            if self.follows_log() {
+                last_read = std::time::Instant::now();
+                match self.follow_log().await {
+                    Ok(()) => warned = false,
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "change log read failed; other processes' changes are seen after 1 s until it works");
+                    }
+                    Err(_) => {}
+                }
+            } else if last_read.elapsed() >= idle_every {
+                last_read = std::time::Instant::now();
+                if let Err(e) = self.refresh_index().await {
+                    tracing::warn!(error = %e, "metadata index refresh failed");
+                }
+            }
+            if compact && compacted.elapsed() >= 10 * idle_every {
+                compacted = std::time::Instant::now();
+                match self.compact_changes().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "compacted the change log"),
+                    Err(e) => tracing::warn!(error = %e, "change log compaction failed"),
+                }
+            }
+        }
+    }
+
     /// Records that `name` gained or lost revisions outside a manifest
     /// write (`gc`): in the change log, and in this process's index
     /// (whose reads skip this process's own entries). Failures are logged.

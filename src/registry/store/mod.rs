@@ -76,7 +76,7 @@
 //!   every write that changes them appends an entry naming the
 //!   repository (blob `DELETE` and `gc` too), and a process whose
 //!   requests looked up links or tags in the last [`ACTIVE_FOR`] reads
-//!   the log every [`FOLLOW_EVERY`] in the background; each entry of
+//!   the log every [`changes::FOLLOW_EVERY`] in the background; each entry of
 //!   another process drops that repository's entries at once (bumping the
 //!   cache's generation, so a read begun before cannot fill a stale
 //!   value). The rule (`cache.rs`): an entry is answered while it is
@@ -135,7 +135,6 @@ mod sessions;
 mod uploads;
 
 use cache::RepoCache;
-pub(crate) use changes::FOLLOW_EVERY;
 use sessions::Sessions;
 
 /// Most bytes the manifest cache holds (stated in the README).
@@ -437,7 +436,7 @@ impl Store {
     /// up links or tags in the last [`ACTIVE_FOR`] (their cached answers
     /// stay valid only while the log is read, see Rationale). Otherwise
     /// the log is read at the idle rate.
-    pub(crate) fn follows_log(&self) -> bool {
+    fn follows_log(&self) -> bool {
         self.last_lookup
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -447,7 +446,7 @@ impl Store {
     /// Reads the change log (when the last read is older than half of
     /// [`changes::FOLLOW_EVERY`]), for a process that
     /// [`follows_log`](Self::follows_log).
-    pub(crate) async fn follow_log(&self) -> Result<(), StoreError> {
+    async fn follow_log(&self) -> Result<(), StoreError> {
         self.catch_up(changes::FOLLOW_EVERY / 2, false).await
     }
 
