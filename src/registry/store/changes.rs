@@ -15,8 +15,8 @@
 //! `_layers` links (a blob `DELETE`; `gc`, one entry per repository per
 //! run), and `*\n!blobs\n`, blob data was removed (`gc`, before it removes
 //! the links to it); older readers ignore both, and they are written on
-//! shared storage only (on local storage no cache follows the log). Stores that do not write
-//! the log (unit tests) leave it alone.
+//! shared storage only (on local storage no cache follows the log).
+//! Stores that do not write the log (unit tests) leave it alone.
 //!
 //! Reading ([`Store::catch_up`]): one listing of the objects named after
 //! the previous read's start minus [`WINDOW`] (S3's `start-after`), a `GET`
@@ -213,7 +213,8 @@ fn decode(body: &[u8]) -> Option<Change> {
 impl Store {
     /// Appends a change of `name` to the log (when this store writes it).
     /// A failure is logged: the write itself succeeded, and the other
-    /// processes find it when their index is next rebuilt.
+    /// processes find it when their index is next rebuilt (and their
+    /// caches drop what it changed after `MEMBERSHIP_CAP` at most).
     pub(super) async fn log_change(&self, name: &Name, added: bool, touched: Touched) {
         self.append_change(encode(name, added, &touched)).await;
     }
