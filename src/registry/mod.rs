@@ -467,28 +467,11 @@ impl Server {
         });
         // Each process keeps its own metadata index and reads what other
         // processes and commands changed from the change log (see `index`);
-        // also while idle, so the saved position stays recent.
-        let refresher = {
-            let state = self.state.clone();
-            let compact = !self.readonly;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(SEARCH_REFRESH_INTERVAL);
-                tick.tick().await; // the index was just brought up to date at start
-                for n in 1u64.. {
-                    tick.tick().await;
-                    if let Err(e) = state.store.refresh_index().await {
-                        tracing::warn!(error = %e, "metadata index refresh failed");
-                    }
-                    if compact && n % 10 == 0 {
-                        match state.store.compact_changes().await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(removed = n, "compacted the change log"),
-                            Err(e) => tracing::warn!(error = %e, "change log compaction failed"),
-                        }
-                    }
-                }
-            })
-        };
+        // also while idle, so the saved position stays recent; and often
+        // while it serves pulls on shared storage (see `store`).
+        let refresher = tokio::spawn(
+            Arc::clone(&self.state.store).keep_current(SEARCH_REFRESH_INTERVAL, !self.readonly),
+        );
         let gc_metrics = self.metrics.as_ref().map(|(m, _)| Arc::clone(m));
         let collector = self.gc.map(|(interval, options)| {
             let lease = Arc::new(store::gc::Lease::new(GC_LEASE_TTL));

@@ -6,8 +6,10 @@
 //!
 //! Costs on shared storage: a blob's size is asked of storage once per
 //! digest (it never changes; [`Global`] cache), its link in a repository
-//! once per [`super::MEMBERSHIP_TTL`] (another process may delete it), and
-//! a `GET` is one ranged request to the blob's data.
+//! once, then again only after another process's change of the
+//! repository's links arrives through the change log, or when the log was
+//! not read recently enough (see `mod.rs`); a `GET` is one ranged request
+//! to the blob's data. A blob `DELETE` appends to the change log.
 
 use std::time::Duration;
 
@@ -22,16 +24,19 @@ use crate::registry::storage::ByteStream;
 impl Store {
     /// Size of a blob of the repository.
     pub(crate) async fn blob_size(&self, name: &Name, digest: &Digest) -> Result<u64, StoreError> {
+        self.note_lookup();
+        // On shared storage, while the change log is followed, a `gc` that
+        // removed blob data has told this process so (the log's `BlobData`
+        // entry drops the caches), within the bound.
+        let followed = self.shared && self.log_clock.fresh();
         if let Some(size) = self.blob_sizes.get(name, digest.as_str()) {
-            // Local storage: a separate `regconf gc` process may have
-            // removed the data since the entry was filled, and it cannot
-            // drop this process's entries: one stat (cheaper than the
-            // miss's link read and stat) keeps a `HEAD` from answering 200
-            // for a removed blob. Shared storage: the entry is bounded in
-            // time, and a collector removes the links to what it removes.
-            if self.shared {
+            if followed {
                 return Ok(size);
             }
+            // A separate `regconf gc` process may have removed the data
+            // since the entry was filled, and it cannot drop this process's
+            // entries: one stat (cheaper than the miss's link read and
+            // stat) keeps a `HEAD` from answering 200 for a removed blob.
             return match self.storage.stat(&layout::blob_data(digest)).await {
                 Ok(_) => Ok(size),
                 Err(e) if e.is_not_found() => {
@@ -118,7 +123,7 @@ impl Store {
         // Not between a manifest push's check of this blob and its write:
         // the lease orders pushes that check, the fence those that do not.
         self.fence_for_delete().await?;
-        let _write = self.write_lock(name).await?;
+        let write = self.write_lock(name).await?;
         self.linked_on_storage(name, digest).await?;
         let deleted = self
             .storage
@@ -126,6 +131,9 @@ impl Store {
             .await;
         // Even after a failed delete: the link may be gone.
         self.blob_sizes.remove(name, digest.as_str());
+        drop(write);
+        // For other processes' caches; also after a failed delete.
+        self.log_layers(name).await;
         deleted?;
         Ok(())
     }

@@ -7,11 +7,15 @@
 //! can never be inserted after the invalidation that should have removed
 //! it. A cache built `enabled: false` remembers nothing.
 //!
-//! On shared storage the writes of other processes bump nothing here, so
-//! a cache of what may change there (a repository's links, its tags) is
-//! built with a time to live ([`RepoCache::with_ttl`]): an entry older
-//! than that is not answered, which bounds how long another process's
-//! write can go unseen. What a digest names never changes (a blob's size,
+//! On shared storage the writes of other processes reach this process
+//! through the change log (`changes.rs`), whose reader drops the entries
+//! they affect. A cache of what may change there (a repository's links,
+//! its tags) is built with a time to live and a [`LogClock`]
+//! ([`RepoCache::with_ttl`]): an entry is answered while it is younger
+//! than the time to live, or, while the clock says the log was read
+//! recently enough ([`LogClock::fresh`]), while it is younger than
+//! [`super::MEMBERSHIP_CAP`]. Either way another process's write can go
+//! unseen only for a bounded time (the argument: `../mod.rs`). What a digest names never changes (a blob's size,
 //! a manifest's bytes); such entries are kept under [`Global`], the scope
 //! of no repository, without a time to live.
 //!
@@ -21,7 +25,7 @@
 //! until a quarter of the budget is free, and a value larger than an
 //! eighth of the budget is not cached at all. A cache shared between
 //! processes would plug in here: callers only use `get`, `generation`,
-//! `fill`, `remove` and `drop_repository`. It must not do I/O or know
+//! `fill`, `remove`, `drop_repository` and `clear`. It must not do I/O or know
 //! what the values mean beyond their weight.
 
 use std::collections::HashMap;
@@ -68,13 +72,60 @@ impl Scope for Global {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Generation(u64, Instant);
 
+/// When the last read of the change log that completed had started: a
+/// cache answers entries older than its time to live only while that is
+/// less than the bound ago. Shared by the caches and the log's reader.
+pub(super) struct LogClock {
+    /// What the stored instants count from.
+    base: Instant,
+    /// Nanoseconds from `base` to the start of the last completed read,
+    /// plus one; 0 before the first.
+    started: AtomicU64,
+    /// How long after a read started its result is trusted.
+    bound: Duration,
+}
+
+impl LogClock {
+    /// A clock that was never read, trusting a read for `bound`.
+    pub(super) fn new(bound: Duration) -> Self {
+        Self {
+            base: Instant::now(),
+            started: AtomicU64::new(0),
+            bound,
+        }
+    }
+
+    /// Records that a read of the log which started at `started` has
+    /// completed (every entry it found has been applied).
+    pub(super) fn completed(&self, started: Instant) {
+        let nanos = started.saturating_duration_since(self.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.started.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    /// Whether the last completed read started less than the bound ago:
+    /// every change logged before that start has been applied.
+    pub(super) fn fresh(&self) -> bool {
+        match self.started.load(Ordering::Acquire) {
+            0 => false,
+            n => {
+                let started = self.base + Duration::from_nanos(n - 1);
+                started.elapsed() < self.bound
+            }
+        }
+    }
+}
+
 /// A cache of values by repository and reference.
 pub(super) struct RepoCache<V> {
     map: RwLock<Entries<V>>,
     generation: AtomicU64,
     enabled: bool,
-    /// Entries older than this are not answered.
+    /// Entries older than this are not answered (unless `log` is fresh).
     ttl: Option<Duration>,
+    /// With a time to live: the change log's reader, and how old an entry
+    /// may be answered while it is fresh.
+    log: Option<(std::sync::Arc<LogClock>, Duration)>,
     /// Most bytes the entries may weigh together.
     budget: usize,
     /// Bytes a value holds (beyond `size_of::<V>()`).
@@ -106,6 +157,7 @@ impl<V: Clone> RepoCache<V> {
             generation: AtomicU64::new(0),
             enabled,
             ttl: None,
+            log: None,
             budget,
             weigh,
             hits: AtomicU64::new(0),
@@ -114,10 +166,27 @@ impl<V: Clone> RepoCache<V> {
     }
 
     /// The same cache, answering only entries younger than `ttl` (when
-    /// given).
-    pub(super) fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+    /// given), or younger than `cap` while `log` is fresh.
+    pub(super) fn with_ttl(
+        mut self,
+        ttl: Option<Duration>,
+        log: std::sync::Arc<LogClock>,
+        cap: Duration,
+    ) -> Self {
         self.ttl = ttl;
+        self.log = Some((log, cap));
         self
+    }
+
+    /// Whether an entry filled (its read begun) at `filled` is answered.
+    fn valid(&self, filled: Instant) -> bool {
+        let Some(ttl) = self.ttl else { return true };
+        let age = filled.elapsed();
+        age < ttl
+            || self
+                .log
+                .as_ref()
+                .is_some_and(|(clock, cap)| age < *cap && clock.fresh())
     }
 
     /// Bytes the entries weigh together.
@@ -135,7 +204,7 @@ impl<V: Clone> RepoCache<V> {
             .read()
             .map
             .get(&key(name, reference))
-            .filter(|(_, _, filled)| self.ttl.is_none_or(|ttl| filled.elapsed() < ttl))
+            .filter(|(_, _, filled)| self.valid(*filled))
             .map(|(v, _, _)| v.clone());
         let counter = if found.is_some() {
             &self.hits
@@ -230,6 +299,14 @@ impl<V: Clone> RepoCache<V> {
         e.bytes -= freed;
     }
 
+    /// Forgets every entry (a change whose repositories are not named).
+    pub(super) fn clear(&self) {
+        let mut e = self.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        e.map.clear();
+        e.bytes = 0;
+    }
+
     // A panic while holding the lock cannot leave the map inconsistent
     // (no operation on it can panic between changing `map` and `bytes`).
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries<V>> {
@@ -277,8 +354,12 @@ mod tests {
 
     #[test]
     fn entries_expire_after_their_time_to_live() {
-        let c: RepoCache<u64> =
-            RepoCache::new(true, 1 << 10, |_| 0).with_ttl(Some(Duration::from_millis(50)));
+        let log = std::sync::Arc::new(LogClock::new(Duration::from_millis(50)));
+        let c: RepoCache<u64> = RepoCache::new(true, 1 << 10, |_| 0).with_ttl(
+            Some(Duration::from_millis(50)),
+            log,
+            Duration::from_secs(60),
+        );
         let name = Name::parse("a").unwrap();
         let g = c.generation();
         c.fill(&name, "x", 1, g);
@@ -286,6 +367,59 @@ mod tests {
         assert_eq!(c.get(&name, "x"), Some(1));
         assert_eq!(c.get(&Global, "x"), Some(2), "scopes are apart");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.get(&name, "x"), None, "expired");
+        assert_eq!(c.get(&name, "x"), None, "expired: the log was never read");
+    }
+
+    /// The validity rule: past its time to live, an entry is answered only
+    /// while the last completed read of the log started less than the
+    /// bound ago; a read that fails or stalls (never completes) lets the
+    /// entry expire as if there were no log.
+    #[test]
+    fn past_the_time_to_live_only_a_recent_log_read_keeps_an_entry() {
+        let bound = Duration::from_millis(80);
+        let log = std::sync::Arc::new(LogClock::new(bound));
+        let c: RepoCache<u64> = RepoCache::new(true, 1 << 10, |_| 0).with_ttl(
+            Some(bound),
+            log.clone(),
+            Duration::from_secs(60),
+        );
+        let name = Name::parse("a").unwrap();
+        let g = c.generation();
+        c.fill(&name, "x", 1, g);
+        // Reads complete every 20 ms: the entry outlives its time to live.
+        for _ in 0..10 {
+            log.completed(Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(c.get(&name, "x"), Some(1), "kept while the log is read");
+        // A read started now that has not completed does not count, and
+        // an older start recorded late does not move the clock back.
+        let stalled = Instant::now();
+        std::thread::sleep(bound);
+        log.completed(stalled - bound);
+        assert!(!log.fresh());
+        assert_eq!(
+            c.get(&name, "x"),
+            None,
+            "the log stopped: the entry expired"
+        );
+        // A change found by a read drops the entry; a fill whose read
+        // began before the drop is refused.
+        log.completed(Instant::now());
+        let g = c.generation();
+        c.fill(&name, "x", 1, c.generation());
+        c.drop_repository(&name);
+        c.fill(&name, "x", 1, g);
+        assert_eq!(c.get(&name, "x"), None);
+        // Past the cap, even a fresh log does not keep an entry.
+        let capped: RepoCache<u64> = RepoCache::new(true, 1 << 10, |_| 0).with_ttl(
+            Some(Duration::from_millis(10)),
+            log.clone(),
+            Duration::from_millis(30),
+        );
+        capped.fill(&name, "x", 1, capped.generation());
+        std::thread::sleep(Duration::from_millis(40));
+        log.completed(Instant::now());
+        assert_eq!(capped.get(&name, "x"), None, "older than the cap");
     }
 }

@@ -203,7 +203,7 @@ impl Store {
         if let Some(t) = fresh(&self.fences) {
             return Some(t);
         }
-        if let Err(e) = self.catch_up(Duration::ZERO).await {
+        if let Err(e) = self.catch_up(Duration::ZERO, false).await {
             tracing::debug!(error = %e, "cannot read the change log; the push takes the full path");
             return None;
         }

@@ -8,10 +8,12 @@
 //! that is the push's half of the garbage collector's protocol
 //! (`gc/GC.md`).
 //!
-//! Costs on shared storage: reads answer from the manifest cache for
-//! [`super::MEMBERSHIP_TTL`] (a tag moved or a manifest deleted through
-//! another process is served stale at most that long), and a manifest's
-//! bytes are read once per digest. A push checks what it can from the
+//! Costs on shared storage: reads answer from the manifest cache until
+//! another process's change of the repository arrives through the change
+//! log, or for [`super::MEMBERSHIP_TTL`] when the log is not read recently
+//! enough (a tag moved or a manifest deleted through another process is
+//! served stale at most that long either way, see `mod.rs`), and a
+//! manifest's bytes are read once per digest. A push checks what it can from the
 //! caches first (sizes by digest; links another process may have deleted
 //! since are left to the check against storage after the link is written,
 //! which is what decides) and writes the revision link with a conditional
@@ -39,6 +41,7 @@ impl Store {
         reference: &Reference,
         reference_text: &str,
     ) -> Result<Arc<StoredManifest>, StoreError> {
+        self.note_lookup();
         if let Some(m) = self.manifests.get(name, reference_text) {
             return Ok(m);
         }

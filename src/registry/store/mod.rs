@@ -22,7 +22,8 @@
 //! hashing.rs    the background hasher of upload bodies
 //! sessions.rs   the upload session map (`Sessions`)
 //! cache.rs      the per-process caches (`RepoCache`: blob sizes, manifests;
-//!               on shared storage with a time to live, or by digest)
+//!               on shared storage kept valid by the change log, with a
+//!               time to live as the fallback, or by digest)
 //! changes.rs    the change log (repositories and tags changed) and the
 //!               metadata index's start, catch-up and rebuild
 //! mirror/       pull-through mirroring: the upstream client, manifests and
@@ -72,16 +73,38 @@
 //!   processes among themselves (its limits: `storage/README.md`).
 //! * When the driver says its storage is shared with other processes
 //!   ([`Storage::shared`]: object stores, where several `serve` processes
-//!   run on one bucket), what another process may change is trusted for
-//!   at most [`MEMBERSHIP_TTL`] (1 s): the manifest cache (tags, revision
-//!   links) and the blob-size cache (a repository's `_layers` links)
-//!   answer only entries younger than that, so a tag moved or a manifest
-//!   or blob deleted through another process is seen within it (this
-//!   process's own writes drop the entries at once). What a digest names
+//!   run on one bucket), what another process may change (the manifest
+//!   cache: tags, revision links; the blob-size cache: a repository's
+//!   `_layers` links) is kept valid through the change log (`changes.rs`):
+//!   every write that changes them appends an entry naming the
+//!   repository (blob `DELETE` and `gc` too), and a process whose
+//!   requests looked up links or tags in the last [`ACTIVE_FOR`] reads
+//!   the log every [`changes::FOLLOW_EVERY`] in the background; each entry of
+//!   another process drops that repository's entries at once (bumping the
+//!   cache's generation, so a read begun before cannot fill a stale
+//!   value). The rule (`cache.rs`): an entry is answered while it is
+//!   younger than [`MEMBERSHIP_TTL`] (1 s), or while the last *completed*
+//!   read of the log *started* less than 1 s ago (and the entry is younger
+//!   than [`MEMBERSHIP_CAP`]). Why a change through process A is seen by
+//!   process B at most 1 s after A answered: A appends the entry before
+//!   it answers; an entry B answers at time `t` either was read from
+//!   storage after `t - 1 s` (the time to live), or B completed a log read
+//!   that started after `t - 1 s`, whose listing (strongly consistent)
+//!   holds every entry written before it started; so for `t` at least
+//!   1 s after A's entry, that read found it and dropped the stale entry
+//!   before completing, and no read begun before the drop could fill it
+//!   again. A read that fails, hangs or is slow moves nothing, so the
+//!   entries fall back to the time to live: never staler than the bound.
+//!   What the log can miss (a writer that dies between its write and its
+//!   entry, or fails to write the entry three times; an entry that shows
+//!   up more than [`changes::WINDOW`] after the time in its name, or
+//!   clocks that far apart) is trusted at most [`MEMBERSHIP_CAP`] (60 s).
+//!   This process's own writes drop the entries at once. What a digest names
 //!   never changes and is kept without a time to live: the size of a
 //!   blob's data and a manifest's bytes (`Global` entries, `cache.rs`);
-//!   whether they are still there is decided by the links, and a manifest
-//!   push checks against storage all the same (`manifests.rs`). An
+//!   whether they are still there is decided by the links (and `gc`'s
+//!   log entry on removing blob data drops both caches of blobs), and a
+//!   manifest push checks against storage all the same (`manifests.rs`). An
 //!   upload's hash state is used only while the stored size still matches
 //!   it (another process may have appended), and an upload is checked to
 //!   still exist before each request.
@@ -127,9 +150,21 @@ const BLOB_SIZE_CACHE_BYTES: usize = 8 << 20;
 
 /// On shared storage, how long this process trusts what it read of a
 /// repository's membership (a blob's `_layers` link, a manifest's revision
-/// link) and of its tags: a delete or a tag move through another process
-/// is seen here within this time (stated in `storage/README.md`).
+/// link) and of its tags without a recent read of the change log, and how
+/// recent that read must be (when it started) to trust them longer: a
+/// delete or a tag move through another process is seen here within this
+/// time (stated in `storage/README.md`).
 pub(crate) const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
+
+/// On shared storage, the longest this process answers an entry of the
+/// membership caches while it follows the change log: a backstop for a
+/// change the log never got (its writer died between the write and the
+/// log entry, or could not write the entry), stated in `storage/README.md`.
+pub(crate) const MEMBERSHIP_CAP: Duration = Duration::from_secs(60);
+
+/// How long after its last lookup of links or tags a process keeps
+/// reading the change log every [`changes::FOLLOW_EVERY`].
+pub(crate) const ACTIVE_FOR: Duration = Duration::from_secs(60);
 
 /// Most bytes the cache of manifest bytes by digest holds (shared storage).
 const CONTENT_CACHE_BYTES: usize = 16 << 20;
@@ -265,6 +300,12 @@ pub(crate) struct Store {
     shared: bool,
     /// Where this process is in the change log.
     changes: tokio::sync::Mutex<changes::Cursor>,
+    /// When the last read of the change log that completed had started
+    /// (the membership caches trust their entries by it).
+    log_clock: Arc<cache::LogClock>,
+    /// When a request last looked up a repository's links or tags (see
+    /// [`Store::follows_log`]).
+    last_lookup: std::sync::Mutex<Option<std::time::Instant>>,
     /// Held for writing while the purge of expired uploads that follows a
     /// start runs in the background; requests on existing uploads wait for
     /// it (read), so an expired upload is never served, and every other
@@ -307,19 +348,26 @@ impl Store {
     ) -> Self {
         let shared = storage.shared();
         let ttl = shared.then_some(MEMBERSHIP_TTL);
+        let log_clock = Arc::new(cache::LogClock::new(MEMBERSHIP_TTL));
         Self {
             index,
             sessions: Sessions::default(),
             manifests: RepoCache::new(true, MANIFEST_CACHE_BYTES, |m: &Arc<StoredManifest>| {
                 m.bytes.len()
             })
-            .with_ttl(ttl),
-            blob_sizes: RepoCache::new(true, BLOB_SIZE_CACHE_BYTES, |_| 0).with_ttl(ttl),
+            .with_ttl(ttl, log_clock.clone(), MEMBERSHIP_CAP),
+            blob_sizes: RepoCache::new(true, BLOB_SIZE_CACHE_BYTES, |_| 0).with_ttl(
+                ttl,
+                log_clock.clone(),
+                MEMBERSHIP_CAP,
+            ),
             data_sizes: RepoCache::new(shared, BLOB_SIZE_CACHE_BYTES, |_| 0),
             contents: RepoCache::new(shared, CONTENT_CACHE_BYTES, bytes::Bytes::len),
             shared,
             storage,
             changes: tokio::sync::Mutex::new(changes::Cursor::default()),
+            log_clock,
+            last_lookup: std::sync::Mutex::new(None),
             start_purge: Arc::default(),
             logs_changes: false,
             own_changes: std::sync::Mutex::default(),
@@ -376,7 +424,38 @@ impl Store {
     /// wrote: one read of the change log (`changes.rs`), at most every
     /// [`changes::ON_QUERY`]. For search, catalog and tags/list.
     pub(crate) async fn refresh_index(&self) -> Result<(), StoreError> {
-        self.catch_up(changes::ON_QUERY).await
+        self.catch_up(changes::ON_QUERY, true).await
+    }
+
+    /// Notes that a request looked up links or tags (what the change log
+    /// keeps valid).
+    pub(super) fn note_lookup(&self) {
+        if self.shared {
+            *self
+                .last_lookup
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether the change log is worth reading every
+    /// [`changes::FOLLOW_EVERY`]: on shared storage, while requests looked
+    /// up links or tags in the last [`ACTIVE_FOR`] (their cached answers
+    /// stay valid only while the log is read, see Rationale). Otherwise
+    /// the log is read at the idle rate.
+    fn follows_log(&self) -> bool {
+        self.last_lookup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < ACTIVE_FOR)
+    }
+
+    /// Reads the change log (when the last read is older than half of
+    /// [`changes::FOLLOW_EVERY`]), for a process that
+    /// [`follows_log`](Self::follows_log).
+    async fn follow_log(&self) -> Result<(), StoreError> {
+        self.catch_up(changes::FOLLOW_EVERY / 2, false).await
     }
 
     /// The metadata index, if this store keeps one.

@@ -91,6 +91,9 @@ fn link_path(repo: &str, d: &str) -> String {
 fn snapshot(reg: &Registry) -> Vec<(String, Option<Vec<u8>>)> {
     files_under(&reg.root)
         .into_iter()
+        // The change log's entries tell other processes what gc removed
+        // (on shared storage); they are not what it keeps or removes.
+        .filter(|f| !f.starts_with("_changes/"))
         .map(|f| {
             let content = match &reg.root {
                 super::Root::Local(p) => Some(std::fs::read(p.join(&f)).expect("read stored file")),

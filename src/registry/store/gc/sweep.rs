@@ -114,6 +114,11 @@ impl Run<'_> {
             }
         }
         let young = self.doom_blobs(marked, &mut doomed, report).await?;
+        if !self.options.dry_run && !doomed.blobs.is_empty() {
+            // Other processes may answer from links to that data: they drop
+            // what they cached of links and sizes on reading this.
+            self.store.log_blob_data_removed().await;
+        }
         // `_layers` links of the doomed blobs, and old ones to missing data.
         let mut links = Vec::new();
         for repo in self.store.walk().await?.layers {
@@ -187,6 +192,12 @@ impl Run<'_> {
             }
         }
         drop(removals);
+        // One change-log entry per repository, for other processes' caches.
+        let mut names: Vec<&Name> = links.iter().map(|r| &r.name).collect();
+        names.dedup();
+        for name in names {
+            self.store.log_layers(name).await;
+        }
         Ok(doomed)
     }
 
