@@ -189,6 +189,12 @@ fn inert_settings(m: &model::Config) -> Vec<&'static str> {
 fn secret_values(resolved: &Resolved) -> Vec<String> {
     let mut out = Vec::new();
     explain::leaves(&resolved.config, &mut Vec::new(), &mut |p, v| {
+        // A password inside a URL (`postgresql://user:password@host/db`).
+        if let crate::config::Value::Str(s) = v
+            && let Some(pw) = crate::model::url_password(s)
+        {
+            out.push(pw.to_owned());
+        }
         if crate::model::is_secret(&dotted(p)) && v.is_truthy() {
             let text = match v {
                 crate::config::Value::Str(s) => s.clone(),

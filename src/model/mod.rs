@@ -360,6 +360,20 @@ pub const SECRET_KEYS: &[&str] = &[
 /// How a masked secret is shown.
 pub const MASK: &str = "********";
 
+/// The password in the user part of a URL (`scheme://user:password@host/…`,
+/// as in `sqlalchemy_index_database`), if any: such a value is shown
+/// masked as a secret key's is.
+pub fn url_password(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty() || scheme.contains(char::is_whitespace) {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (user, _) = authority.rsplit_once('@')?;
+    let (_, password) = user.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
 /// Whether the setting at a dotted key path holds a secret: it is listed in
 /// [`SECRET_KEYS`], or its last part is a password, a secret, a token or an
 /// access key by name (`password`, `*_password`, `*_secret*`, `*token*`,

@@ -239,30 +239,18 @@ pub(crate) async fn state(
     if !config.readonly {
         storage::prepare(&config.storage).await?;
     }
-    let search_url = match config.search_backend.as_deref() {
-        None | Some("") => None,
-        Some("sqlalchemy") => Some(
-            config
-                .sqlalchemy_index_database
-                .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db"),
-        ),
-        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
-    };
+    let search_url = index::search_url(config).map_err(RegistryError::SearchBackend)?;
     // The metadata index, whether search is on or not: catalog and tag
     // pages come from it (see `index`).
-    // A configured index file that cannot even be opened is the operator's
-    // to fix (refused, as before); a damaged one is rebuilt (see `index`).
+    // A configured index that cannot even be opened is the operator's to
+    // fix (refused, as before; a PostgreSQL server that cannot be reached
+    // too); a damaged SQLite file is rebuilt (see `index`).
     if let Some(url) = search_url {
         index::check_url(url)?;
     }
     let location = index::locate(&config.storage, search_url, config.readonly)?;
     let identity = index::identity(&config.storage);
-    let index = Arc::new(
-        tokio::task::spawn_blocking(move || index::Index::open(&location, &identity))
-            .await
-            .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))?,
-    );
+    let index = Arc::new(index::Index::open(location, identity).await?);
     if matches!(config.storage, model::Storage::Local { .. }) && config.storage_redirect {
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
@@ -319,13 +307,31 @@ pub(crate) async fn state(
     }))
 }
 
+/// Whether `url` names a PostgreSQL database (`postgresql://`,
+/// `postgres://`, `postgresql+<driver>://`), for the config's checks.
+pub(crate) fn is_postgres_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        let dialect = scheme.split('+').next().unwrap_or_default();
+        dialect.eq_ignore_ascii_case("postgresql") || dialect.eq_ignore_ascii_case("postgres")
+    })
+}
+
+/// Why `serve` would refuse the search database URL `url` as written
+/// (its password masked), if it would; without connecting.
+pub(crate) fn search_url_problem(url: &str) -> Option<String> {
+    index::parse_url(url).err().map(|e| e.to_string())
+}
+
 /// Collects garbage once on the storage `config` names (`regconf gc`).
 /// Safe while `serve` processes use the same storage (see
 /// `store/gc/GC.md`); problems met are in the report's `errors`.
 pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, RegistryError> {
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
-    let store = store::Store::new(driver, None, 1).with_change_log();
+    // A shared index learns of what is collected from this command itself
+    // (a per-process one, from the change log).
+    let shared = index::shared(config).await?;
+    let store = store::Store::new(driver, shared, 1).with_change_log();
     let lease = store::gc::Lease::new(GC_LEASE_TTL);
     let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
     while !lease.acquire(&store).await.map_err(RegistryError::Gc)? {
@@ -643,16 +649,8 @@ pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
     tls::acceptor(&config.tls)?;
     check_driver(&config.storage)?;
     storage::from_config(&config.storage)?;
-    match config.search_backend.as_deref() {
-        None | Some("") => {}
-        Some("sqlalchemy") => {
-            let url = config
-                .sqlalchemy_index_database
-                .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db");
-            index::check_url(url)?;
-        }
-        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
+    if let Some(url) = index::search_url(config).map_err(RegistryError::SearchBackend)? {
+        index::check_url(url)?;
     }
     Ok(())
 }

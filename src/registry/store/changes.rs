@@ -181,6 +181,21 @@ impl Store {
         let Some(index) = &self.index else {
             return Ok(());
         };
+        if index.is_shared() {
+            // Built once, by one process; then used as it is.
+            if let Some(claim) = index.claim_build().await {
+                let started = std::time::Instant::now();
+                let repos = self.stored_repositories().await?;
+                if claim.finish(repos).await {
+                    tracing::info!(
+                        index = index.label(),
+                        seconds = started.elapsed().as_secs_f32(),
+                        "built the shared metadata index from storage"
+                    );
+                }
+            }
+            return Ok(());
+        }
         if let Some(since) = index.saved_position() {
             let floor = match self.storage.get_bytes(layout::CHANGES_FLOOR).await {
                 Ok(b) => std::str::from_utf8(&b)
@@ -216,13 +231,22 @@ impl Store {
         };
         let mut cursor = self.changes.lock().await;
         let started = now_nanos();
+        let repos = self.stored_repositories().await?;
+        index.rebuild(repos, started).await;
+        cursor.since = Some(started);
+        cursor.read_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Every repository of storage with its tags, for a rebuild.
+    async fn stored_repositories(&self) -> Result<Vec<RepoState>, StoreError> {
         let names: Vec<Name> = self
             .repositories()
             .await?
             .iter()
             .filter_map(|r| Name::parse(r).ok())
             .collect();
-        let repos: Vec<RepoState> = futures::stream::iter(names)
+        futures::stream::iter(names)
             .map(|name| async move {
                 let live = self.has_manifests(&name).await?;
                 let tags = self.stored_tags(&name).await?;
@@ -234,20 +258,29 @@ impl Store {
             })
             .buffered(REBUILD_CONCURRENCY)
             .try_collect()
-            .await?;
-        index.rebuild(repos, started).await;
-        cursor.since = Some(started);
-        cursor.read_at = Some(std::time::Instant::now());
-        Ok(())
+            .await
     }
 
     /// Reads what changed since the last read and applies it to the index,
-    /// unless the last read is younger than `max_age`. Concurrent callers
-    /// wait for one read rather than start several.
+    /// unless the last read is younger than `max_age`. A shared index is
+    /// not read from the log (every writer writes into it): only the
+    /// repositories whose index writes failed are written again from
+    /// storage. Concurrent callers wait for one read rather than start several.
     pub(crate) async fn catch_up(&self, max_age: Duration) -> Result<(), StoreError> {
         let Some(index) = &self.index else {
             return Ok(());
         };
+        if index.is_shared() {
+            for name in index.take_failed() {
+                let Ok(name) = Name::parse(&name) else {
+                    continue;
+                };
+                if let Err(e) = self.apply(&name, Touched::All).await {
+                    tracing::warn!(repository = %name, error = %e, "cannot update the metadata index");
+                }
+            }
+            return Ok(());
+        }
         let mut cursor = self.changes.lock().await;
         if cursor.read_at.is_some_and(|t| t.elapsed() < max_age) {
             return Ok(());
