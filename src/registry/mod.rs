@@ -59,6 +59,7 @@ use std::time::Duration;
 use crate::model;
 
 /// The error a refused storage driver gives (see [`check_driver`]).
+pub use index::IndexError;
 pub use storage::DriverError;
 
 /// Garbage collection's options and report (for `regconf gc`).

@@ -140,16 +140,33 @@ enum Failure {
     Other(String),
 }
 
-/// One line of `e`, with the server's detail when there is one.
+/// One line of `e`: the server's own message when it answered, else the
+/// chain of causes (`error connecting to server: Connection refused`).
 fn one_line(e: &Failure) -> String {
-    let db = match e {
-        Failure::Db(e) => e.as_db_error(),
-        Failure::Pool(deadpool_postgres::PoolError::Backend(e)) => e.as_db_error(),
+    let client = match e {
+        Failure::Db(e) | Failure::Pool(deadpool_postgres::PoolError::Backend(e)) => Some(e),
         _ => None,
     };
-    let text = match db {
-        Some(d) => format!("{}: {}", d.severity(), d.message()),
-        None => e.to_string(),
+    let text = match client {
+        Some(e) => match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.severity(), d.message()),
+            None => {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    text.push_str(": ");
+                    text.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                text
+            }
+        },
+        None => match e {
+            Failure::Pool(deadpool_postgres::PoolError::Timeout(_)) => {
+                format!("no connection within {} s", QUERY_TIMEOUT.as_secs())
+            }
+            other => other.to_string(),
+        },
     };
     text.replace(['\n', '\r'], " ")
 }
