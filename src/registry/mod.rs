@@ -18,8 +18,9 @@
 //! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
-//! index     the persistent metadata index in SQLite: catalog,  (index.rs)
-//!           tags/list and `/v1/search` pages
+//! index     the persistent metadata index: SQLite per          (index/: sqlite.rs,
+//!           process or PostgreSQL shared; catalog, tags/list,  postgres.rs)
+//!           search pages
 //! migrate   `migrate-v1`: docker-registry's v1 images written  (migrate/)
 //!           into the store through its push paths
 //! ```

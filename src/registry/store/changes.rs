@@ -1,7 +1,11 @@
 //! The change log of storage: how a process learns, at a constant number of
 //! requests, which repositories and tags other processes and commands
-//! changed, so its metadata index (`../index.rs`) follows them, and how an
-//! index that was down catches up at start instead of being rebuilt.
+//! changed, so its metadata index (`../index/`) follows them, and how an
+//! index that was down catches up at start instead of being rebuilt. A
+//! shared index (PostgreSQL) is written by every process itself and reads
+//! no log: [`Store::open_index`] builds it once if it is new, and
+//! [`Store::catch_up`] only rewrites the repositories whose index writes
+//! failed.
 //!
 //! Writing ([`Store::log_change`]): every write that changes a repository's
 //! catalog membership or tags (manifest `PUT`, manifest or tag `DELETE`, a
