@@ -360,6 +360,44 @@ pub const SECRET_KEYS: &[&str] = &[
 /// How a masked secret is shown.
 pub const MASK: &str = "********";
 
+/// Whether `url` names a PostgreSQL database as SQLAlchemy wrote it:
+/// `postgresql://`, `postgres://` or `postgresql+<driver>://`.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        let dialect = scheme.split('+').next().unwrap_or_default();
+        dialect.eq_ignore_ascii_case("postgresql") || dialect.eq_ignore_ascii_case("postgres")
+    })
+}
+
+/// What `regconf serve` cannot use in the PostgreSQL URL `url`, read as
+/// text (no connection): no user, no host, or TLS asked for (`sslmode`
+/// other than `disable` or `prefer`; serve has no PostgreSQL TLS client).
+pub fn postgres_url_problem(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let user = user.split_once(':').map_or(user, |(u, _)| u);
+    if user.is_empty() && param("user").is_none() {
+        return Some("no user: write `postgresql://user:password@host:port/database`".to_owned());
+    }
+    if host.is_empty() && param("host").is_none() {
+        return Some("no host: write `postgresql://user:password@host:port/database`".to_owned());
+    }
+    match param("sslmode") {
+        None | Some("disable" | "prefer") => None,
+        Some(mode) => Some(format!(
+            "`sslmode={mode}` asks for TLS, which regconf's PostgreSQL client does not speak: use `sslmode=disable` (or `prefer`) with the database on loopback, a private network or a tunnel"
+        )),
+    }
+}
+
 /// The password in the user part of a URL (`scheme://user:password@host/…`,
 /// as in `sqlalchemy_index_database`), if any: such a value is shown
 /// masked as a secret key's is.

@@ -309,21 +309,6 @@ pub(crate) async fn state(
     }))
 }
 
-/// Whether `url` names a PostgreSQL database (`postgresql://`,
-/// `postgres://`, `postgresql+<driver>://`), for the config's checks.
-pub(crate) fn is_postgres_url(url: &str) -> bool {
-    url.split_once("://").is_some_and(|(scheme, _)| {
-        let dialect = scheme.split('+').next().unwrap_or_default();
-        dialect.eq_ignore_ascii_case("postgresql") || dialect.eq_ignore_ascii_case("postgres")
-    })
-}
-
-/// Why `serve` would refuse the search database URL `url` as written
-/// (its password masked), if it would; without connecting.
-pub(crate) fn search_url_problem(url: &str) -> Option<String> {
-    index::parse_url(url).err().map(|e| e.to_string())
-}
-
 /// Collects garbage once on the storage `config` names (`regconf gc`).
 /// Safe while `serve` processes use the same storage (see
 /// `store/gc/GC.md`); problems met are in the report's `errors`.

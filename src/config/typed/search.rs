@@ -66,8 +66,8 @@ impl Conv<'_> {
                 "not `dialect://...`",
                 "write a URL such as `sqlite:////var/lib/registry/index.db` (four slashes for an absolute path) or `postgresql://user@host/db`",
             ),
-            Some(db) if crate::registry::is_postgres_url(db) => {
-                if let Some(problem) = crate::registry::search_url_problem(db) {
+            Some(db) if crate::model::is_postgres_url(db) => {
+                if let Some(problem) = crate::model::postgres_url_problem(db) {
                     self.capability(
                         "regconf::serve::search_database",
                         &at_database,

@@ -437,6 +437,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sslmode") && !e.contains("hunter2"), "{e}");
+        let e = parse_url("postgresql://db/registry")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no user"), "{e}");
+        assert!(parse_url("postgresql://u@h/db?sslmode=disable").is_ok());
     }
 
     #[test]
