@@ -232,3 +232,46 @@ fn a_postgres_server_down_or_a_wrong_password_stops_serve_with_one_clear_line() 
         "the password was printed: {err}"
     );
 }
+
+#[test]
+fn migrate_v1_writes_what_it_converts_into_the_shared_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pg = Postgres::start();
+    let storage = d.join("storage");
+    crate::migrate::write_local(&storage, &crate::migrate::Store { big_layer: 0 });
+    let mut c = config(d);
+    c.storage = model::Storage::Local {
+        storage_path: storage.display().to_string(),
+    };
+    c.sqlalchemy_index_database = Some(pg.url());
+    c.loglevel = Some("warning".into());
+    // The index is built while storage holds only v1 images.
+    let reg = start_with(c.clone());
+    assert_eq!(catalog(&reg), Vec::<String>::new());
+
+    let file = config_file(&c, d);
+    let out = Command::new(env!("CARGO_BIN_EXE_regconf"))
+        .arg("migrate-v1")
+        .arg(&file)
+        .args(["--flavor", &c.flavor])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run regconf migrate-v1");
+    // 1: some broken v1 images of the sample store are skipped.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The running serve reads no change log for a shared index: what it
+    // lists now, migrate-v1 wrote into the index itself.
+    let listed = catalog(&reg);
+    assert!(listed.contains(&"team/app".to_owned()), "{listed:?}");
+    assert_eq!(search(&reg, "team/app"), ["team/app"]);
+    let mut t = tags(&reg, "team/app");
+    t.sort();
+    assert_eq!(t, ["latest", "v1"]);
+}
