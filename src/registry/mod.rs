@@ -299,6 +299,10 @@ pub(crate) async fn state(
     if !config.readonly {
         store.purge_uploads_after_start(Duration::from_secs(config.upload_purge.max_age_secs));
     }
+    // A new shared index is built here by one process (the others wait).
+    if let Some(claim) = index.claim_build().await? {
+        store.build_shared_index(claim).await?;
+    }
     store.open_index().await?;
     Ok(Arc::new(http::State {
         store,

@@ -307,10 +307,10 @@ impl Index {
 
     /// A shared index: `None` when it is built already; else the right to
     /// build it, once every other process that holds it has finished (see
-    /// `postgres.rs`).
-    pub(crate) async fn claim_build(&self) -> Option<BuildClaim> {
+    /// `postgres.rs`). A per-process index: `None`.
+    pub(crate) async fn claim_build(&self) -> Result<Option<BuildClaim>, IndexError> {
         match &self.0 {
-            Backend::Sqlite(_) => None,
+            Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(p) => p.claim_build().await,
         }
     }

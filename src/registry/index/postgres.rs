@@ -337,9 +337,10 @@ impl Postgres {
     }
 
     /// `None` when the storage's index is built; else, once no other
-    /// process is building it, the right to build it. Failures are logged
-    /// and give `None` (reads then fail over to storage as they fail).
-    pub(crate) async fn claim_build(&self) -> Option<BuildClaim> {
+    /// process is building it, the right to build it. A failure (the
+    /// server gone since `connect`) is an error: serving an index that was
+    /// never built would answer an empty catalog.
+    pub(crate) async fn claim_build(&self) -> Result<Option<BuildClaim>, IndexError> {
         let mut told = false;
         loop {
             let attempt = async {
@@ -374,13 +375,18 @@ impl Postgres {
                 }
                 Ok::<_, Failure>(Some(Some(client)))
             };
-            match self.timed("build claim", attempt).await? {
+            let outcome = match tokio::time::timeout(QUERY_TIMEOUT, attempt).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(e)) => return Err(self.failed_at_start(&one_line(&e))),
+                Err(_) => return Err(self.failed_at_start("no answer within 5 s")),
+            };
+            match outcome {
                 Some(claim) => {
-                    return claim.map(|client| BuildClaim {
+                    return Ok(claim.map(|client| BuildClaim {
                         client,
                         storage: self.storage,
                         label: self.label.clone(),
-                    });
+                    }));
                 }
                 None => {
                     if !told {
@@ -390,6 +396,13 @@ impl Postgres {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
+        }
+    }
+
+    fn failed_at_start(&self, reason: &str) -> IndexError {
+        IndexError::Postgres {
+            at: self.label.trim_start_matches("postgresql://").to_owned(),
+            reason: reason.to_owned(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! changed, so its metadata index (`../index/`) follows them, and how an
 //! index that was down catches up at start instead of being rebuilt. A
 //! shared index (PostgreSQL) is written by every process itself and reads
-//! no log: [`Store::open_index`] builds it once if it is new, and
+//! no log: [`Store::build_shared_index`] builds it once if it is new, and
 //! [`Store::catch_up`] only rewrites the repositories whose index writes
 //! failed.
 //!
@@ -49,7 +49,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{Store, StoreError};
-use crate::registry::index::RepoState;
+use crate::registry::index::{BuildClaim, RepoState};
 use crate::registry::layout;
 use crate::registry::oci::{Name, Tag};
 
@@ -186,18 +186,8 @@ impl Store {
             return Ok(());
         };
         if index.is_shared() {
-            // Built once, by one process; then used as it is.
-            if let Some(claim) = index.claim_build().await {
-                let started = std::time::Instant::now();
-                let repos = self.stored_repositories().await?;
-                if claim.finish(repos).await {
-                    tracing::info!(
-                        index = index.label(),
-                        seconds = started.elapsed().as_secs_f32(),
-                        "built the shared metadata index from storage"
-                    );
-                }
-            }
+            // Built once, by the process that claims it (see
+            // `build_shared_index`); then used as it is.
             return Ok(());
         }
         if let Some(since) = index.saved_position() {
@@ -225,6 +215,20 @@ impl Store {
             seconds = started.elapsed().as_secs_f32(),
             "built the metadata index from storage"
         );
+        Ok(())
+    }
+
+    /// Builds a new shared index from storage, with the `claim` that says
+    /// this process is the one to build it (`registry::state` takes it).
+    pub(crate) async fn build_shared_index(&self, claim: BuildClaim) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let repos = self.stored_repositories().await?;
+        if claim.finish(repos).await {
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f32(),
+                "built the shared metadata index from storage"
+            );
+        }
         Ok(())
     }
 

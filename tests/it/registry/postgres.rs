@@ -204,6 +204,23 @@ fn a_postgres_server_down_or_a_wrong_password_stops_serve_with_one_clear_line() 
     c.loglevel = Some("warning".into());
     let at = format!("127.0.0.1:{}/index", pg.port);
 
+    // `explain` shows the URL with its password masked.
+    c.sqlalchemy_index_database = Some(pg.url());
+    let file = config_file(&c, d);
+    let out = Command::new(env!("CARGO_BIN_EXE_regconf"))
+        .args(["explain", "sqlalchemy_index_database"])
+        .arg(&file)
+        .args(["--flavor", &c.flavor])
+        .env_clear()
+        .output()
+        .expect("run regconf explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&at), "{text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "explain printed the password: {text}"
+    );
+
     c.sqlalchemy_index_database = Some(pg.url().replace(PASSWORD, "wrong-password"));
     let (code, err) = serve_fails(&c, d);
     assert_ne!(code, Some(0), "{err}");
@@ -274,4 +291,15 @@ fn migrate_v1_writes_what_it_converts_into_the_shared_index() {
     let mut t = tags(&reg, "team/app");
     t.sort();
     assert_eq!(t, ["latest", "v1"]);
+
+    // The server gone while serve runs: catalog and tags/list answer from
+    // storage, a search says 503, each within the 5 s bound of a query.
+    drop(pg);
+    let t = Instant::now();
+    let listed = catalog(&reg);
+    assert!(listed.contains(&"team/app".to_owned()), "{listed:?}");
+    assert_eq!(tags(&reg, "team/app").len(), 2);
+    let r = curl(&[&reg.url("/v1/search?q=team")]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }

@@ -20,11 +20,15 @@ async fn one_build_then_pages_search_and_writes_kept_apart_per_storage() {
     let pg = server::Postgres::start();
     let t = target(&pg.url());
     let i = Postgres::connect(&t, "storage-a").await.unwrap();
-    let claim = i.claim_build().await.expect("a new index is built");
+    let claim = i
+        .claim_build()
+        .await
+        .unwrap()
+        .expect("a new index is built");
     // Another process meanwhile waits: its claim is not granted until
     // the first is finished, and then there is nothing left to build.
     let other = Postgres::connect(&t, "storage-a").await.unwrap();
-    let waiting = tokio::spawn(async move { other.claim_build().await.is_none() });
+    let waiting = tokio::spawn(async move { other.claim_build().await.unwrap().is_none() });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished());
     assert!(
@@ -37,7 +41,7 @@ async fn one_build_then_pages_search_and_writes_kept_apart_per_storage() {
             .await
     );
     assert!(waiting.await.unwrap());
-    assert!(i.claim_build().await.is_none());
+    assert!(i.claim_build().await.unwrap().is_none());
 
     i.set_repository("other".into(), Some(true)).await;
     assert_eq!(
@@ -67,7 +71,7 @@ async fn one_build_then_pages_search_and_writes_kept_apart_per_storage() {
 
     // Another storage on the same database sees none of it.
     let b = Postgres::connect(&t, "storage-b").await.unwrap();
-    assert!(b.claim_build().await.is_some());
+    assert!(b.claim_build().await.unwrap().is_some());
     assert_eq!(b.catalog(None, None).await.unwrap(), Vec::<String>::new());
 
     i.set_repository("test".into(), None).await;
