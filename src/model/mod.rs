@@ -88,8 +88,10 @@ pub struct Config {
     /// served. Empty means no search. Default: none (`sqlalchemy` in `dev`).
     pub search_backend: Option<String>,
     /// SQLAlchemy URL of the search index database. regconf serves SQLite
-    /// URLs: `sqlite:////absolute/path.db` or `sqlite:///relative.db`.
-    /// Default: `sqlite:////tmp/docker-registry.db`.
+    /// URLs (`sqlite:////absolute/path.db` or `sqlite:///relative.db`, one
+    /// index per process) and PostgreSQL URLs
+    /// (`postgresql://user:password@host:port/db`, one index shared by every
+    /// process; no TLS). Default: `sqlite:////tmp/docker-registry.db`.
     pub sqlalchemy_index_database: Option<String>,
     /// Pull-through mirroring of another registry (off while `source` is
     /// empty).

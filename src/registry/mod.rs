@@ -631,7 +631,8 @@ async fn metrics_listener(addr: &str) -> Result<tokio::net::TcpListener, Registr
 /// and starts serving, without its changes to storage (no upload purge, no
 /// index rebuild). It opens the htpasswd file, the TLS certificate and key,
 /// the storage root (created if missing, as `bind` would) and the SQLite
-/// search index.
+/// search index; a PostgreSQL URL is read, not connected to (`serve`
+/// connects at start, and a check must not reach hosts it cannot vouch for).
 pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
     let a = config.auth.clone();
     tokio::task::spawn_blocking(move || auth::Authenticator::load(&a))
