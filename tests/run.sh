@@ -19,6 +19,9 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 # docker.rs and image.rs start their own dockerd; podman for one round trip
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+# the shared PostgreSQL search index (registry/postgres.rs): the server
+# programs live in /usr/lib/postgresql/<version>/bin
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # scripts/build-image.sh checks the static binary with file(1)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -15,7 +15,7 @@ use crate::config::{Provenance, Resolved, Source, Span, origin::dotted, typed};
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::inspect::explain;
 use crate::model;
-use crate::registry::{self, RegistryError, ServeOptions, storage::DriverError};
+use crate::registry::{self, IndexError, RegistryError, ServeOptions, storage::DriverError};
 
 /// Arguments of `regconf serve`.
 #[derive(Debug, clap::Args)]
@@ -112,9 +112,15 @@ pub(super) fn start_problem(
             if site(prov, "storage_path").is_some() { "storage_path" } else { "storage" },
             "",
         ),
+        RegistryError::Index(IndexError::Postgres { .. }) => at(
+            Diagnostic::error("regconf::serve::search_index", plain(&err.to_string()))
+                .help("check that the PostgreSQL server runs at that address and accepts the URL's user and password (`sqlalchemy_index_database: postgresql://user:password@host:port/database`)"),
+            "sqlalchemy_index_database",
+            "",
+        ),
         RegistryError::Index(_) | RegistryError::SearchBackend(_) => at(
             Diagnostic::error("regconf::serve::search_index", plain(&err.to_string()))
-                .help("use `search_backend: sqlalchemy` with `sqlalchemy_index_database: sqlite:////absolute/path.db`, or leave search_backend empty"),
+                .help("use `search_backend: sqlalchemy` with `sqlalchemy_index_database: sqlite:////absolute/path.db` or `postgresql://user:password@host:port/database`, or leave search_backend empty"),
             "sqlalchemy_index_database",
             "",
         ),
@@ -189,6 +195,12 @@ fn inert_settings(m: &model::Config) -> Vec<&'static str> {
 fn secret_values(resolved: &Resolved) -> Vec<String> {
     let mut out = Vec::new();
     explain::leaves(&resolved.config, &mut Vec::new(), &mut |p, v| {
+        // A password inside a URL (`postgresql://user:password@host/db`).
+        if let crate::config::Value::Str(s) = v
+            && let Some(pw) = crate::model::url_password(s)
+        {
+            out.push(pw.to_owned());
+        }
         if crate::model::is_secret(&dotted(p)) && v.is_truthy() {
             let text = match v {
                 crate::config::Value::Str(s) => s.clone(),

@@ -27,7 +27,7 @@
 //! The question is docker-registry 0.9.1's: would it accept the file and
 //! use every value as meant? Errors are what it failed on or silently
 //! misused; what `regconf serve` cannot run (drivers, module search back
-//! ends, non-SQLite databases) is not the file's fault: `serve --check`
+//! ends, databases other than SQLite and PostgreSQL) is not the file's fault: `serve --check`
 //! asks that, and `--flavor` mentions it as a note.
 //!
 //! With a flavor, that flavor is also resolved in the given environment

@@ -202,6 +202,11 @@ pub(crate) fn masked(path: &KeyPath, value: &Value) -> Value {
                 .collect(),
         ),
         v if is_secret(&dotted(path)) && v.is_truthy() => Value::Str(MASK.to_owned()),
+        // a URL holding a password: the password only
+        Value::Str(s) if crate::model::url_password(s).is_some() => {
+            let pw = crate::model::url_password(s).unwrap_or_default();
+            Value::Str(s.replacen(&format!(":{pw}@"), &format!(":{MASK}@"), 1))
+        }
         v => v.clone(),
     }
 }
@@ -216,7 +221,8 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn one(&self, path: &KeyPath, value: &Value) -> Explanation {
         let key = dotted(path);
-        let secret = is_secret(&key);
+        let secret = is_secret(&key)
+            || matches!(value, Value::Str(s) if crate::model::url_password(s).is_some());
         let hide = secret && !self.show_secrets;
         let origin = self
             .resolved

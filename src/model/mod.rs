@@ -88,8 +88,10 @@ pub struct Config {
     /// served. Empty means no search. Default: none (`sqlalchemy` in `dev`).
     pub search_backend: Option<String>,
     /// SQLAlchemy URL of the search index database. regconf serves SQLite
-    /// URLs: `sqlite:////absolute/path.db` or `sqlite:///relative.db`.
-    /// Default: `sqlite:////tmp/docker-registry.db`.
+    /// URLs (`sqlite:////absolute/path.db` or `sqlite:///relative.db`, one
+    /// index per process) and PostgreSQL URLs
+    /// (`postgresql://user:password@host:port/db`, one index shared by every
+    /// process; no TLS). Default: `sqlite:////tmp/docker-registry.db`.
     pub sqlalchemy_index_database: Option<String>,
     /// Pull-through mirroring of another registry (off while `source` is
     /// empty).
@@ -359,6 +361,58 @@ pub const SECRET_KEYS: &[&str] = &[
 
 /// How a masked secret is shown.
 pub const MASK: &str = "********";
+
+/// Whether `url` names a PostgreSQL database as SQLAlchemy wrote it:
+/// `postgresql://`, `postgres://` or `postgresql+<driver>://`.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        let dialect = scheme.split('+').next().unwrap_or_default();
+        dialect.eq_ignore_ascii_case("postgresql") || dialect.eq_ignore_ascii_case("postgres")
+    })
+}
+
+/// What `regconf serve` cannot use in the PostgreSQL URL `url`, read as
+/// text (no connection): no user, no host, or TLS asked for (`sslmode`
+/// other than `disable` or `prefer`; serve has no PostgreSQL TLS client).
+pub fn postgres_url_problem(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let user = user.split_once(':').map_or(user, |(u, _)| u);
+    if user.is_empty() && param("user").is_none() {
+        return Some("no user: write `postgresql://user:password@host:port/database`".to_owned());
+    }
+    if host.is_empty() && param("host").is_none() {
+        return Some("no host: write `postgresql://user:password@host:port/database`".to_owned());
+    }
+    match param("sslmode") {
+        None | Some("disable" | "prefer") => None,
+        Some(mode) => Some(format!(
+            "`sslmode={mode}` asks for TLS, which regconf's PostgreSQL client does not speak: use `sslmode=disable` (or `prefer`) with the database on loopback, a private network or a tunnel"
+        )),
+    }
+}
+
+/// The password in the user part of a URL (`scheme://user:password@host/…`,
+/// as in `sqlalchemy_index_database`), if any: such a value is shown
+/// masked as a secret key's is.
+pub fn url_password(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty() || scheme.contains(char::is_whitespace) {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (user, _) = authority.rsplit_once('@')?;
+    let (_, password) = user.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
 
 /// Whether the setting at a dotted key path holds a secret: it is listed in
 /// [`SECRET_KEYS`], or its last part is a password, a secret, a token or an

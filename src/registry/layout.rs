@@ -16,7 +16,7 @@
 //! repositories/<name>/_uploads/<uuid>/{startedat,data}   an upload in progress
 //! _changes/<nanos>-<random>                              a repository's manifests or tags changed (store/changes.rs)
 //! _changes-floor                                         the log is complete after this time
-//! _index/index.db                                        local storage: the metadata index (registry/index.rs)
+//! _index/index.db                                        local storage: the metadata index (registry/index/)
 //! _migrate_v1/images/<v1 id>                              what `migrate-v1` made of a v1 layer
 //! ```
 
@@ -40,7 +40,7 @@ pub(crate) const CHANGES: &str = "_changes";
 pub(crate) const CHANGES_FLOOR: &str = "_changes-floor";
 
 /// Local storage: the folder of the persistent metadata index
-/// (`registry/index.rs`); never listed by the store.
+/// (`registry/index/`); never listed by the store.
 pub(crate) const INDEX_DIR: &str = "_index";
 /// Directory of a repository's blob links.
 pub(crate) const LAYERS_DIR: &str = "_layers";

@@ -18,8 +18,9 @@
 //! storage   bytes at paths, one driver per backend             (storage/: filesystem.rs,
 //!           objects/ with client building apart from I/O)
 //! oci       names, tags, digests, manifest shapes (pure)       (oci.rs)
-//! index     the persistent metadata index in SQLite: catalog,  (index.rs)
-//!           tags/list and `/v1/search` pages
+//! index     the persistent metadata index: SQLite per          (index/: sqlite.rs,
+//!           process or PostgreSQL shared; catalog, tags/list,  postgres.rs)
+//!           search pages
 //! migrate   `migrate-v1`: docker-registry's v1 images written  (migrate/)
 //!           into the store through its push paths
 //! ```
@@ -59,6 +60,7 @@ use std::time::Duration;
 use crate::model;
 
 /// The error a refused storage driver gives (see [`check_driver`]).
+pub use index::IndexError;
 pub use storage::DriverError;
 
 /// Garbage collection's options and report (for `regconf gc`).
@@ -239,30 +241,18 @@ pub(crate) async fn state(
     if !config.readonly {
         storage::prepare(&config.storage).await?;
     }
-    let search_url = match config.search_backend.as_deref() {
-        None | Some("") => None,
-        Some("sqlalchemy") => Some(
-            config
-                .sqlalchemy_index_database
-                .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db"),
-        ),
-        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
-    };
+    let search_url = index::search_url(config).map_err(RegistryError::SearchBackend)?;
     // The metadata index, whether search is on or not: catalog and tag
     // pages come from it (see `index`).
-    // A configured index file that cannot even be opened is the operator's
-    // to fix (refused, as before); a damaged one is rebuilt (see `index`).
+    // A configured index that cannot even be opened is the operator's to
+    // fix (refused, as before; a PostgreSQL server that cannot be reached
+    // too); a damaged SQLite file is rebuilt (see `index`).
     if let Some(url) = search_url {
         index::check_url(url)?;
     }
     let location = index::locate(&config.storage, search_url, config.readonly)?;
     let identity = index::identity(&config.storage);
-    let index = Arc::new(
-        tokio::task::spawn_blocking(move || index::Index::open(&location, &identity))
-            .await
-            .map_err(|e| RegistryError::Serve(std::io::Error::other(e)))?,
-    );
+    let index = Arc::new(index::Index::open(location, identity).await?);
     if matches!(config.storage, model::Storage::Local { .. }) && config.storage_redirect {
         tracing::warn!("`storage_redirect` has no effect with local storage");
     }
@@ -309,6 +299,10 @@ pub(crate) async fn state(
     if !config.readonly {
         store.purge_uploads_after_start(Duration::from_secs(config.upload_purge.max_age_secs));
     }
+    // A new shared index is built here by one process (the others wait).
+    if let Some(claim) = index.claim_build().await? {
+        store.build_shared_index(claim).await?;
+    }
     store.open_index().await?;
     Ok(Arc::new(http::State {
         store,
@@ -325,7 +319,10 @@ pub(crate) async fn state(
 pub async fn gc(config: &model::Config, options: GcOptions) -> Result<GcReport, RegistryError> {
     check_driver(&config.storage)?;
     let driver = storage::from_config(&config.storage)?;
-    let store = store::Store::new(driver, None, 1).with_change_log();
+    // A shared index learns of what is collected from this command itself
+    // (a per-process one, from the change log).
+    let shared = index::shared(config).await?;
+    let store = store::Store::new(driver, shared, 1).with_change_log();
     let lease = store::gc::Lease::new(GC_LEASE_TTL);
     let deadline = std::time::Instant::now() + GC_LEASE_WAIT;
     while !lease.acquire(&store).await.map_err(RegistryError::Gc)? {
@@ -617,7 +614,8 @@ async fn metrics_listener(addr: &str) -> Result<tokio::net::TcpListener, Registr
 /// and starts serving, without its changes to storage (no upload purge, no
 /// index rebuild). It opens the htpasswd file, the TLS certificate and key,
 /// the storage root (created if missing, as `bind` would) and the SQLite
-/// search index.
+/// search index; a PostgreSQL URL is read, not connected to (`serve`
+/// connects at start, and a check must not reach hosts it cannot vouch for).
 pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
     let a = config.auth.clone();
     tokio::task::spawn_blocking(move || auth::Authenticator::load(&a))
@@ -626,16 +624,8 @@ pub async fn check(config: &model::Config) -> Result<(), RegistryError> {
     tls::acceptor(&config.tls)?;
     check_driver(&config.storage)?;
     storage::from_config(&config.storage)?;
-    match config.search_backend.as_deref() {
-        None | Some("") => {}
-        Some("sqlalchemy") => {
-            let url = config
-                .sqlalchemy_index_database
-                .as_deref()
-                .unwrap_or("sqlite:////tmp/docker-registry.db");
-            index::check_url(url)?;
-        }
-        Some(other) => return Err(RegistryError::SearchBackend(other.to_owned())),
+    if let Some(url) = index::search_url(config).map_err(RegistryError::SearchBackend)? {
+        index::check_url(url)?;
     }
     Ok(())
 }

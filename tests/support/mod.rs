@@ -1,5 +1,5 @@
 //! Test support shared by the library's unit tests and the integration
-//! tests: the moto S3 server and fake-gcs-server launchers and a raw HTTP
+//! tests: the moto S3 server, fake-gcs-server and PostgreSQL launchers and a raw HTTP
 //! status helper, written once.
 //!
 //! Both crates include this folder as a module through `#[path]`
@@ -17,3 +17,4 @@
 pub(crate) mod fake_gcs;
 pub(crate) mod http;
 pub(crate) mod moto;
+pub(crate) mod postgres;

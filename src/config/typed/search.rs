@@ -1,7 +1,7 @@
 //! The search index (`search_backend`, `sqlalchemy_index_database`), judged
 //! twice: as docker-registry 0.9.1 read it (`sqlalchemy`, or any importable
 //! module with an `Index` class; the database any SQLAlchemy URL), and as
-//! `serve` runs it (`sqlalchemy` over SQLite only), the latter through
+//! `serve` runs it (`sqlalchemy` over SQLite or PostgreSQL), the latter through
 //! [`Conv::capability`]. It decides no default.
 
 use super::{Conv, Mode, Sec};
@@ -49,7 +49,7 @@ impl Conv<'_> {
             self.capability(
                 "regconf::serve::search_backend",
                 &at_backend,
-                format!("`regconf serve` cannot use the search back end `{backend}`: its search index is `sqlalchemy` over SQLite"),
+                format!("`regconf serve` cannot use the search back end `{backend}`: its search index is `sqlalchemy` over SQLite or PostgreSQL"),
                 "a Python module",
                 "for `serve`, write `search_backend: sqlalchemy` with a `sqlite://` database, or leave it empty for no /v1/search".to_owned(),
             );
@@ -66,14 +66,25 @@ impl Conv<'_> {
                 "not `dialect://...`",
                 "write a URL such as `sqlite:////var/lib/registry/index.db` (four slashes for an absolute path) or `postgresql://user@host/db`",
             ),
+            Some(db) if crate::model::is_postgres_url(db) => {
+                if let Some(problem) = crate::model::postgres_url_problem(db) {
+                    self.capability(
+                        "regconf::serve::search_database",
+                        &at_database,
+                        format!("`regconf serve` cannot use this PostgreSQL search index: {problem}"),
+                        "not usable by `serve`",
+                        "for `serve`, write `postgresql://user:password@host:port/database` (`sslmode=disable` or `prefer`), or `sqlite:////absolute/path.db`".to_owned(),
+                    );
+                }
+            }
             Some(db) if !db.starts_with("sqlite://") => {
                 let scheme = db.split_once("://").map_or(db, |(s, _)| s);
                 self.capability(
                     "regconf::serve::search_database",
                     &at_database,
-                    format!("`regconf serve` keeps its search index only in SQLite, not in a `{scheme}` database"),
-                    "not `sqlite://...`",
-                    "for `serve`, write `sqlite:////absolute/path.db` (four slashes for an absolute path)".to_owned(),
+                    format!("`regconf serve` keeps its search index only in SQLite or PostgreSQL, not in a `{scheme}` database"),
+                    "not `sqlite://...` nor `postgresql://...`",
+                    "for `serve`, write `sqlite:////absolute/path.db` (four slashes for an absolute path) or `postgresql://user:password@host:port/database`".to_owned(),
                 );
             }
             Some(db) => {

@@ -1,7 +1,7 @@
 //! `GET /v2/_catalog` (Docker API) and the `n`/`last` pagination shared
 //! with the tag list: lexical order, `last` exclusive, a `Link` header with
 //! `rel="next"` when the list was cut. Pages come from the metadata index
-//! (`registry/index.rs`) by key, never from a full listing, unless the
+//! (`registry/index/`) by key, never from a full listing, unless the
 //! index failed.
 
 use axum::http::request::Parts;

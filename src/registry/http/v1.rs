@@ -80,7 +80,15 @@ pub(super) async fn search(State(state): State<AppState>, RawQuery(query): RawQu
         // A stale answer is better than none.
         tracing::warn!(error = %e, "search index refresh failed");
     }
-    let names = index.search(&q).await;
+    let Some(names) = index.search(&q).await else {
+        // Storage cannot answer a search at a bounded cost; say so.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, JSON)],
+            "{\"error\": \"the search index is unavailable; retry later\"}",
+        )
+            .into_response();
+    };
     let mut body = format!("{{\"num_results\": {}, \"query\": ", names.len());
     python_json_string(&q, &mut body);
     body.push_str(", \"results\": [");

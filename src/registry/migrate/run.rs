@@ -40,7 +40,8 @@ pub(crate) async fn run(
         }
     };
     // A running `serve` (or the next start) learns of what is migrated
-    // from the change log; this command opens no index of its own.
+    // from the change log; this command opens no index of its own, but
+    // writes into a shared one (PostgreSQL), which nobody reads the log for.
     if let Some(other) = target_config
         .search_backend
         .as_deref()
@@ -48,7 +49,12 @@ pub(crate) async fn run(
     {
         return Err(MigrateError::SearchBackend(other.to_owned()));
     }
-    let mut store = Store::new(Arc::clone(&target), None, 16);
+    let shared = if options.dry_run {
+        None
+    } else {
+        crate::registry::index::shared(target_config).await?
+    };
+    let mut store = Store::new(Arc::clone(&target), shared, 16);
     if !options.dry_run {
         store = store.with_change_log();
     }

@@ -1,7 +1,11 @@
 //! The change log of storage: how a process learns, at a constant number of
 //! requests, which repositories and tags other processes and commands
-//! changed, so its metadata index (`../index.rs`) follows them, and how an
-//! index that was down catches up at start instead of being rebuilt.
+//! changed, so its metadata index (`../index/`) follows them, and how an
+//! index that was down catches up at start instead of being rebuilt. A
+//! shared index (PostgreSQL) is written by every process itself and reads
+//! no log: [`Store::build_shared_index`] builds it once if it is new, and
+//! [`Store::catch_up`] only rewrites the repositories whose index writes
+//! failed.
 //!
 //! Writing ([`Store::log_change`]): every write that changes a repository's
 //! catalog membership or tags (manifest `PUT`, manifest or tag `DELETE`, a
@@ -55,7 +59,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{Store, StoreError};
-use crate::registry::index::RepoState;
+use crate::registry::index::{BuildClaim, RepoState};
 use crate::registry::layout;
 use crate::registry::oci::{Name, Tag};
 
@@ -288,6 +292,11 @@ impl Store {
         let Some(index) = &self.index else {
             return Ok(());
         };
+        if index.is_shared() {
+            // Built once, by the process that claims it (see
+            // `build_shared_index`); then used as it is.
+            return Ok(());
+        }
         if let Some(since) = index.saved_position() {
             let floor = match self.storage.get_bytes(layout::CHANGES_FLOOR).await {
                 Ok(b) => std::str::from_utf8(&b)
@@ -316,6 +325,20 @@ impl Store {
         Ok(())
     }
 
+    /// Builds a new shared index from storage, with the `claim` that says
+    /// this process is the one to build it (`registry::state` takes it).
+    pub(crate) async fn build_shared_index(&self, claim: BuildClaim) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let repos = self.stored_repositories().await?;
+        if claim.finish(repos).await {
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f32(),
+                "built the shared metadata index from storage"
+            );
+        }
+        Ok(())
+    }
+
     /// Rebuilds the index from storage (every repository and tag).
     pub(crate) async fn rebuild_index(&self) -> Result<(), StoreError> {
         let Some(index) = &self.index else {
@@ -323,13 +346,23 @@ impl Store {
         };
         let mut cursor = self.changes.lock().await;
         let started = now_nanos();
+        let repos = self.stored_repositories().await?;
+        index.rebuild(repos, started).await;
+        cursor.since = Some(started);
+        cursor.read_at = Some(std::time::Instant::now());
+        cursor.query_read_at = cursor.read_at;
+        Ok(())
+    }
+
+    /// Every repository of storage with its tags, for a rebuild.
+    async fn stored_repositories(&self) -> Result<Vec<RepoState>, StoreError> {
         let names: Vec<Name> = self
             .repositories()
             .await?
             .iter()
             .filter_map(|r| Name::parse(r).ok())
             .collect();
-        let repos: Vec<RepoState> = futures::stream::iter(names)
+        futures::stream::iter(names)
             .map(|name| async move {
                 let live = self.has_manifests(&name).await?;
                 let tags = self.stored_tags(&name).await?;
@@ -341,12 +374,7 @@ impl Store {
             })
             .buffered(REBUILD_CONCURRENCY)
             .try_collect()
-            .await?;
-        index.rebuild(repos, started).await;
-        cursor.since = Some(started);
-        cursor.read_at = Some(std::time::Instant::now());
-        cursor.query_read_at = cursor.read_at;
-        Ok(())
+            .await
     }
 
     /// Reads what changed since the last read and applies it to the index,
@@ -361,7 +389,23 @@ impl Store {
     /// while idle, which only a read of the same kind spares (see
     /// `Cursor::query_read_at`); else a background read of a process
     /// following the log, which any read spares.
+    ///
+    /// A shared index (PostgreSQL) is written by every writer; the log is
+    /// still read for the caches and the fences, and the repositories whose
+    /// index writes failed are first written again from storage.
     pub(crate) async fn catch_up(&self, max_age: Duration, query: bool) -> Result<(), StoreError> {
+        if let Some(index) = &self.index
+            && index.is_shared()
+        {
+            for name in index.take_failed() {
+                let Ok(name) = Name::parse(&name) else {
+                    continue;
+                };
+                if let Err(e) = self.apply(&name, Touched::All).await {
+                    tracing::warn!(repository = %name, error = %e, "cannot update the metadata index");
+                }
+            }
+        }
         let mut cursor = self.changes.lock().await;
         let last = if query {
             cursor.query_read_at

@@ -108,9 +108,10 @@
 //!   upload's hash state is used only while the stored size still matches
 //!   it (another process may have appended), and an upload is checked to
 //!   still exist before each request.
-//! * On every driver, the metadata index (catalog, tags, search;
-//!   `../index.rs`) follows other processes and commands through a change
-//!   log in storage ([`Store::refresh_index`], `changes.rs`), which the
+//! * On every driver, a per-process metadata index (catalog, tags, search;
+//!   `../index/`) follows other processes and commands through a change
+//!   log in storage (a shared PostgreSQL one is written by all of them and
+//!   reads no log) ([`Store::refresh_index`], `changes.rs`), which the
 //!   write paths append to when the store was made
 //!   [`with_change_log`](Store::with_change_log) (`serve`, `gc`,
 //!   `migrate-v1`).

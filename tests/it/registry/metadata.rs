@@ -1,4 +1,4 @@
-//! The persistent metadata index (`src/registry/index.rs`): catalog and
+//! The persistent metadata index (`src/registry/index/`): catalog and
 //! tag pages come from it, it survives a restart and is caught up from the
 //! change log (not rebuilt), several processes on one storage see each
 //! other's tags, and a damaged or foreign index file is rebuilt.

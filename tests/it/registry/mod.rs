@@ -68,6 +68,7 @@ mod metadata;
 pub(crate) mod moto;
 mod objects;
 mod oras;
+mod postgres;
 mod search;
 mod skopeo;
 mod staleness;

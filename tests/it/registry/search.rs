@@ -61,7 +61,7 @@ fn search_after_push_and_restart() {
 fn unsupported_index_url_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path());
-    c.sqlalchemy_index_database = Some("postgresql://user@localhost/registry".into());
+    c.sqlalchemy_index_database = Some("mysql://user@localhost/registry".into());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -74,10 +74,10 @@ fn unsupported_index_url_is_refused_at_start() {
             },
         ))
         .err()
-        .expect("a postgresql url must be refused");
+        .expect("a mysql url must be refused");
     assert!(
         err.to_string()
-            .contains("`postgresql://user@localhost/registry`"),
+            .contains("`mysql://user@localhost/registry`"),
         "{err}"
     );
 }

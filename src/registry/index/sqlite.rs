@@ -1,48 +1,27 @@
-//! The metadata index: repositories, their tags and how far the change log
-//! has been read, in one persistent SQLite file. It answers `/v2/_catalog`,
-//! `/v2/<name>/tags/list` and `/v1/search` in time proportional to the page
-//! (keyset pagination: `WHERE name > ?last ORDER BY name LIMIT n`), whatever
-//! the number of repositories or tags.
+//! The SQLite metadata index: one persistent file per process (or memory),
+//! which the process brings up to date from the change log of storage
+//! (`../store/changes.rs`) for what other processes and commands did.
 //!
-//! It is a cache of storage, never the truth: the store writes through it
-//! on every push and delete of this process, and brings it up to date from
-//! the change log of storage (`store/changes.rs`) for what other processes
-//! and commands (`gc`, `migrate-v1`) did. It is rebuilt from storage only
-//! when it is missing, unreadable, of another schema version, of another
-//! storage, or behind a compacted log (see `storage/README.md`).
-//!
-//! Where the file is ([`locate`]): the `sqlalchemy_index_database` file
-//! when search is on (docker-registry's setting for its index; `sqlite://`
-//! keeps it in memory and rebuilds at every start); otherwise, for local
-//! storage, `<storage_path>/_index/index.db` (it travels with the data it
-//! describes, needs no other writable folder, and a process that finds it
-//! reads the log of that same folder), and for object stores a file of
-//! this machine, `<cache dir>/regconf/index-<hash of the storage>.db`
-//! (`$XDG_CACHE_HOME` or `~/.cache` on Linux; also where a read-only
-//! `serve` on local storage keeps it, as it writes nothing under the
-//! root; in memory when there is no such folder). Each process holds its file
+//! Where the file is: see [`super::locate`]. Each process holds its file
 //! with an exclusive lock (`<file>.lock`); a second process on the same
 //! machine uses `<file>-1.db` and so on, because each keeps its own log
 //! position. A file that cannot be read as an index is removed and
 //! rebuilt, with a warning; if even that fails, the index is kept in
-//! memory for this run. (A configured `sqlalchemy_index_database` that
-//! cannot be opened at all, such as a path in a folder that cannot be
-//! created, is refused at start, as it always was: `serve` checks it with
-//! [`check_url`] first.)
+//! memory for this run. It is rebuilt from storage only when it is
+//! missing, unreadable, of another schema version, of another storage, or
+//! behind a compacted log (see `storage/README.md`).
 //!
-//! This module must not read storage (the store does) nor decide what a
-//! repository holds. SQLite calls block, so they run on tokio's blocking
-//! pool behind one mutex (one connection). Failures after start are
-//! logged, and readers get `None` so the caller can fall back to storage.
+//! SQLite calls block, so they run on tokio's blocking pool behind one
+//! mutex (one connection). Failures after start are logged, and readers
+//! get `None` so the caller can fall back to storage.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::Digest as _;
 
-use crate::model;
+use super::{RepoState, display_name};
 
 /// Schema version, in `PRAGMA user_version`; another value means rebuild.
 const SCHEMA: i64 = 2;
@@ -51,146 +30,8 @@ const SCHEMA: i64 = 2;
 /// in memory.
 const SLOTS: usize = 8;
 
-/// Why the index URL is refused.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    /// The URL is not a SQLite URL.
-    #[error(
-        "unsupported search index database `{0}`: only `sqlite:` urls (`sqlite:////absolute/path`, `sqlite:///relative/path`) are supported"
-    )]
-    Scheme(String),
-    /// SQLite refused.
-    #[error("search index `{path}`: {source}")]
-    Sqlite {
-        /// The database path.
-        path: String,
-        /// The cause.
-        source: rusqlite::Error,
-    },
-}
-
-/// Where a SQLAlchemy SQLite URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Location {
-    /// An in-memory database.
-    Memory,
-    /// A database file.
-    File(PathBuf),
-}
-
-/// Reads `sqlite:///path` URLs as SQLAlchemy does: what follows the third
-/// `/` is the path, so four slashes make it absolute. The path is taken as
-/// it is: `serve` expanded `~` and `$VAR` in it from the environment the
-/// flavor was resolved in.
-pub(crate) fn parse_url(url: &str) -> Result<Location, IndexError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .ok_or_else(|| IndexError::Scheme(url.to_owned()))?;
-    if rest.is_empty() || rest == "/:memory:" {
-        return Ok(Location::Memory);
-    }
-    let path = rest
-        .strip_prefix('/')
-        .ok_or_else(|| IndexError::Scheme(url.to_owned()))?;
-    if path.is_empty() {
-        return Err(IndexError::Scheme(url.to_owned()));
-    }
-    Ok(Location::File(PathBuf::from(path)))
-}
-
-/// What `serve --check` does with the search URL: parse it and open the
-/// file (as `serve` would).
-pub(crate) fn check_url(url: &str) -> Result<(), IndexError> {
-    if let Location::File(p) = parse_url(url)? {
-        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        Connection::open(&p).map_err(|source| IndexError::Sqlite {
-            path: p.display().to_string(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
-/// What identifies a storage: its settings without credentials. Stored in
-/// the index, so an index file met with other storage is rebuilt.
-pub(crate) fn identity(storage: &model::Storage) -> String {
-    let mut v = serde_json::to_value(storage).unwrap_or_default();
-    if let serde_json::Value::Object(m) = &mut v {
-        m.retain(|k, _| {
-            ![
-                "key",
-                "secret",
-                "pass",
-                "token",
-                "credential",
-                "account_key",
-            ]
-            .iter()
-            .any(|s| k.contains(s))
-        });
-    }
-    if let model::Storage::Local { storage_path } = storage {
-        let abs = std::fs::canonicalize(storage_path)
-            .map_or_else(|_| storage_path.clone(), |p| p.display().to_string());
-        v = serde_json::json!({ "storage": "local", "storage_path": abs });
-    }
-    v.to_string()
-}
-
-/// Where the index of `storage` lives (see the module docs); `search_url`
-/// is the `sqlalchemy_index_database` URL when search is on. A read-only
-/// `serve` writes nothing under a local storage root, so its index goes to
-/// the cache folder as an object store's does.
-pub(crate) fn locate(
-    storage: &model::Storage,
-    search_url: Option<&str>,
-    readonly: bool,
-) -> Result<Location, IndexError> {
-    if let Some(url) = search_url {
-        return parse_url(url);
-    }
-    Ok(match storage {
-        model::Storage::Local { storage_path } if !readonly => Location::File(
-            Path::new(storage_path)
-                .join(super::layout::INDEX_DIR)
-                .join("index.db"),
-        ),
-        other => match dirs::cache_dir() {
-            Some(dir) => {
-                let hash = sha2::Sha256::digest(identity(other).as_bytes());
-                Location::File(
-                    dir.join("regconf")
-                        .join(format!("index-{}.db", hex::encode(&hash[..8]))),
-                )
-            }
-            None => Location::Memory,
-        },
-    })
-}
-
-/// The name shown for a repository: top-level ones under `library/`.
-pub(crate) fn display_name(repo: &str) -> String {
-    if repo.contains('/') {
-        repo.to_owned()
-    } else {
-        format!("library/{repo}")
-    }
-}
-
-/// One repository as a rebuild records it.
-pub(crate) struct RepoState {
-    /// Its name.
-    pub(crate) name: String,
-    /// Whether it holds a manifest (search lists only those).
-    pub(crate) live: bool,
-    /// Its tags.
-    pub(crate) tags: Vec<String>,
-}
-
-/// The metadata index.
-pub(crate) struct Index {
+/// The SQLite index.
+pub(crate) struct Sqlite {
     conn: Arc<Mutex<Connection>>,
     label: String,
     /// Log position saved by the last run: `None` when the index must be
@@ -286,11 +127,11 @@ fn lock_slot(p: &Path) -> Option<(PathBuf, File)> {
     None
 }
 
-impl Index {
-    /// Opens the index at `location` for the storage `identity` names;
-    /// never fails (see the module docs).
-    pub(crate) fn open(location: &Location, identity: &str) -> Self {
-        if let Location::File(p) = location {
+impl Sqlite {
+    /// Opens the index in the file `path` (in memory when `None`) for the
+    /// storage `identity` names; never fails (see the module docs).
+    pub(crate) fn open(path: Option<&Path>, identity: &str) -> Self {
+        if let Some(p) = path {
             match lock_slot(p) {
                 Some((db, lock)) => {
                     let label = db.display().to_string();
@@ -511,7 +352,7 @@ impl Index {
 
     /// Display names of repositories holding manifests that contain `q`
     /// (case-insensitive), sorted by name; all when `q` is empty.
-    pub(crate) async fn search(&self, q: &str) -> Vec<String> {
+    pub(crate) async fn search(&self, q: &str) -> Option<Vec<String>> {
         let q = q.to_lowercase();
         self.run(move |c| {
             let mut st = c.prepare_cached(
@@ -521,7 +362,6 @@ impl Index {
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
-        .unwrap_or_default()
     }
 }
 
@@ -540,23 +380,6 @@ fn sql_limit(limit: Option<usize>) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("sqlite:////tmp/x.db").unwrap(),
-            Location::File("/tmp/x.db".into())
-        );
-        assert_eq!(
-            parse_url("sqlite:///rel/x.db").unwrap(),
-            Location::File("rel/x.db".into())
-        );
-        assert_eq!(parse_url("sqlite://").unwrap(), Location::Memory);
-        assert!(matches!(
-            parse_url("postgresql://u@h/db"),
-            Err(IndexError::Scheme(_))
-        ));
-    }
-
     fn repo(name: &str, live: bool, tags: &[&str]) -> RepoState {
         RepoState {
             name: name.into(),
@@ -567,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn search_catalog_and_tags() {
-        let i = Index::open(&Location::Memory, "mem");
+        let i = Sqlite::open(None, "mem");
         assert_eq!(i.saved_position(), None);
         assert!(
             i.rebuild(
@@ -581,9 +404,15 @@ mod tests {
             .await
         );
         i.set_repository("other".into(), Some(true)).await;
-        assert_eq!(i.search("").await, ["a/b", "library/other", "library/test"]);
-        assert_eq!(i.search("TES").await, ["library/test"]);
-        assert_eq!(i.search("library").await, ["library/other", "library/test"]);
+        assert_eq!(
+            i.search("").await.unwrap(),
+            ["a/b", "library/other", "library/test"]
+        );
+        assert_eq!(i.search("TES").await.unwrap(), ["library/test"]);
+        assert_eq!(
+            i.search("library").await.unwrap(),
+            ["library/other", "library/test"]
+        );
         assert_eq!(
             i.catalog(Some("empty".into()), Some(2)).await.unwrap(),
             ["other", "test"]
@@ -602,30 +431,31 @@ mod tests {
         );
         assert_eq!(i.tags("nothing".into(), None, None).await, None);
         i.set_repository("test".into(), None).await;
-        assert!(i.search("test").await.is_empty());
+        assert!(i.search("test").await.unwrap().is_empty());
         assert_eq!(i.tags("test".into(), None, None).await, None);
     }
 
     #[test]
     fn a_file_keeps_its_position_and_a_damaged_one_is_replaced() {
         let d = tempfile::tempdir().unwrap();
-        let loc = Location::File(d.path().join("i.db"));
+        let file = d.path().join("i.db");
+        let loc = Some(file.as_path());
         {
-            let i = Index::open(&loc, "s");
+            let i = Sqlite::open(loc, "s");
             let rt = tokio::runtime::Runtime::new().unwrap();
             assert!(rt.block_on(i.rebuild(vec![repo("x", true, &["t"])], 42)));
         }
-        assert_eq!(Index::open(&loc, "s").saved_position(), Some(42));
+        assert_eq!(Sqlite::open(loc, "s").saved_position(), Some(42));
         // Other storage: rebuilt.
-        assert_eq!(Index::open(&loc, "other").saved_position(), None);
+        assert_eq!(Sqlite::open(loc, "other").saved_position(), None);
         // A second process on the same machine takes another slot.
-        let held = Index::open(&loc, "s");
-        let second = Index::open(&loc, "s");
+        let held = Sqlite::open(loc, "s");
+        let second = Sqlite::open(loc, "s");
         assert!(second.label().ends_with("i-1.db"), "{}", second.label());
         drop((held, second));
         std::fs::write(d.path().join("i.db"), b"not a database at all, not at all").unwrap();
         remove_files(&d.path().join("i.db-wal"));
-        let i = Index::open(&loc, "s");
+        let i = Sqlite::open(loc, "s");
         assert_eq!(i.saved_position(), None);
         assert!(i.label().ends_with("i.db"));
     }
