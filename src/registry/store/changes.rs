@@ -390,9 +390,10 @@ impl Store {
     /// `Cursor::query_read_at`); else a background read of a process
     /// following the log, which any read spares.
     ///
-    /// A shared index (PostgreSQL) is written by every writer; the log is
-    /// still read for the caches and the fences, and the repositories whose
-    /// index writes failed are first written again from storage.
+    /// A shared index (PostgreSQL) is written by every writer: a query reads
+    /// no log, only writes again from storage the repositories whose index
+    /// writes failed; a background read (or a push's) still reads the log,
+    /// for the caches and the fences, without applying it to the index.
     pub(crate) async fn catch_up(&self, max_age: Duration, query: bool) -> Result<(), StoreError> {
         if let Some(index) = &self.index
             && index.is_shared()
@@ -404,6 +405,10 @@ impl Store {
                 if let Err(e) = self.apply(&name, Touched::All).await {
                     tracing::warn!(repository = %name, error = %e, "cannot update the metadata index");
                 }
+            }
+            // Its queries need no log: every writer writes the index.
+            if query {
+                return Ok(());
             }
         }
         let mut cursor = self.changes.lock().await;
@@ -466,8 +471,11 @@ impl Store {
         // The caches were told: a failure to update the index below does
         // not hold them back (the next read reads these entries again).
         self.log_clock.completed(began);
-        for (_, (name, touched)) in repos {
-            self.apply(&name, touched).await?;
+        // A shared index has every writer's changes already.
+        if !self.index.as_ref().is_some_and(|i| i.is_shared()) {
+            for (_, (name, touched)) in repos {
+                self.apply(&name, touched).await?;
+            }
         }
         let found = !read.is_empty();
         cursor.seen.extend(read);
