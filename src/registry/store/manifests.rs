@@ -159,12 +159,8 @@ impl Store {
         // garbage collector (in any process) either sees this link in its
         // re-check and keeps what it references, or has already moved a
         // referenced blob away and this push fails (see `gc/GC.md`).
-        if let Err(e) = self.references_stored(name, &m).await {
-            if !existed {
-                let _ = self.storage.delete(link.trim_end_matches("/link")).await;
-            }
-            return Err(e);
-        }
+        self.references_stored_or_unlink(name, &m, &link, existed)
+            .await?;
         self.write_referrer_and_tag(name, reference, &m, &digest, bytes.len())
             .await?;
         // A collector that dropped this revision as untagged just before
@@ -192,6 +188,23 @@ impl Store {
             digest,
             subject: m.subject.map(|s| s.digest),
         })
+    }
+
+    /// [`Store::references_stored`], and when a reference is missing, the
+    /// revision link `link` a push just created removed again (one that
+    /// `existed` before the push stays).
+    pub(super) async fn references_stored_or_unlink(
+        &self,
+        name: &Name,
+        m: &Manifest,
+        link: &str,
+        existed: bool,
+    ) -> Result<(), StoreError> {
+        let checked = self.references_stored(name, m).await;
+        if checked.is_err() && !existed {
+            let _ = self.storage.delete(link.trim_end_matches("/link")).await;
+        }
+        checked
     }
 
     /// Whether every child manifest `m` names is in the repository with

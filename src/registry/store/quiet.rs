@@ -98,12 +98,8 @@ impl Store {
             if existed && matches!(reference, Reference::Tag(_)) {
                 self.storage.put_bytes(&link, media_type.clone()).await?;
             }
-            if let Err(e) = self.references_stored(name, &m).await {
-                if !existed {
-                    let _ = self.storage.delete(link.trim_end_matches("/link")).await;
-                }
-                return Err(e);
-            }
+            self.references_stored_or_unlink(name, &m, &link, existed)
+                .await?;
         }
         self.write_referrer_and_tag(name, reference, &m, &digest, bytes.len())
             .await?;
